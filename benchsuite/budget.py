@@ -1,0 +1,126 @@
+"""The query budget: ``BudgetedOracle`` is the only reward handle a method ever gets.
+
+Rules (the harness owns the budget, as nevergrad's does; poli and mol_opt got these wrong):
+- A call charges ``len(batch)`` *before* any work. A batch that does not fit in what remains raises
+  ``BudgetExhausted`` and charges nothing.
+- A query that was charged stays charged, also when the reward then raises: the query was sent.
+- ``used`` never decreases, so ``exhausted`` (nothing left) is sticky.
+- Every answered query is logged (call index, condition, reward) for audits and determinism checks.
+Judges used for evaluation are plain ``Reward`` objects held by the runner; they never touch this object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import BudgetExhausted, ConfigError
+from .rewards.base import Reward
+
+
+@dataclass(frozen=True)
+class QueryLog:
+    """All answered queries, in order. Arrays have one entry per query.
+
+    Attributes:
+        call: index of the oracle call that answered the query (0, 1, ...).
+        condition: condition id, or -1 for unconditional queries.
+        reward: the reward returned (float64).
+    """
+
+    call: np.ndarray
+    condition: np.ndarray
+    reward: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.reward)
+
+
+class BudgetedOracle:
+    """Wraps a ``Reward`` with a hard budget of queries (one query = one sample scored).
+
+    Args:
+        reward: the training reward (the oracle).
+        budget: total number of samples the method may have scored; an int >= 0.
+    """
+
+    def __init__(self, reward: Reward, budget: int):
+        if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 0:
+            raise ConfigError(f"budget must be a non-negative integer, got {budget!r}")
+        self._reward = reward
+        self.budget = int(budget)
+        self._used = 0
+        self._calls = 0
+        self._log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    # What a method may read about the oracle (never the reward object itself).
+    @property
+    def differentiable(self) -> bool:
+        """Whether the oracle returns rewards that carry gradients to the samples."""
+        return self._reward.differentiable
+
+    @property
+    def name(self) -> str:
+        return self._reward.name
+
+    @property
+    def used(self) -> int:
+        """Queries charged so far."""
+        return self._used
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self._used
+
+    @property
+    def exhausted(self) -> bool:
+        """True once nothing is left; never becomes False again."""
+        return self._used >= self.budget
+
+    def __call__(self, samples: Tensor, conditions: Tensor | None = None) -> Tensor:
+        """Score ``samples`` (a batch of B), charging B queries first.
+
+        Returns the reward's ``(B,)`` tensor unchanged: with gradients when the reward is differentiable and
+        the samples require grad. Raises ``BudgetExhausted`` (charging nothing) when B > ``remaining``.
+        """
+        n = len(samples)
+        if n == 0:
+            raise ValueError("an oracle call needs at least one sample")
+        if n > self.remaining:
+            raise BudgetExhausted(
+                f"batch of {n} queries exceeds the remaining budget of {self.remaining} "
+                f"(used {self._used} of {self.budget})"
+            )
+        self._used += n  # charged before any work
+        call = self._calls
+        self._calls += 1
+        rewards = self._reward(samples, conditions)
+        values = rewards.detach().to(torch.float64).cpu().numpy()
+        conds = (
+            np.full(n, -1, dtype=np.int64) if conditions is None else conditions.detach().cpu().numpy().astype(np.int64)
+        )
+        self._log.append((np.full(n, call, dtype=np.int64), conds, values))
+        return rewards
+
+    def query_log(self) -> QueryLog:
+        """The log of answered queries (charged queries whose reward raised are counted in ``used`` only)."""
+        if not self._log:
+            empty = np.zeros(0, dtype=np.int64)
+            return QueryLog(empty, empty.copy(), np.zeros(0))
+        call, cond, rew = (np.concatenate(parts) for parts in zip(*self._log))
+        return QueryLog(call, cond, rew)
+
+    def state_dict(self) -> dict:
+        log = self.query_log()
+        return {
+            "budget": self.budget,
+            "used": self._used,
+            "calls": self._calls,
+            "log": {"call": log.call, "condition": log.condition, "reward": log.reward},
+        }
+
+    def __repr__(self) -> str:
+        return f"BudgetedOracle({self._reward.name}, used={self._used}/{self.budget})"

@@ -1,0 +1,197 @@
+"""Run configuration: one frozen ``RunConfig`` per run, hashed into the run id.
+
+A method's settings resolve in this order, later wins:
+1. the method's ``Config`` dataclass field defaults (the paper's values, documented per field);
+2. ``baselines/<method>/defaults.yaml``, section ``common`` then the task's backbone section (``digits``...):
+   the suite's translation of the paper's values to each backbone;
+3. ``baselines/<method>/tuned/<task>.yaml`` if it exists (written by ``benchsuite tune``);
+4. overrides from the command line (``--set method.lr=1e-4``).
+Every key is checked against the dataclass fields and every value against the field's type and range; a bad
+one raises ``ConfigError`` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .errors import ConfigError
+from .tasks import data_dir
+
+DEFAULT_EVAL_FRACTIONS = tuple(i / 10 for i in range(11))
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["method.lr=1e-4", ...]`` -> ``{"lr": 1e-4}``. Values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.startswith("method.") or len(key) <= len("method."):
+            raise ConfigError(f"override {item!r} must look like method.<field>=<value>, e.g. method.lr=1e-4")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: cannot parse value {raw!r}") from None
+        out[key[len("method.") :]] = value
+    return out
+
+
+def _coerce(name: str, value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"{where}: {name} must be one of {list(choices)}, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {name} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config field type {hint!r} for {name}")
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+
+
+def preset_layers(method: str, backbone: str, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (source, values) layers from ``baselines/`` that apply to this method on this task, in order."""
+    folder = data_dir("baselines") / method
+    layers: list[tuple[str, dict[str, Any]]] = []
+    defaults = folder / "defaults.yaml"
+    if defaults.exists():
+        raw = _read_yaml(defaults) or {}
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise ConfigError(f"{defaults}: expected sections (common, <backbone>) of key: value mappings")
+        for section in ("common", backbone):
+            if section in raw:
+                layers.append((f"{defaults}[{section}]", raw[section]))
+    tuned = folder / "tuned" / f"{task_id}.yaml"
+    if tuned.exists():
+        raw = _read_yaml(tuned) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{tuned}: expected a mapping of field: value")
+        layers.append((str(tuned), raw))
+    return layers
+
+
+def build_method_config(config_cls: type, layers: list[tuple[str, dict[str, Any]]]):
+    """Apply the layers to the dataclass defaults with type and range checks."""
+    hints = typing.get_type_hints(config_cls)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    values: dict[str, Any] = {}
+    for where, layer in layers:
+        for key, value in layer.items():
+            if key not in fields:
+                raise ConfigError(f"{where}: unknown field {key!r}; valid fields: {', '.join(sorted(fields))}")
+            values[key] = _coerce(key, value, hints[key], where)
+    try:
+        return config_cls(**values)
+    except ValueError as exc:
+        raise ConfigError(f"invalid {config_cls.__name__}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run, fully resolved. Everything in it except ``output_root`` and ``tracking`` enters the run id.
+
+    Attributes:
+        task: task id.
+        method: method name.
+        seed: training seed (the eval noise is fixed by the task card, not by this seed).
+        budget: oracle queries.
+        method_config: the resolved method settings as sorted (field, value) pairs.
+        eval_fractions: fractions of the budget at which the runner evaluates.
+        num_threads: torch intra-op threads (measured on 2 shared cores: 1 is faster than 2).
+        device: torch device for the policy.
+    """
+
+    task: str
+    method: str
+    seed: int
+    budget: int
+    method_config: tuple[tuple[str, Any], ...]
+    eval_fractions: tuple[float, ...] = DEFAULT_EVAL_FRACTIONS
+    num_threads: int = 1
+    device: str = "cpu"
+    output_root: str = field(default="results", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["method_config"] = dict(self.method_config)
+        return d
+
+    @property
+    def config_hash(self) -> str:
+        d = self.to_dict()
+        d.pop("output_root")
+        blob = json.dumps(d, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.task}__{self.method}__seed{self.seed}__{self.config_hash}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_root) / "runs" / self.run_id
+
+
+def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
+            overrides: dict[str, Any] | None = None, **kwargs: Any) -> RunConfig:
+    """Validate names and values and build the ``RunConfig``; writes nothing. Raises ``ConfigError``."""
+    from .registry import METHODS
+    from .tasks import load_spec
+
+    spec = load_spec(task)
+    method_cls = METHODS.load(method)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    budget = spec.default_budget if budget is None else budget
+    layers = preset_layers(method, spec.backbone, task)
+    if overrides:
+        layers.append(("--set", overrides))
+    mcfg = build_method_config(method_cls.Config, layers)
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ConfigError(f"budget must be a non-negative integer, got {budget!r}")
+    if 0 < budget < mcfg.batch_size:
+        raise ConfigError(
+            f"budget {budget} is below one batch of {method} (batch_size={mcfg.batch_size}); "
+            f"use --budget {mcfg.batch_size} or more, or --set method.batch_size=<smaller>"
+        )
+    fractions = tuple(kwargs.pop("eval_fractions", DEFAULT_EVAL_FRACTIONS))
+    if not fractions or any(not 0 <= f <= 1 for f in fractions):
+        raise ConfigError("eval fractions must lie in [0, 1]")
+    threads = kwargs.get("num_threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"num_threads must be a positive integer, got {threads!r}")
+    return RunConfig(task=task, method=method, seed=seed, budget=budget,
+                     method_config=tuple(sorted(dataclasses.asdict(mcfg).items())),
+                     eval_fractions=tuple(sorted(set(fractions) | {0.0, 1.0})), **kwargs)

@@ -1,0 +1,91 @@
+"""The ``Method`` contract: an algorithm that improves a policy using only a budgeted oracle.
+
+A method never owns the training loop, the evaluation or the budget: the runner calls ``step`` until the oracle
+is exhausted and evaluates the policy on its own schedule (nevergrad's rule: no optimizer alters the workflow).
+Randomness comes only from the generator handed to ``setup``.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from ..budget import BudgetedOracle
+from ..policies.base import DiffusionPolicy
+from ..tasks import TaskInfo
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method's frozen config. Subclasses document each field and validate in ``__post_init__``
+    (raising ``ValueError`` with the field name and the valid range)."""
+
+    batch_size: int = 64
+    """Samples (= oracle queries) drawn per ``step``."""
+
+    def __post_init__(self) -> None:
+        check(self.batch_size >= 1, "batch_size must be >= 1")
+
+
+def check(ok: bool, message: str) -> None:
+    """Config validation helper: raise ``ValueError(message)`` unless ``ok``."""
+    if not ok:
+        raise ValueError(message)
+
+
+class Method(ABC):
+    """Base class of all methods. Subclasses set ``name`` and ``Config`` and implement ``step``."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, config: MethodConfig | None = None):
+        self.config = config if config is not None else self.Config()
+        self.policy: DiffusionPolicy | None = None
+        self.task: TaskInfo | None = None
+        self.generator: torch.Generator | None = None
+
+    def setup(self, policy: DiffusionPolicy, task: TaskInfo, generator: torch.Generator) -> None:
+        """Attach the policy to train (in place), the task description and the method's random source."""
+        self.policy, self.task, self.generator = policy, task, generator
+
+    @abstractmethod
+    def step(self, oracle: BudgetedOracle) -> dict[str, float]:
+        """Spend at least one query of ``oracle`` (at most ``oracle.remaining``), update the policy, and
+        return scalar training diagnostics (logged by the runner at ``oracle.used``)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot (deep copy) of everything needed to resume: policy weights, optimizer and method state,
+        generator state. Subclasses extend ``_state`` rather than this method."""
+        assert self.policy is not None, "setup() first"
+        return copy.deepcopy(self._state())
+
+    def _state(self) -> dict[str, Any]:
+        return {"policy": self.policy.denoiser.state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert self.policy is not None, "setup() first"
+        self.policy.denoiser.load_state_dict(state["policy"])
+        self.generator.set_state(state["generator"])
+
+    def eval_samples(self, conditions: torch.Tensor | None, n: int) -> tuple[torch.Tensor, float] | None:
+        """For methods whose product is a set of samples rather than a policy (best-of-N): the ``n`` images to
+        judge for these eval ``conditions`` and the KL to report for them. None (the default) means the runner
+        samples the policy with the fixed eval noise. Must not query the oracle."""
+        return None
+
+    # ---- shared helpers ----------------------------------------------------------------------------------
+    def batch_for(self, oracle: BudgetedOracle) -> int:
+        """This step's batch: the configured size, or what is left of the budget if that is less."""
+        return min(self.config.batch_size, oracle.remaining)
+
+    def sample_conditions(self, n: int) -> torch.Tensor | None:
+        """``n`` training conditions drawn uniformly with the method's generator (None if unconditional)."""
+        conds = self.task.train_conditions
+        if conds is None:
+            return None
+        return conds[torch.randint(len(conds), (n,), generator=self.generator)]

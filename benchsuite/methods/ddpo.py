@@ -1,0 +1,207 @@
+"""DDPO: policy gradient over the denoising chain (Black et al., arXiv 2305.13301).
+
+Rules as in the paper and kvablack/ddpo-pytorch (``scripts/train.py``, ``ddpo_pytorch/stat_tracking.py``):
+1. Sample B chains with the current policy, keep log p_old(x_{k+1} | x_k) of every step.
+2. Advantage A = (r - mean_c) / (std_c + 1e-8) with per-condition running statistics (a buffer of recent
+   rewards per condition; below ``stat_min_count`` entries the batch statistics are used), clipped to
+   +-``adv_clip_max``.
+3. ``ppo`` (DDPO-IS): for every (sample, step) pair, rho = exp(log p_theta - log p_old) and
+   loss = mean max(-A rho, -A clip(rho, 1 - eps, 1 + eps)).
+   ``reinforce`` (DDPO-SF): loss = -mean A log p_theta (gradient of the score function).
+Differences from ddpo-pytorch, none of which change the estimator: (sample, step) pairs of a minibatch go
+through the denoiser in chunks of ``train_chunk`` pairs rather than one step at a time, and the trained steps
+per chain are drawn with the method's generator.
+
+Paper defaults (SD 1.5, LoRA) are this config's field defaults; the presets for our backbones live in
+``baselines/ddpo/defaults.yaml``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..budget import BudgetedOracle
+from .base import Method, MethodConfig, check
+
+
+@dataclass(frozen=True)
+class DDPOConfig(MethodConfig):
+    batch_size: int = 256
+    """Chains sampled (= oracle queries) per iteration. Paper: 256."""
+    train_batch_size: int = 64
+    """Chains per optimizer step; an iteration takes ceil(batch / train_batch_size) steps per inner epoch."""
+    num_inner_epochs: int = 1
+    """Passes over each sampled batch."""
+    lr: float = 3e-4
+    """AdamW learning rate. Paper: 3e-4 with LoRA, 1e-5 for full fine-tuning."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (ddpo-pytorch default)."""
+    clip_range: float = 1e-4
+    """PPO ratio clip epsilon (ppo variant)."""
+    adv_clip_max: float = 5.0
+    """Advantages are clipped to [-adv_clip_max, adv_clip_max]."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip before every optimizer step."""
+    timestep_fraction: float = 1.0
+    """Fraction of the T steps of each chain trained on (drawn at random per chain)."""
+    stat_buffer_size: int = 32
+    """Rewards kept per condition for the running advantage statistics."""
+    stat_min_count: int = 16
+    """Below this many buffered rewards for a condition, the batch mean and std are used instead."""
+    variant: Literal["ppo", "reinforce"] = "ppo"
+    """``ppo``: DDPO-IS with ratio clipping; ``reinforce``: DDPO-SF."""
+    train_chunk: int = 4096
+    """(sample, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.train_batch_size >= 1, "train_batch_size must be >= 1")
+        check(self.num_inner_epochs >= 1, "num_inner_epochs must be >= 1")
+        check(self.lr > 0, "lr must be > 0")
+        check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        check(self.clip_range > 0, "clip_range must be > 0")
+        check(self.adv_clip_max > 0, "adv_clip_max must be > 0")
+        check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
+        check(0 < self.timestep_fraction <= 1, "timestep_fraction must be in (0, 1]")
+        check(self.stat_buffer_size >= 1, "stat_buffer_size must be >= 1")
+        check(self.stat_min_count >= 1, "stat_min_count must be >= 1")
+        check(self.variant in ("ppo", "reinforce"), "variant must be 'ppo' or 'reinforce'")
+        check(self.train_chunk >= 1, "train_chunk must be >= 1")
+
+
+class PerConditionStats:
+    """Running reward statistics per condition for advantage normalisation (DDPO's per-prompt tracker).
+
+    ``advantages`` first adds the batch's rewards to each condition's buffer, then normalises every reward by its
+    condition's buffer mean and std, or by the whole batch's when the buffer holds fewer than ``min_count``.
+    """
+
+    def __init__(self, buffer_size: int, min_count: int):
+        self.buffer_size, self.min_count = buffer_size, min_count
+        self.buffers: dict[int, deque] = defaultdict(lambda: deque(maxlen=buffer_size))
+
+    def advantages(self, rewards: np.ndarray, conditions: np.ndarray | None) -> np.ndarray:
+        """``rewards``: ``B`` float; ``conditions``: ``B`` int or None (one shared buffer). Returns ``B``."""
+        rewards = np.asarray(rewards, dtype=np.float64)
+        keys = np.full(len(rewards), -1) if conditions is None else np.asarray(conditions)
+        out = np.empty_like(rewards)
+        for key in np.unique(keys):
+            mask = keys == key
+            buf = self.buffers[int(key)]
+            buf.extend(rewards[mask].tolist())
+            ref = np.asarray(buf) if len(buf) >= self.min_count else rewards
+            out[mask] = (rewards[mask] - ref.mean()) / (ref.std() + 1e-8)
+        return out
+
+    def state_dict(self) -> dict[int, list[float]]:
+        return {k: list(v) for k, v in self.buffers.items()}
+
+    def load_state_dict(self, state: dict[int, list[float]]) -> None:
+        self.buffers.clear()
+        for k, v in state.items():
+            self.buffers[int(k)].extend(v)
+
+
+def ppo_loss(log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, clip_range: float) -> Tensor:
+    """Clipped surrogate, mean over pairs: max(-A rho, -A clip(rho, 1-eps, 1+eps)); all inputs ``N``."""
+    ratio = torch.exp(log_prob - old_log_prob)
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1 - clip_range, 1 + clip_range)
+    return torch.maximum(unclipped, clipped).mean()
+
+
+class DDPO(Method):
+    """DDPO-IS (``variant=ppo``) and DDPO-SF (``variant=reinforce``)."""
+
+    name = "ddpo"
+    Config = DDPOConfig
+    config: DDPOConfig
+
+    def setup(self, policy, task, generator) -> None:
+        super().setup(policy, task, generator)
+        c = self.config
+        self.params = [p for p in policy.denoiser.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-8)
+        self.stats = PerConditionStats(c.stat_buffer_size, c.stat_min_count)
+
+    def step(self, oracle: BudgetedOracle) -> dict[str, float]:
+        c, policy = self.config, self.policy
+        n = self.batch_for(oracle)
+        conds = self.sample_conditions(n)
+        policy.eval()
+        traj, _ = policy.rollout(conds, self.generator, batch=n)
+        rewards = oracle(policy.decode(traj.x0), traj.conditions)
+        adv = self.stats.advantages(
+            rewards.detach().cpu().numpy(), None if conds is None else conds.cpu().numpy()
+        )
+        adv = torch.from_numpy(adv).float().clamp(-c.adv_clip_max, c.adv_clip_max).to(traj.latents.device)
+
+        T = traj.num_steps
+        n_train = max(1, int(round(T * c.timestep_fraction)))
+        totals = defaultdict(float)
+        updates = 0
+        policy.train()
+        for _ in range(c.num_inner_epochs):
+            order = torch.randperm(n, generator=self.generator)
+            for start in range(0, n, c.train_batch_size):
+                idx = order[start : start + c.train_batch_size]
+                # which steps of each chain to train on (all of them by default), as flat (sample, step) pairs
+                steps = torch.stack([torch.randperm(T, generator=self.generator)[:n_train] for _ in idx])
+                rows = idx.repeat_interleave(n_train)
+                ks = steps.flatten()
+                stats = self._update(traj, adv, rows, ks)
+                for key, value in stats.items():
+                    totals[key] += value
+                updates += 1
+        policy.eval()
+        out = {f"train/{k}": v / updates for k, v in totals.items()}
+        out["train/reward_mean"] = rewards.mean().item()
+        out["train/reward_std"] = rewards.std().item() if n > 1 else 0.0
+        return out
+
+    def _update(self, traj, adv: Tensor, rows: Tensor, ks: Tensor) -> dict[str, float]:
+        """One optimizer step on the (sample ``rows``, step ``ks``) pairs; returns diagnostics."""
+        c, policy = self.config, self.policy
+        device = traj.latents.device
+        rows, ks = rows.to(device), ks.to(device)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = len(rows)
+        loss_sum = clipfrac_sum = approx_kl_sum = 0.0
+        for start in range(0, total, c.train_chunk):
+            r, k = rows[start : start + c.train_chunk], ks[start : start + c.train_chunk]
+            x, x_next = traj.latents[r, k], traj.latents[r, k + 1]
+            cond = None if traj.conditions is None else traj.conditions[r]
+            log_prob = policy.log_prob(x, x_next, k, cond)
+            old = traj.log_probs[r, k]
+            if c.variant == "ppo":
+                loss = ppo_loss(log_prob, old, adv[r], c.clip_range)
+            else:
+                loss = -(adv[r] * log_prob).mean()
+            (loss * len(r) / total).backward()
+            with torch.no_grad():
+                ratio = torch.exp(log_prob - old)
+                clipfrac_sum += ((ratio - 1).abs() > c.clip_range).float().sum().item()
+                approx_kl_sum += (0.5 * (log_prob - old).square()).sum().item()
+                loss_sum += loss.item() * len(r)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
+        self.optimizer.step()
+        return {
+            "loss": loss_sum / total,
+            "clipfrac": clipfrac_sum / total,
+            "approx_kl": approx_kl_sum / total,
+            "grad_norm": float(grad_norm),
+        }
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "optimizer": self.optimizer.state_dict(), "stats": self.stats.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.stats.load_state_dict(state["stats"])

@@ -1,0 +1,161 @@
+"""Shared by gradient methods: reward gradients from the oracle, or from a surrogate fit to paid-for queries.
+
+A method that backpropagates a reward needs ``d r / d x``. When the oracle is differentiable it gives that
+directly (and charges the queries). When it is a black box (JPEG size, a wet-lab assay), the method still pays
+for every sample it scores, and fits a small differentiable model to the (sample, condition, reward) triples it
+has paid for; gradients then come from that model. Nothing else is free: the surrogate never sees a reward that
+was not charged to the budget (shared/design/architecture.md: "surrogates trained on paid-for outputs are free").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..budget import BudgetedOracle
+
+RewardGradients = Literal["auto", "oracle", "surrogate"]
+
+
+class RewardModel(nn.Module):
+    """A small CNN regressor ``images (B x C x H x W) -> (B,)`` with an optional condition embedding.
+
+    Global average pooling makes it independent of the image size.
+    """
+
+    def __init__(self, channels: int, num_conditions: int | None, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1, stride=2), nn.SiLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+        self.embed = nn.Embedding(num_conditions + 1, 2 * width) if num_conditions else None
+        self.head = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, 1))
+
+    def forward(self, images: Tensor, conditions: Tensor | None) -> Tensor:
+        h = self.features(images)
+        if self.embed is not None:
+            idx = conditions if conditions is not None else torch.full((len(h),), self.embed.num_embeddings - 1)
+            h = h + self.embed(idx.to(h.device))
+        return self.head(h).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class SurrogateConfig:
+    """Settings of the surrogate fit (embedded in the configs of methods that use it)."""
+
+    capacity: int = 4096
+    """Most recent paid-for queries kept for fitting."""
+    fit_steps: int = 50
+    """Adam steps after each new batch of data."""
+    fit_batch: int = 128
+    """Minibatch size of the fit."""
+    lr: float = 1e-3
+    """Adam learning rate of the fit."""
+
+
+class SurrogateReward:
+    """A ``RewardModel`` plus the data it is fit on. Targets are standardised; outputs are on the reward scale.
+
+    Args:
+        channels: image channels.
+        num_conditions: number of condition ids (None: unconditional).
+        config: fit settings.
+        generator: randomness of minibatch draws (the method's generator).
+    """
+
+    def __init__(self, channels: int, num_conditions: int | None, config: SurrogateConfig,
+                 generator: torch.Generator, device: torch.device | str = "cpu"):
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        with torch.random.fork_rng(devices=[]):  # initialise from the method's stream, not the global one
+            torch.manual_seed(seed)
+            self.model = RewardModel(channels, num_conditions).to(device)
+        self.config, self.generator = config, generator
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.images: Tensor | None = None
+        self.conditions: Tensor | None = None
+        self.rewards: Tensor | None = None
+        self.mean, self.std = 0.0, 1.0
+
+    def add(self, images: Tensor, conditions: Tensor | None, rewards: Tensor) -> None:
+        """Append paid-for data (``B x C x H x W``, ``B`` or None, ``B``); keeps the newest ``capacity``."""
+        images, rewards = images.detach(), rewards.detach().float()
+        conds = conditions.detach() if conditions is not None else None
+        if self.images is None:
+            self.images, self.conditions, self.rewards = images, conds, rewards
+        else:
+            self.images = torch.cat([self.images, images])[-self.config.capacity :]
+            self.rewards = torch.cat([self.rewards, rewards])[-self.config.capacity :]
+            if conds is not None:
+                self.conditions = torch.cat([self.conditions, conds])[-self.config.capacity :]
+
+    def fit(self) -> float:
+        """``fit_steps`` Adam steps of MSE on standardised targets; returns the last minibatch loss."""
+        n = len(self.rewards)
+        self.mean = self.rewards.mean().item()
+        self.std = self.rewards.std().item() if n > 1 else 1.0
+        self.std = self.std if self.std > 1e-8 else 1.0
+        targets = (self.rewards - self.mean) / self.std
+        self.model.train()
+        loss = torch.zeros(())
+        for _ in range(self.config.fit_steps):
+            idx = torch.randint(n, (min(n, self.config.fit_batch),), generator=self.generator)
+            conds = None if self.conditions is None else self.conditions[idx]
+            loss = (self.model(self.images[idx], conds) - targets[idx]).square().mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+        self.model.eval()
+        return loss.item()
+
+    def __call__(self, images: Tensor, conditions: Tensor | None) -> Tensor:
+        """Predicted rewards, ``B``, differentiable w.r.t. ``images`` (the model's weights are not updated)."""
+        return self.model(images, conditions) * self.std + self.mean
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "images": self.images, "conditions": self.conditions, "rewards": self.rewards,
+                "mean": self.mean, "std": self.std}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.images, self.conditions, self.rewards = state["images"], state["conditions"], state["rewards"]
+        self.mean, self.std = state["mean"], state["std"]
+
+
+def check_reward_gradients(mode: RewardGradients, oracle_differentiable: bool, method: str) -> bool:
+    """Decide at setup whether to use a surrogate; raise a clear error for an impossible combination.
+
+    Returns True when the method must fit a surrogate.
+    """
+    if mode == "oracle" and not oracle_differentiable:
+        from ..errors import ConfigError
+
+        raise ConfigError(
+            f"{method} needs reward gradients but this task's oracle is not differentiable; "
+            f"use --set method.reward_gradients=surrogate (a model fit to paid-for queries) or a differentiable task"
+        )
+    return mode == "surrogate" or (mode == "auto" and not oracle_differentiable)
+
+
+def differentiable_reward(oracle: BudgetedOracle, surrogate: SurrogateReward | None, images: Tensor,
+                          conditions: Tensor | None) -> tuple[Tensor, Tensor, dict[str, float]]:
+    """Score ``images`` (which may require grad) and return rewards to differentiate.
+
+    Always charges ``len(images)`` queries. Returns ``(r_grad, r_true, info)``: ``r_grad`` is ``B`` with
+    gradients to ``images`` (from the oracle, or from the surrogate after adding the paid-for rewards and
+    refitting); ``r_true`` is the oracle's detached ``B`` answer.
+    """
+    if surrogate is None:
+        r = oracle(images, conditions)
+        return r, r.detach(), {}
+    r_true = oracle(images.detach(), conditions).detach()
+    surrogate.add(images, conditions, r_true)
+    loss = surrogate.fit()
+    return surrogate(images, conditions), r_true, {"train/surrogate_loss": loss}

@@ -1,0 +1,283 @@
+"""The sampler as a policy: ``DiffusionPolicy`` and the ``Trajectory`` it rolls out.
+
+The denoising chain is an MDP over steps k = 0..T-1 (timesteps t_k decreasing). Each step is a Gaussian
+transition from a DDIM step with eta > 0:
+
+    p_theta(x_{k+1} | x_k, c) = N(mu_theta(x_k, t_k, c), sigma_k^2 I)
+
+Per-step log-probabilities and the KL to a frozen reference are not part of diffusers; every repository of the
+field writes this step. Ours follows the DDIM update (Song et al. 2021, eq. 12) with the noise schedule and
+timestep spacing taken from a diffusers ``DDIMScheduler``; the idea of returning the Gaussian's log-prob from
+the step comes from kvablack/ddpo-pytorch (``ddpo_pytorch/diffusers_patch/ddim_with_logprob.py``). Changes
+against that file: we return the mean and std as well, support a per-sample step index (to train on many
+(sample, step) pairs in one forward), and compute the KL in closed form.
+
+One KL definition for every method (see shared/design/methods.md):
+    KL_k = mean over data dims of ||mu_theta - mu_ref||^2 / (2 sigma_k^2),
+summed over steps to get the trajectory KL. Averaging over dims keeps the scale comparable across backbones
+with different sample sizes (8x8 digits vs 4x64x64 SD latents).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Trajectory:
+    """A batch of B sampled chains of T steps. Shapes use ``*S`` for the sample shape (e.g. 1 x 8 x 8).
+
+    Attributes:
+        latents: ``B x (T+1) x *S``; ``latents[:, 0]`` is x_T (pure noise), ``latents[:, -1]`` is x_0.
+        means: ``B x T x *S``; mean of the transition taken at step k (from ``latents[:, k]``).
+        stds: ``T``; the transition's standard deviation at each step (shared by the batch).
+        log_probs: ``B x T``; log p(latents[:, k+1] | latents[:, k]) summed over data dims.
+        timesteps: ``T`` (int64); the model timestep t_k of each step's input state.
+        conditions: ``B`` (int64) condition ids, or None when unconditional.
+    """
+
+    latents: Tensor
+    means: Tensor
+    stds: Tensor
+    log_probs: Tensor
+    timesteps: Tensor
+    conditions: Tensor | None
+
+    @property
+    def x0(self) -> Tensor:
+        """Final samples, ``B x *S``."""
+        return self.latents[:, -1]
+
+    @property
+    def batch_size(self) -> int:
+        return self.latents.shape[0]
+
+    @property
+    def num_steps(self) -> int:
+        return self.latents.shape[1] - 1
+
+    def select(self, index: Tensor) -> Trajectory:
+        """The sub-batch of chains ``index`` (a 1-D long tensor)."""
+        return Trajectory(
+            latents=self.latents[index],
+            means=self.means[index],
+            stds=self.stds,
+            log_probs=self.log_probs[index],
+            timesteps=self.timesteps,
+            conditions=None if self.conditions is None else self.conditions[index],
+        )
+
+
+def gaussian_kl(mean: Tensor, ref_mean: Tensor, std: Tensor) -> Tensor:
+    """KL(N(mean, std^2 I) || N(ref_mean, std^2 I)) averaged over data dims.
+
+    Args:
+        mean, ref_mean: ``B x *S``.
+        std: broadcastable to ``B x *S`` (a scalar or ``B x 1 x ... x 1``).
+
+    Returns:
+        ``B``: mean over dims of (mean - ref_mean)^2 / (2 std^2).
+    """
+    per_dim = (mean - ref_mean).square() / (2 * std.square())
+    return per_dim.flatten(1).mean(1)
+
+
+def gaussian_log_prob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """log N(x; mean, std^2 I) summed over data dims; ``x, mean`` are ``B x *S``; returns ``B``.
+
+    Equal to ``torch.distributions.Normal(mean, std).log_prob(x).flatten(1).sum(1)``, written out so that the
+    std can be a broadcast scalar without materialising a full tensor.
+    """
+    std = std.expand_as(mean) if std.ndim else std.expand(mean.shape)
+    lp = -((x - mean).square()) / (2 * std.square()) - std.log() - 0.5 * math.log(2 * math.pi)
+    return lp.flatten(1).sum(1)
+
+
+class DiffusionPolicy(nn.Module):
+    """A denoiser plus a DDIM sampler, seen as a stochastic policy over denoising steps.
+
+    Args:
+        denoiser: module with ``forward(x: B x *S, t: B int64, cond: B int64 | None) -> eps: B x *S``.
+        scheduler_config: a diffusers scheduler config (dict) for the training noise schedule; a
+            ``DDIMScheduler`` is built from it with ``set_alpha_to_one=False`` so the last step keeps a small
+            positive std and a finite log-prob (as in ddpo-pytorch with SD).
+        sample_shape: ``S``, the shape of one sample in the space the sampler runs in.
+        decoder: maps final samples ``B x *S`` to what rewards score (images ``B x C x H x W`` in [0, 1]).
+        num_steps: T, the number of sampler steps.
+        eta: DDIM eta (> 0 for a stochastic policy; 1 = DDPM-like variance).
+        guidance_scale: classifier-free guidance weight; 1 means plain conditional sampling.
+        null_condition: the condition id of the unconditional branch (needed when guidance_scale != 1).
+        timestep_spacing: overrides the scheduler's spacing (``"trailing"`` starts at the last training
+            timestep and keeps every step stochastic; ``"leading"`` needs ``steps_offset=1`` for that, as SD has).
+    """
+
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        scheduler_config: dict,
+        sample_shape: tuple[int, ...],
+        decoder: Callable[[Tensor], Tensor],
+        num_steps: int = 20,
+        eta: float = 1.0,
+        guidance_scale: float = 1.0,
+        null_condition: int | None = None,
+        timestep_spacing: str | None = None,
+    ):
+        super().__init__()
+        from diffusers import DDIMScheduler
+
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if not eta > 0:
+            raise ValueError(f"eta must be > 0 for a stochastic policy, got {eta}")
+        if guidance_scale != 1.0 and null_condition is None:
+            raise ValueError("guidance_scale != 1 needs a null_condition")
+        self.denoiser = denoiser
+        self.sample_shape = tuple(sample_shape)
+        self.decoder = decoder
+        self.num_steps = num_steps
+        self.eta = float(eta)
+        self.guidance_scale = float(guidance_scale)
+        self.null_condition = null_condition
+
+        overrides = {"set_alpha_to_one": False}
+        if timestep_spacing is not None:
+            overrides["timestep_spacing"] = timestep_spacing
+        sched = DDIMScheduler.from_config({**scheduler_config, **overrides})
+        sched.set_timesteps(num_steps)
+        self.clip_sample = float(sched.config.clip_sample_range) if sched.config.clip_sample else None
+        timesteps = sched.timesteps.to(torch.int64)
+        acp = sched.alphas_cumprod.to(torch.float64)
+        stride = sched.config.num_train_timesteps // num_steps
+        prev = timesteps - stride
+        alpha = acp[timesteps]
+        alpha_prev = torch.where(prev >= 0, acp[prev.clamp(min=0)], sched.final_alpha_cumprod.to(torch.float64))
+        var = (1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)
+        std = self.eta * var.sqrt()
+        if not bool((std > 0).all()):
+            raise ValueError(
+                "a sampler step has zero variance (the last step starts at t=0): use timestep_spacing='trailing' "
+                "or steps_offset=1"
+            )
+        if not bool((1 - alpha_prev - std.square() >= 0).all()):
+            raise ValueError(f"eta={eta} is too large for this schedule (negative DDIM direction variance)")
+        self.register_buffer("timesteps", timesteps, persistent=False)
+        self.register_buffer("alpha", alpha.float(), persistent=False)
+        self.register_buffer("alpha_prev", alpha_prev.float(), persistent=False)
+        self.register_buffer("stds", std.float(), persistent=False)
+
+    # ---- one step ---------------------------------------------------------------------------------------
+    def _per_sample(self, values: Tensor, k: int | Tensor, batch: int) -> Tensor:
+        """Gather a per-step buffer at step index k (int, or ``B`` int64) as a ``B x 1 x ... x 1`` tensor."""
+        v = values[k] if isinstance(k, int) else values.index_select(0, k)
+        return v.reshape(-1, *([1] * len(self.sample_shape))).expand(batch, *([1] * len(self.sample_shape)))
+
+    def eps(self, x: Tensor, k: int | Tensor, cond: Tensor | None) -> Tensor:
+        """Predicted noise at step index k (int or ``B`` int64), with classifier-free guidance if enabled."""
+        t = self.timesteps[k].expand(len(x)) if isinstance(k, int) else self.timesteps.index_select(0, k)
+        if self.guidance_scale == 1.0 or cond is None:
+            return self.denoiser(x, t, cond)
+        null = torch.full_like(cond, self.null_condition)
+        eps_c, eps_u = self.denoiser(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null])).chunk(2)
+        return eps_u + self.guidance_scale * (eps_c - eps_u)
+
+    def step_mean(self, x: Tensor, k: int | Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Mean of p(x_{k+1} | x_k = x) and the predicted clean sample; both ``B x *S``, differentiable."""
+        eps = self.eps(x, k, cond)
+        a = self._per_sample(self.alpha, k, len(x))
+        a_prev = self._per_sample(self.alpha_prev, k, len(x))
+        std = self._per_sample(self.stds, k, len(x))
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        if self.clip_sample is not None:
+            x0 = x0.clamp(-self.clip_sample, self.clip_sample)
+        mean = a_prev.sqrt() * x0 + (1 - a_prev - std.square()).clamp(min=0).sqrt() * eps
+        return mean, x0
+
+    def step_std(self, k: int | Tensor, batch: int) -> Tensor:
+        """Transition std at step index k as ``B x 1 x ... x 1``."""
+        return self._per_sample(self.stds, k, batch)
+
+    def transition(self, x: Tensor, k: int | Tensor, cond: Tensor | None, noise: Tensor) -> Tensor:
+        """Reparameterized step x_{k+1} = mu_theta(x, t_k, c) + sigma_k * noise; differentiable in theta."""
+        mean, _ = self.step_mean(x, k, cond)
+        return mean + self.step_std(k, len(x)) * noise
+
+    def log_prob(self, x: Tensor, x_next: Tensor, k: int | Tensor, cond: Tensor | None) -> Tensor:
+        """log p_theta(x_next | x) at step index k, summed over dims; returns ``B``."""
+        mean, _ = self.step_mean(x, k, cond)
+        return gaussian_log_prob(x_next, mean, self.step_std(k, len(x)))
+
+    def kl_to(self, reference: DiffusionPolicy, x: Tensor, k: int | Tensor, cond: Tensor | None,
+              mean: Tensor | None = None) -> Tensor:
+        """Per-step KL(p_theta(.|x) || p_ref(.|x)) averaged over dims; returns ``B``.
+
+        ``mean`` may pass this policy's already computed mean at (x, k) to save a forward.
+        """
+        if mean is None:
+            mean, _ = self.step_mean(x, k, cond)
+        with torch.no_grad():
+            ref_mean, _ = reference.step_mean(x, k, cond)
+        return gaussian_kl(mean, ref_mean, self.step_std(k, len(x)))
+
+    # ---- whole chains ----------------------------------------------------------------------------------
+    def initial_noise(self, batch: int, generator: torch.Generator | None) -> Tensor:
+        """x_T ~ N(0, I), ``B x *S``, drawn from ``generator`` (on CPU, so results do not depend on device)."""
+        device = self.stds.device
+        return torch.randn((batch, *self.sample_shape), generator=generator).to(device)
+
+    @torch.no_grad()
+    def rollout(self, conditions: Tensor | None, generator: torch.Generator | None, batch: int | None = None,
+                reference: DiffusionPolicy | None = None) -> tuple[Trajectory, Tensor | None]:
+        """Sample B chains without gradients.
+
+        Args:
+            conditions: ``B`` int64 condition ids, or None (then ``batch`` gives B).
+            generator: source of all noise (initial and per step).
+            reference: if given, also return the per-step KL to it along the sampled chains.
+
+        Returns:
+            The trajectory, and a ``B x T`` tensor of KL_k to ``reference`` (None without a reference).
+        """
+        b = len(conditions) if conditions is not None else batch
+        if b is None:
+            raise ValueError("pass conditions or batch")
+        device = self.stds.device
+        cond = None if conditions is None else conditions.to(device)
+        x = self.initial_noise(b, generator)
+        T = self.num_steps
+        latents = torch.empty((b, T + 1, *self.sample_shape), device=device)
+        means = torch.empty((b, T, *self.sample_shape), device=device)
+        log_probs = torch.empty((b, T), device=device)
+        kls = torch.empty((b, T), device=device) if reference is not None else None
+        latents[:, 0] = x
+        for k in range(T):
+            mean, _ = self.step_mean(x, k, cond)
+            std = self.step_std(k, b)
+            noise = torch.randn((b, *self.sample_shape), generator=generator).to(device)
+            x_next = mean + std * noise
+            log_probs[:, k] = gaussian_log_prob(x_next, mean, std)
+            if kls is not None:
+                ref_mean, _ = reference.step_mean(x, k, cond)
+                kls[:, k] = gaussian_kl(mean, ref_mean, std)
+            means[:, k] = mean
+            latents[:, k + 1] = x_next
+            x = x_next
+        traj = Trajectory(latents, means, self.stds.clone(), log_probs, self.timesteps.clone(),
+                          None if cond is None else cond.clone())
+        return traj, kls
+
+    def decode(self, x0: Tensor) -> Tensor:
+        """Final samples -> reward inputs (images ``B x C x H x W`` in [0, 1])."""
+        return self.decoder(x0)
+
+    def frozen_copy(self) -> DiffusionPolicy:
+        """A deep copy with gradients off, in eval mode: the reference policy for KL terms."""
+        ref = copy.deepcopy(self)
+        ref.requires_grad_(False)
+        return ref.eval()

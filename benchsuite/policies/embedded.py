@@ -1,0 +1,52 @@
+"""Factories for the embedded backbones that ship with the package (no downloads)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .base import DiffusionPolicy
+
+
+class ClassConditionalUNet(nn.Module):
+    """Adapts a diffusers ``UNet2DModel`` with class embeddings to ``forward(x, t, cond) -> eps``.
+
+    ``cond=None`` means unconditional and uses ``null_class``.
+    """
+
+    def __init__(self, unet: nn.Module, null_class: int):
+        super().__init__()
+        self.unet = unet
+        self.null_class = null_class
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
+        if cond is None:
+            cond = t.new_full((len(x),), self.null_class)
+        return self.unet(x, t, class_labels=cond).sample
+
+
+def _to_unit_interval(x0: Tensor) -> Tensor:
+    """[-1, 1] samples -> [0, 1] images."""
+    return ((x0 + 1) / 2).clamp(0, 1)
+
+
+def digits_policy(num_steps: int = 20, eta: float = 1.0, guidance_scale: float = 1.0,
+                  timestep_spacing: str = "trailing") -> DiffusionPolicy:
+    """The pretrained 8x8 class-conditional digits model (shipped weights) as a ``DiffusionPolicy``.
+
+    Conditions are digit classes 0..9; samples are ``1 x 8 x 8`` in [-1, 1], decoded to images in [0, 1].
+    """
+    from .digits import DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG, NULL_CLASS, load_digits_unet
+
+    unet = load_digits_unet()
+    size = DIGITS_UNET_CONFIG["sample_size"]
+    return DiffusionPolicy(
+        ClassConditionalUNet(unet, NULL_CLASS),
+        scheduler_config=DIGITS_SCHEDULER_CONFIG,
+        sample_shape=(DIGITS_UNET_CONFIG["in_channels"], size, size),
+        decoder=_to_unit_interval,
+        num_steps=num_steps,
+        eta=eta,
+        guidance_scale=guidance_scale,
+        null_condition=NULL_CLASS,
+        timestep_spacing=timestep_spacing,
+    )

@@ -1,0 +1,259 @@
+"""Task cards (YAML in ``tasks/``) -> ``TaskSpec`` (frozen data) -> ``Task`` (built objects).
+
+A task pins everything a comparison must hold fixed: the backbone and sampler, the training oracle (with its
+reward version, so the scale cannot drift under a name), the evaluation judges, the train and eval conditions,
+the eval seed and the default budget. Ids are versioned (``digits-jpeg-compress-v0``): change a card's meaning,
+bump its version.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import ConfigError, UnknownNameError
+from .registry import BACKBONES, REWARDS
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]*-v\d+$")
+
+
+def data_dir(kind: str) -> Path:
+    """Folder of ``tasks`` or ``baselines`` data: inside an installed wheel, else at the repository root.
+
+    ``BENCHSUITE_TASKS_DIR`` / ``BENCHSUITE_BASELINES_DIR`` override it (for private task cards).
+    """
+    env = os.environ.get(f"BENCHSUITE_{kind.upper()}_DIR")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    packaged = here / "_data" / kind
+    return packaged if packaged.is_dir() else here.parent / kind
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """A reward by registry name, constructor arguments and the version the card was written for."""
+
+    name: str
+    version: str = "0"
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def build(self):
+        reward = REWARDS.make(self.name, **dict(self.kwargs))
+        if reward.version != self.version:
+            raise ConfigError(
+                f"reward {self.name!r} is version {reward.version} but the task card pins {self.version}; "
+                "use a task id written for this version"
+            )
+        return reward
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything that defines a task. Built from a card by ``load_spec``; see tasks/*.yaml for examples.
+
+    Attributes:
+        id: versioned id, e.g. ``digits-jpeg-compress-v0``.
+        description: one line for ``benchsuite list``.
+        backbone: registry name of the backbone (``digits``).
+        sampler: backbone factory arguments (``num_steps``, ``eta``, ``guidance_scale``).
+        oracle: the training reward; the only one a method can query, through the budget.
+        judges: evaluation rewards by label; never charged to the budget.
+        primary_judge: the judge label whose mean is the headline number.
+        train_conditions / eval_conditions: condition ids (class ids for digits); None = unconditional.
+        eval_samples_per_condition: samples per eval condition at every evaluation point.
+        eval_seed: seed of the fixed evaluation noise, the same for every method and training seed.
+        default_budget: oracle queries when the run does not give a budget.
+        allow_eval_on_train_conditions: evaluating on training conditions biases comparisons; a card must opt in
+            (digits have only 10 classes, so digits tasks do).
+    """
+
+    id: str
+    description: str
+    backbone: str
+    sampler: tuple[tuple[str, Any], ...]
+    oracle: RewardSpec
+    judges: tuple[tuple[str, RewardSpec], ...]
+    primary_judge: str
+    train_conditions: tuple[int, ...] | None
+    eval_conditions: tuple[int, ...] | None
+    eval_samples_per_condition: int
+    eval_seed: int
+    default_budget: int
+    allow_eval_on_train_conditions: bool = False
+    source: str = field(default="", compare=False)
+
+
+def _reward_spec(raw: Any, where: str) -> RewardSpec:
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise ConfigError(f"{where}: expected a mapping with a 'name', got {raw!r}")
+    unknown = set(raw) - {"name", "version", "kwargs"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: name, version, kwargs")
+    REWARDS.check(raw["name"])
+    kwargs = raw.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"{where}.kwargs must be a mapping")
+    return RewardSpec(str(raw["name"]), str(raw.get("version", "0")), tuple(sorted(kwargs.items())))
+
+
+def _conditions(raw: Any, where: str) -> tuple[int, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(c, int) and c >= 0 for c in raw):
+        raise ConfigError(f"{where} must be a non-empty list of non-negative integers or null")
+    return tuple(raw)
+
+
+_CARD_KEYS = {
+    "id", "description", "backbone", "sampler", "oracle", "judges", "primary_judge", "conditions", "eval",
+    "default_budget", "allow_eval_on_train_conditions",
+}
+
+
+def parse_card(raw: Any, source: str) -> TaskSpec:
+    """Validate a loaded YAML card and build its ``TaskSpec``; errors name the file and the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a task card must be a YAML mapping")
+    unknown = set(raw) - _CARD_KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_CARD_KEYS)}")
+    missing = {"id", "backbone", "oracle", "judges", "primary_judge", "eval", "default_budget"} - set(raw)
+    if missing:
+        raise ConfigError(f"{source}: missing key(s) {sorted(missing)}")
+    task_id = str(raw["id"])
+    if not _ID.match(task_id):
+        raise ConfigError(f"{source}: task id {task_id!r} must look like 'name-v0' (lowercase, versioned)")
+    BACKBONES.check(raw["backbone"])
+    judges = raw["judges"]
+    if not isinstance(judges, dict) or not judges:
+        raise ConfigError(f"{source}: judges must be a non-empty mapping of label -> reward")
+    if raw["primary_judge"] not in judges:
+        raise ConfigError(f"{source}: primary_judge {raw['primary_judge']!r} is not one of {sorted(judges)}")
+    conds = raw.get("conditions") or {}
+    ev = raw["eval"]
+    if not isinstance(ev, dict) or set(ev) - {"samples_per_condition", "seed"}:
+        raise ConfigError(f"{source}: eval must be a mapping with samples_per_condition and seed")
+    spc, budget = ev.get("samples_per_condition", 16), raw["default_budget"]
+    if not isinstance(spc, int) or spc < 1:
+        raise ConfigError(f"{source}: eval.samples_per_condition must be a positive integer")
+    if not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"{source}: default_budget must be a positive integer")
+    sampler = raw.get("sampler") or {}
+    if not isinstance(sampler, dict):
+        raise ConfigError(f"{source}: sampler must be a mapping")
+    spec = TaskSpec(
+        id=task_id,
+        description=str(raw.get("description", "")),
+        backbone=str(raw["backbone"]),
+        sampler=tuple(sorted(sampler.items())),
+        oracle=_reward_spec(raw["oracle"], f"{source}: oracle"),
+        judges=tuple((str(k), _reward_spec(v, f"{source}: judges.{k}")) for k, v in judges.items()),
+        primary_judge=str(raw["primary_judge"]),
+        train_conditions=_conditions(conds.get("train"), f"{source}: conditions.train"),
+        eval_conditions=_conditions(conds.get("eval"), f"{source}: conditions.eval"),
+        eval_samples_per_condition=spc,
+        eval_seed=int(ev.get("seed", 0)),
+        default_budget=budget,
+        allow_eval_on_train_conditions=bool(raw.get("allow_eval_on_train_conditions", False)),
+        source=source,
+    )
+    overlap = set(spec.train_conditions or ()) & set(spec.eval_conditions or ())
+    if overlap and not spec.allow_eval_on_train_conditions:
+        raise ConfigError(
+            f"{source}: eval conditions {sorted(overlap)} are also training conditions; this biases comparisons. "
+            "Use held-out conditions or set allow_eval_on_train_conditions: true"
+        )
+    return spec
+
+
+@functools.cache
+def _cards(folder: Path) -> dict[str, TaskSpec]:
+    import yaml
+
+    specs: dict[str, TaskSpec] = {}
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{path}: malformed YAML ({first})") from None
+        spec = parse_card(raw, str(path))
+        if spec.id != path.stem:
+            raise ConfigError(f"{path}: card id {spec.id!r} must match the file name {path.stem!r}")
+        specs[spec.id] = spec
+    return specs
+
+
+def task_specs() -> dict[str, TaskSpec]:
+    """All task cards found in the tasks folder, by id."""
+    return _cards(data_dir("tasks"))
+
+
+def load_spec(task_id: str) -> TaskSpec:
+    specs = task_specs()
+    if task_id not in specs:
+        raise UnknownNameError("task", task_id, list(specs))
+    return specs[task_id]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a method may know about its task (never the reward itself).
+
+    Attributes:
+        id: task id.
+        train_conditions: ``C`` int64 tensor of condition ids to sample training queries from, or None.
+        oracle_differentiable: whether oracle rewards carry gradients to the samples.
+    """
+
+    id: str
+    train_conditions: Tensor | None
+    oracle_differentiable: bool
+
+
+class Task:
+    """A built task: judges constructed, factories for the oracle and the policy."""
+
+    def __init__(self, spec: TaskSpec):
+        self.spec = spec
+        self._oracle_reward = spec.oracle.build()
+        self.judges = {label: rs.build() for label, rs in spec.judges}
+
+    @property
+    def info(self) -> TaskInfo:
+        tc = self.spec.train_conditions
+        return TaskInfo(
+            id=self.spec.id,
+            train_conditions=None if tc is None else torch.tensor(tc, dtype=torch.int64),
+            oracle_differentiable=self._oracle_reward.differentiable,
+        )
+
+    def train_oracle(self, budget: int):
+        """A fresh ``BudgetedOracle`` over the training reward."""
+        from .budget import BudgetedOracle
+
+        return BudgetedOracle(self._oracle_reward, budget)
+
+    def make_policy(self):
+        """The pretrained policy of this task's backbone."""
+        return BACKBONES.make(self.spec.backbone, **dict(self.spec.sampler))
+
+    def eval_conditions(self) -> Tensor | None:
+        """``N`` int64: each eval condition repeated ``eval_samples_per_condition`` times (None: unconditional)."""
+        ec = self.spec.eval_conditions
+        if ec is None:
+            return None
+        return torch.tensor(ec, dtype=torch.int64).repeat_interleave(self.spec.eval_samples_per_condition)
+
+
+def make_task(task_id: str) -> Task:
+    """Build the task registered under ``task_id``."""
+    return Task(load_spec(task_id))

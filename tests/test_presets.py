@@ -1,0 +1,37 @@
+"""Every preset in baselines/ names real fields with valid values, for every registered method."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from benchsuite.config import build_method_config, preset_layers
+from benchsuite.registry import BACKBONES, METHODS
+from benchsuite.tasks import data_dir, task_specs
+
+SPACE_KEYS = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "categorical": {"choices"}}
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_defaults_sections_resolve_for_every_task(method):
+    path = data_dir("baselines") / method / "defaults.yaml"
+    assert path.exists(), f"{method} has no baselines/{method}/defaults.yaml"
+    sections = yaml.safe_load(path.read_text()) or {}
+    assert set(sections) <= {"common", *BACKBONES.names()}, sections.keys()
+    for spec in task_specs().values():
+        build_method_config(METHODS.load(method).Config, preset_layers(method, spec.backbone, spec.id))
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_search_space_names_real_fields(method):
+    path = data_dir("baselines") / method / "search_space.yaml"
+    if method == "pretrained":
+        assert not path.exists()
+        return
+    space = yaml.safe_load(path.read_text())
+    fields = {f.name for f in dataclasses.fields(METHODS.load(method).Config)}
+    for name, dim in space.items():
+        assert name in fields, f"{path}: {name} is not a field of {method}'s config"
+        assert dim["type"] in SPACE_KEYS and set(dim) - {"type"} <= SPACE_KEYS[dim["type"]], (name, dim)
+        if dim["type"] != "categorical":
+            assert dim["low"] < dim["high"]
