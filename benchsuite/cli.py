@@ -8,6 +8,7 @@ or MLflow run is created.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -30,6 +31,19 @@ def _nonneg_int(name: str):
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
         if value < 0:
             raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(name: str, allow_zero: bool = False):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0")
         return value
 
     return parse
@@ -58,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch CPU threads (default 1: on 2 shared cores 1 thread was measured faster than 2)")
     r.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    again = r.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue this run from its last checkpoint")
+    again.add_argument("--restart", action="store_true", help="delete this run's folder and start over")
+    r.add_argument("--oracle-retries", type=_nonneg_int("--oracle-retries"), default=2,
+                   help="extra tries of a failed oracle call (exception, timeout, NaN/inf); default 2")
+    r.add_argument("--oracle-backoff", type=_positive_float("--oracle-backoff", allow_zero=True), default=1.0,
+                   metavar="SECONDS",
+                   help="wait before retry i is SECONDS * 2**i (default 1)")
+    r.add_argument("--oracle-timeout", type=_positive_float("--oracle-timeout"), default=None, metavar="SECONDS",
+                   help="an oracle call taking longer counts as failed (default: wait)")
     return parser
 
 
@@ -103,11 +127,7 @@ def _cmd_run(args) -> int:
             raise BenchsuiteError(f"device {config.device!r} is not usable here ({str(exc).splitlines()[0]})") from None
     output = Path(args.output)
     _check_output(output)
-    # Load the task (weights, judges) before creating any file, so a missing weight file writes nothing.
-    from .tasks import make_task
-
-    make_task(config.task).make_policy()
-
+    # run() loads the task, weights and any checkpoint before it writes a file or opens the MLflow run.
     tracker = None
     if not args.no_mlflow:
         from .tracking import MlflowTracker, default_tracking_uri
@@ -115,9 +135,11 @@ def _cmd_run(args) -> int:
         uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(output / "mlflow")
         tracker = MlflowTracker(uri, artifact_root=(output / "mlflow" / "artifacts").resolve())
 
-    from .runner import run
+    from .runner import OracleOptions, run
 
-    result = run(config, tracker=tracker, progress=not args.no_progress)
+    options = OracleOptions(args.oracle_retries, args.oracle_backoff, args.oracle_timeout)
+    result = run(config, tracker=tracker, progress=not args.no_progress, resume=args.resume, restart=args.restart,
+                 oracle_options=options)
     print(format_summary(result))
     if tracker is not None:
         print(f"MLflow: experiment '{config.task}' in {uri}  (browse: mlflow ui --backend-store-uri {uri})")

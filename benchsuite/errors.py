@@ -29,3 +29,7 @@ class MissingWeightsError(BenchsuiteError):
 
 class BudgetExhausted(BenchsuiteError):
     """A query would take the oracle past its budget. Nothing was charged and nothing was evaluated."""
+
+
+class OracleError(BenchsuiteError):
+    """The oracle kept failing (raised, timed out or returned NaN/inf) after all retries. Its queries stay charged."""

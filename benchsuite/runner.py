@@ -66,16 +66,86 @@ def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
             for k, v in metrics.items()}
 
 
-def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = True) -> RunResult:
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class OracleOptions:
+    """How the runner treats a faulty oracle (does not change results, so not part of the run id).
+
+    Attributes:
+        retries: extra tries of a failed oracle call (exception, timeout, NaN/inf).
+        backoff_s: sleep before retry i is ``backoff_s * 2**i``.
+        timeout_s: seconds before a call counts as failed; None waits forever.
+    """
+
+    retries: int = 2
+    backoff_s: float = 1.0
+    timeout_s: float | None = None
+
+
+def run_state(run_dir: Path) -> str:
+    """``"new"`` (nothing there), ``"finished"``, ``"checkpointed"`` (resumable) or ``"broken"`` (files but no
+    checkpoint: killed before its first checkpoint)."""
+    if not run_dir.exists():
+        return "new"
+    summary = run_dir / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("status") == "FINISHED":
+        return "finished"
+    return "checkpointed" if (run_dir / CHECKPOINT).exists() else "broken"
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill leaves the previous checkpoint or the new one, never half of one
+
+
+def _load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
+    from .errors import ConfigError
+
+    try:
+        state = torch.load(path, weights_only=True)  # never unpickles arbitrary objects
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+        raise ConfigError(f"checkpoint {path} is unreadable ({type(exc).__name__}); restart the run with --restart") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("run_id") != config.run_id:
+        raise ConfigError(f"checkpoint {path} does not belong to run {config.run_id}; restart with --restart")
+    return state
+
+
+def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = True, resume: bool = False,
+        restart: bool = False, oracle_options: OracleOptions = OracleOptions()) -> RunResult:
     """Train ``config.method`` on ``config.task`` until the budget is spent; evaluate on schedule.
 
     Args:
         config: a resolved ``RunConfig`` (see ``benchsuite.config.resolve``).
         tracker: a ``benchsuite.tracking.Tracker``; None logs nothing beyond the run directory.
         progress: show a progress bar over oracle queries (stderr).
-        write: write ``results/runs/<run_id>/`` (summary, metrics, query log, sample grids).
+        write: write ``<output_root>/runs/<run_id>/`` (checkpoint, summary, metrics, query log, sample grids).
+        resume: continue from the run folder's checkpoint (a fresh start if the run never checkpointed).
+        restart: delete an existing run folder of this config and start over.
+        oracle_options: retries, backoff and timeout of oracle calls.
+
+    Raises:
+        ConfigError: the run folder already holds this run and neither ``resume`` nor ``restart`` was given.
+
+    After every method step the runner writes an atomic checkpoint, then flushes that step's logs; a run
+    killed at any point and resumed ends with the same query log and metrics as an uninterrupted one.
     """
-    from .tracking import JsonlTracker, MultiTracker, NullTracker
+    from .errors import ConfigError
+    from .tracking import JsonlTracker, MultiTracker, NullTracker, run_tags
+
+    run_dir = config.run_dir if write else None
+    state = None
+    if run_dir is not None:
+        status_now = run_state(run_dir)
+        if status_now != "new" and not (resume or restart):
+            raise ConfigError(f"run {config.run_id} already exists in {run_dir} ({status_now}); pass --resume to "
+                              "continue it or --restart to start it over")
+        if resume and (run_dir / CHECKPOINT).exists():
+            # also for a finished run: its loop is over, so only the idempotent finalisation runs again
+            state = _load_checkpoint(run_dir / CHECKPOINT, config)
 
     start = time.perf_counter()
     previous_threads = torch.get_num_threads()
@@ -86,61 +156,92 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     task = make_task(config.task)
     policy = task.make_policy().to(config.device)
     reference = policy.frozen_copy()
-    oracle = task.train_oracle(config.budget)
+    oracle = task.train_oracle(config.budget, retries=oracle_options.retries, backoff_s=oracle_options.backoff_s,
+                               timeout_s=oracle_options.timeout_s)
     method_cls = METHODS.load(config.method)
     method = method_cls(method_cls.Config(**dict(config.method_config)))
     method.setup(policy, task.info, generator)
 
-    run_dir = config.run_dir if write else None
+    points = eval_points(config.budget, config.eval_fractions)
+    curve: list[dict[str, float]] = []
+    train: list[dict[str, float]] = []
+    done: set[int] = set()
+    pending: list[tuple[str, Any, Any]] = []  # ("metrics", dict, step) | ("image", uint8 tensor, name)
+    elapsed_before = 0.0
+    if state is not None:
+        method.load_state_dict(state["method"])
+        oracle.load_state_dict(state["oracle"])
+        torch.set_rng_state(state["torch_rng"])
+        curve, train, done = state["curve"], state["train"], set(state["done"])
+        pending, elapsed_before = state["pending"], state["elapsed_s"]
+
+    # Everything that can fail on bad input (names, weights, checkpoint) has run: only now touch the disk.
     trackers = [tracker] if tracker is not None else []
     if run_dir is not None:
-        if run_dir.exists():  # the id is the config's hash: this only replaces an identical config's old run
+        if state is None and run_dir.exists():  # --restart, or a resume of a run killed before its 1st checkpoint
             shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
         trackers.append(JsonlTracker(run_dir))
     log = MultiTracker(trackers) if trackers else NullTracker()
     params = {k: v for k, v in config.to_dict().items() if k not in ("method_config", "output_root")}
     params.update({f"method.{k}": v for k, v in config.method_config})
-    from .tracking import run_tags
-
     log.start_run(experiment=config.task, run_name=f"{config.method}-seed{config.seed}", run_key=config.run_id,
                   params=params, tags={**run_tags(), "task": config.task, "method": config.method,
-                                       "seed": str(config.seed), "run_id": config.run_id})
+                                       "seed": str(config.seed), "run_id": config.run_id},
+                  resume_step=None if state is None else state["oracle"]["used"])
 
-    points = eval_points(config.budget, config.eval_fractions)
-    curve: list[dict[str, float]] = []
-    train: list[dict[str, float]] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    def flush() -> None:
+        for kind, payload, where in pending:
+            if kind == "metrics":
+                log.log_metrics(payload, step=where)
+            else:
+                log.log_image(payload.numpy(), where)
+        pending.clear()
 
-        bar = tqdm(total=config.budget, desc=f"{config.method} on {config.task}", unit="q", leave=False)
+    def checkpoint_then_flush() -> None:
+        if run_dir is not None:
+            _save_checkpoint(run_dir / CHECKPOINT, {
+                "format": CHECKPOINT_FORMAT, "run_id": config.run_id, "method": method.state_dict(),
+                "oracle": oracle.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
+                "train": train, "done": sorted(done), "pending": pending,
+                "elapsed_s": elapsed_before + time.perf_counter() - start,
+            })
+        flush()
 
     def evaluate_now() -> None:
         metrics, images, conds = evaluate(policy, reference, task, method)
         curve.append({"queries": oracle.used, **metrics})
-        log.log_metrics(metrics, step=oracle.used)
-        log.log_image(sample_grid(images, conds), f"samples/queries_{oracle.used:07d}.png")
+        done.update(p for p in points if p <= oracle.used)
+        pending.append(("metrics", metrics, oracle.used))
+        pending.append(("image", torch.from_numpy(sample_grid(images, conds)),
+                        f"samples/queries_{oracle.used:07d}.png"))
 
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.budget, initial=oracle.used, desc=f"{config.method} on {config.task}", unit="q",
+                   leave=False)
     status = "FAILED"
     try:
-        evaluate_now()
-        done = {0}
+        if state is None:
+            evaluate_now()
+            checkpoint_then_flush()
+        else:
+            flush()  # logs of the checkpointed step that may not have reached the trackers
         while not oracle.exhausted:
             before = oracle.used
             info = method.step(oracle)
             if oracle.used == before:
                 raise RuntimeError(f"{config.method}.step() spent no oracle query; the run would never end")
             train.append({"queries": oracle.used, **info})
-            log.log_metrics(info, step=oracle.used)
+            pending.append(("metrics", info, oracle.used))
             if bar is not None:
                 bar.update(oracle.used - before)
                 bar.set_postfix(reward=f"{info.get('train/reward_mean', float('nan')):.4g}")
-            if any(p <= oracle.used and p not in done for p in points):
-                done.update(p for p in points if p <= oracle.used)
+            if any(p <= oracle.used and p not in done for p in points) or oracle.exhausted:
                 evaluate_now()
-        if curve[-1]["queries"] != oracle.used:
-            evaluate_now()
+            checkpoint_then_flush()
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -148,13 +249,16 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     finally:
         if bar is not None:
             bar.close()
-        wall = time.perf_counter() - start
+        wall = elapsed_before + time.perf_counter() - start
         torch.set_num_threads(previous_threads)
         result = RunResult(config, dict(curve[-1]) if curve else {}, curve, train, oracle.query_log(), wall, run_dir)
-        if run_dir is not None:
-            _write_run_files(result, status, oracle.used)
-        log.log_metrics({"wall_time_s": wall}, step=oracle.used)
-        log.end_run(status)
+        try:
+            if status == "FINISHED":
+                log.log_metrics({"wall_time_s": wall}, step=oracle.used)
+            log.end_run(status)
+        finally:
+            if run_dir is not None:  # the summary is written last: it is what marks a run finished
+                _write_run_files(result, status, oracle.used)
     return result
 
 

@@ -119,7 +119,18 @@ _CARD_KEYS = {
 
 
 def parse_card(raw: Any, source: str) -> TaskSpec:
-    """Validate a loaded YAML card and build its ``TaskSpec``; errors name the file and the key."""
+    """Validate a loaded YAML card and build its ``TaskSpec``; every error is one line naming the file."""
+    try:
+        return _parse_card(raw, source)
+    except ConfigError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise ConfigError(f"{source}: {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:  # odd value types in user data: same one-line answer
+        raise ConfigError(f"{source}: invalid value ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+
+
+def _parse_card(raw: Any, source: str) -> TaskSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a task card must be a YAML mapping")
     unknown = set(raw) - _CARD_KEYS
@@ -236,11 +247,11 @@ class Task:
             oracle_differentiable=self._oracle_reward.differentiable,
         )
 
-    def train_oracle(self, budget: int):
-        """A fresh ``BudgetedOracle`` over the training reward."""
+    def train_oracle(self, budget: int, retries: int = 0, backoff_s: float = 1.0, timeout_s: float | None = None):
+        """A fresh ``BudgetedOracle`` over the training reward (fault handling as in ``BudgetedOracle``)."""
         from .budget import BudgetedOracle
 
-        return BudgetedOracle(self._oracle_reward, budget)
+        return BudgetedOracle(self._oracle_reward, budget, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
 
     def make_policy(self):
         """The pretrained policy of this task's backbone."""

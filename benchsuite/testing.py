@@ -15,7 +15,7 @@ TINY_SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000,
     "beta_schedule": "linear",
     "prediction_type": "epsilon",
-    "clip_sample": False,
+    "clip_sample": True,
     "timestep_spacing": "trailing",
 }
 

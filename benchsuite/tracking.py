@@ -54,9 +54,14 @@ class Tracker(Protocol):
     """Where a run's parameters, metrics, images and files go. One tracker holds at most one open run."""
 
     def start_run(
-        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str]
+        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str],
+        resume_step: int | None = None,
     ) -> None:
         """Open a run.
+
+        ``resume_step``: reopen the run identified by ``run_key`` (a run resumed from a checkpoint taken at that
+        many oracle queries) instead of creating one. Entries logged at steps >= ``resume_step`` before the
+        crash are dropped or skipped, because the runner logs them again from the checkpoint.
 
         Args:
             experiment: experiment (group of runs) name, e.g. the task id ``"digits-jpeg-compress-v0"``.
@@ -92,7 +97,8 @@ class NullTracker:
     """A tracker that records nothing (for tests, sweeps that only want the return value, and non-zero ranks)."""
 
     def start_run(
-        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str]
+        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str],
+        resume_step: int | None = None,
     ) -> None:
         """Do nothing."""
 
@@ -126,12 +132,24 @@ class JsonlTracker:
         self._run: dict[str, Any] | None = None
 
     def start_run(
-        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str]
+        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str],
+        resume_step: int | None = None,
     ) -> None:
-        """Create ``run_dir`` and write ``run.json`` with status ``"RUNNING"``."""
+        """Create ``run_dir`` and write ``run.json`` with status ``"RUNNING"``.
+
+        With ``resume_step``, the existing ``run.json`` keeps its start time and ``metrics.jsonl`` keeps only the
+        lines with ``step < resume_step``.
+        """
         if self._run is not None:
             raise RuntimeError(f"JsonlTracker: a run is already open in {self.run_dir}; call end_run first")
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        previous = self.run_dir / "run.json"
+        if resume_step is not None and previous.exists():
+            self._run = json.loads(previous.read_text(encoding="utf-8"))
+            self._run.update(status="RUNNING", end_time=None)
+            self._write_run_json()
+            self._truncate_metrics(resume_step)
+            return
         self._run = {
             "experiment": experiment,
             "run_name": run_name,
@@ -178,6 +196,16 @@ class JsonlTracker:
         run["end_time"] = _utc_now()
         self._write_run_json()
         self._run = None
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line)["step"] < step]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        os.replace(tmp, path)
 
     def _require_run(self) -> dict[str, Any]:
         if self._run is None:
@@ -232,10 +260,12 @@ class MlflowTracker:
         self.artifact_root = Path(artifact_root) if artifact_root is not None else None
         self.parent_run_id = parent_run_id
         self.run_id: str | None = None
+        self._resume_step: int | None = None
         self._client_instance: MlflowClient | None = None
 
     def start_run(
-        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str]
+        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str],
+        resume_step: int | None = None,
     ) -> None:
         """Get or create ``experiment`` and create a run in it with ``params`` and ``tags``.
 
@@ -254,6 +284,12 @@ class MlflowTracker:
         client = self._client()
         from mlflow.entities import Param
 
+        if resume_step is not None:
+            found = self.find_run(experiment, run_key)
+            if found is not None:
+                client.update_run(found, status="RUNNING")
+                self.run_id, self._resume_step = found, resume_step
+                return
         experiment_id = self._experiment_id(experiment)
         all_tags = {**tags, RUN_KEY_TAG: run_key}
         if self.parent_run_id is not None:
@@ -268,6 +304,11 @@ class MlflowTracker:
         run_id = self._require_run()
         from mlflow.entities import Metric
 
+        if self._resume_step is not None and step >= self._resume_step and metrics:
+            # an entry at this step may have been logged before the crash: log it only if it is absent
+            history = self._client().get_metric_history(run_id, next(iter(metrics)))
+            if any(m.step == step for m in history):
+                return
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, int(step)) for key, value in metrics.items()]
         for chunk in _chunks(batch, _MAX_METRICS_PER_BATCH):
@@ -287,7 +328,7 @@ class MlflowTracker:
         """Mark the run terminated with ``status``."""
         run_id = self._require_run()
         self._client().set_terminated(run_id, _check_status(status))
-        self.run_id = None
+        self.run_id, self._resume_step = None, None
 
     def find_run(self, experiment: str, run_key: str) -> str | None:
         """Return the id of the newest run of ``experiment`` tagged with ``run_key``, or None (e.g. to resume)."""
@@ -306,7 +347,12 @@ class MlflowTracker:
         # Every path into mlflow goes through here first, so telemetry is off before mlflow is imported.
         if self._client_instance is None:
             os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+            import logging
+
             from mlflow.tracking import MlflowClient
+
+            for name in ("mlflow", "alembic"):  # store migrations log at INFO on first use: not for our users
+                logging.getLogger(name).setLevel(logging.WARNING)
 
             db_path = _sqlite_path(self.tracking_uri)
             if db_path is not None:
@@ -351,11 +397,13 @@ class MultiTracker:
         self.trackers = list(trackers)
 
     def start_run(
-        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str]
+        self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str],
+        resume_step: int | None = None,
     ) -> None:
         """Start the run in every tracker."""
         for tracker in self.trackers:
-            tracker.start_run(experiment=experiment, run_name=run_name, run_key=run_key, params=params, tags=tags)
+            tracker.start_run(experiment=experiment, run_name=run_name, run_key=run_key, params=params, tags=tags,
+                              resume_step=resume_step)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Log ``metrics`` in every tracker."""

@@ -51,8 +51,8 @@ def train(steps: int, log_every: int = 100) -> tuple[dict[str, torch.Tensor], fl
         The EMA state dict (contiguous float32 tensors) and the mean loss over the last ``log_every`` steps.
     """
     cfg = TRAIN_CONFIG
-    torch.manual_seed(cfg["seed"])
-    gen = torch.Generator().manual_seed(cfg["seed"])
+    torch.manual_seed(cfg["seed"])  # model initialisation
+    gen = torch.Generator().manual_seed(cfg["seed"])  # batches, label dropout, noise and timesteps
 
     images, labels = load_digits_images()  # N x 1 x 8 x 8 in [-1, 1], N
     scheduler = DDPMScheduler(**DIGITS_SCHEDULER_CONFIG)

@@ -23,7 +23,7 @@ def _error_case(capsys, tmp_path, argv):
     "argv, expect",
     [
         (["run", "--task", "nope-v0", "--method", "ddpo"], "choose one of: digits-jpeg-compress-v0"),
-        (["run", "--task", "toy-brightness-v0", "--method", "nope"], "choose one of: ddpo"),
+        (["run", "--task", "toy-brightness-v0", "--method", "nope"], "unknown method 'nope'; choose one of: "),
         (["run", "--task", "toy-brightness-v0", "--method", "ddpo", "--budget", "-5"], "--budget must be >= 0"),
         (["run", "--task", "toy-brightness-v0", "--method", "ddpo", "--budget", "ten"], "must be an integer"),
         (["run", "--task", "toy-brightness-v0", "--method", "ddpo", "--budget", "5"], "below one batch"),
@@ -34,6 +34,9 @@ def _error_case(capsys, tmp_path, argv):
         (["run", "--task", "toy-brightness-v0", "--method", "ddpo", "--set", "method.variant=sgd"], "one of"),
         (["run", "--task", "toy-brightness-v0"], "required"),
         (["frobnicate"], "invalid choice"),
+        (["run", "--task", "toy-brightness-v0", "--method", "ddpo", "--oracle-timeout", "nan"], "finite number > 0"),
+        (["run", "--task", "toy-brightness-v0", "--method", "ddpo", "--oracle-backoff", "-1"], "finite number >= 0"),
+        (["run", "--task", "toy-brightness-v0", "--method", "ddpo", "--resume", "--restart"], "not allowed with"),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(capsys, tmp_path, argv, expect):
@@ -92,3 +95,10 @@ def test_console_entry_point_exit_code():
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "unknown task 'x-v0'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_import_stays_light():
+    code = ("import sys, benchsuite, benchsuite.cli, benchsuite.tracking, benchsuite.registry; "
+            "heavy = [m for m in ('mlflow', 'optuna', 'seaborn', 'diffusers', 'open_clip', 'pandas') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)

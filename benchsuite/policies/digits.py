@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from benchsuite.errors import MissingWeightsError
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
 
 NUM_CLASSES = 10
 """Number of digit classes (ids ``0..9``)."""
@@ -103,7 +106,7 @@ def load_digits_images() -> tuple[Tensor, Tensor]:
     return images * 2 - 1, labels
 
 
-def build_digits_unet():
+def build_digits_unet() -> UNet2DModel:
     """A randomly initialised ``diffusers.UNet2DModel`` built from ``DIGITS_UNET_CONFIG``.
 
     The model maps ``(x: B x 1 x 8 x 8, t: B or scalar, class_labels: B int64)`` to a ``B x 1 x 8 x 8``
@@ -114,7 +117,7 @@ def build_digits_unet():
     return UNet2DModel(**DIGITS_UNET_CONFIG)
 
 
-def load_digits_unet(path: str | Path | None = None):
+def load_digits_unet(path: str | Path | None = None) -> UNet2DModel:
     """Build the digits UNet and load its trained weights; returned in eval mode.
 
     Args:

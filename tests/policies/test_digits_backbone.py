@@ -50,7 +50,7 @@ def test_shipped_weights_match_the_configs_of_the_module():
 
 
 @pytest.fixture(scope="module")
-def model():
+def unet():
     return load_digits_unet()
 
 
@@ -69,26 +69,26 @@ def _ddim_sample(model, labels: torch.Tensor, seed: int) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 
-def test_samples_are_recognised_as_their_class(model):
+def test_samples_are_recognised_as_their_class(unet):
     labels = torch.arange(NUM_CLASSES).repeat_interleave(SAMPLES_PER_CLASS)
-    predicted = predict_digits(_ddim_sample(model, labels, seed=1234))
+    predicted = predict_digits(_ddim_sample(unet, labels, seed=1234))
     accuracy = {k: (predicted[labels == k] == k).float().mean().item() for k in range(NUM_CLASSES)}
     print("per-class accuracy:", {k: round(a, 3) for k, a in accuracy.items()})
     failing = {k: a for k, a in accuracy.items() if a < MIN_CLASS_ACCURACY}
     assert not failing, f"classes below {MIN_CLASS_ACCURACY:.0%} accuracy: {failing}"
 
 
-def test_unconditional_samples_cover_most_digits(model):
-    images = _ddim_sample(model, torch.full((100,), NULL_CLASS), seed=99)
+def test_unconditional_samples_cover_most_digits(unet):
+    images = _ddim_sample(unet, torch.full((100,), NULL_CLASS), seed=99)
     counts = torch.bincount(predict_digits(images), minlength=NUM_CLASSES)
     print("unconditional digit counts:", counts.tolist())
     assert (counts > 0).sum() >= 8, f"unconditional samples collapse onto few digits: {counts.tolist()}"
 
 
-def test_loaded_model_is_in_eval_mode_and_matches_the_file(model):
-    assert not model.training
+def test_loaded_model_is_in_eval_mode_and_matches_the_file(unet):
+    assert not unet.training
     stored = load_file(str(WEIGHTS_PATH))
-    for k, v in model.state_dict().items():
+    for k, v in unet.state_dict().items():
         assert torch.equal(v, stored[k]), k
 
 

@@ -34,11 +34,13 @@ def test_training_accuracy_is_high(real_digits):
 def test_cross_validated_accuracy_is_high(real_digits):
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from threadpoolctl import threadpool_limits
 
     images, labels = real_digits
-    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
-    scores = cross_val_score(clone(fit_digit_classifier()), images.flatten(1).numpy(), labels.numpy(), cv=folds)
-    assert scores.mean() > 0.9
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    with threadpool_limits(limits=1, user_api="blas"):
+        scores = cross_val_score(clone(fit_digit_classifier()), images.flatten(1).numpy(), labels.numpy(), cv=folds)
+    assert scores.mean() > 0.95
 
 
 def test_reward_attributes():

@@ -1,0 +1,156 @@
+"""Checkpoint and resume: a run that dies at any point and is resumed ends exactly like an uninterrupted one."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from benchsuite.config import resolve
+from benchsuite.errors import ConfigError, OracleError
+from benchsuite.methods.ddpo import DDPO
+from benchsuite.runner import CHECKPOINT, run, run_state
+from benchsuite.tracking import read_metrics
+
+TASK = "toy-brightness-v0"
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_after(monkeypatch, n_steps):
+    original, calls = DDPO.step, {"n": 0}
+
+    def step(self, oracle):
+        calls["n"] += 1
+        if calls["n"] > n_steps:
+            raise Crash
+        return original(self, oracle)
+
+    monkeypatch.setattr(DDPO, "step", step)
+
+
+@pytest.mark.parametrize("crash_after", [0, 2, 5])
+def test_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch, crash_after):
+    cfg = resolve(TASK, "ddpo", seed=2, budget=224, output_root=str(tmp_path / "a"))
+    reference = run(cfg)
+    cfg_b = resolve(TASK, "ddpo", seed=2, budget=224, output_root=str(tmp_path / "b"))
+    with monkeypatch.context() as m:
+        _crash_after(m, crash_after)
+        with pytest.raises(Crash):
+            run(cfg_b)
+    assert run_state(cfg_b.run_dir) == "checkpointed"
+    resumed = run(cfg_b, resume=True)
+    np.testing.assert_array_equal(resumed.query_log.reward, reference.query_log.reward)
+    assert resumed.final == reference.final and resumed.curve == reference.curve
+    a, b = read_metrics(cfg.run_dir), read_metrics(cfg_b.run_dir)
+    assert list(a["step"]) == list(b["step"]), "no duplicated or missing log lines"
+    assert json.loads((cfg_b.run_dir / "summary.json").read_text())["status"] == "FINISHED"
+
+
+def test_existing_run_needs_resume_or_restart_and_finished_runs_are_not_resumed(tmp_path):
+    cfg = resolve(TASK, "ddpo", seed=0, budget=64, output_root=str(tmp_path))
+    run(cfg)
+    before = (cfg.run_dir / "summary.json").read_bytes()
+    with pytest.raises(ConfigError, match="--resume"):
+        run(cfg)
+    assert (cfg.run_dir / "summary.json").read_bytes() == before  # nothing lost
+    again = run(cfg, resume=True)  # resuming a finished run only repeats the (idempotent) finalisation
+    assert again.final == json.loads(before)["final"]
+    assert list(read_metrics(cfg.run_dir)["step"]).count(64) == 3  # train, eval, wall time: not duplicated
+    run(cfg, restart=True)
+    assert run_state(cfg.run_dir) == "finished"
+
+
+def test_corrupt_or_foreign_checkpoint_is_refused(tmp_path, monkeypatch):
+    cfg = resolve(TASK, "ddpo", seed=0, budget=96, output_root=str(tmp_path))
+    with monkeypatch.context() as m:
+        _crash_after(m, 1)
+        with pytest.raises(Crash):
+            run(cfg)
+    path = cfg.run_dir / CHECKPOINT
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="unreadable"):
+        run(cfg, resume=True)
+    torch.save({"format": 1, "run_id": "someone-else"}, path)
+    with pytest.raises(ConfigError, match="does not belong"):
+        run(cfg, resume=True)
+
+
+def test_persistent_oracle_failure_ends_with_checkpoint_then_resumes(tmp_path, monkeypatch):
+    from benchsuite.budget import BudgetedOracle
+    from benchsuite.runner import OracleOptions
+
+    cfg = resolve(TASK, "ddpo", seed=1, budget=128, output_root=str(tmp_path / "a"))
+    reference = run(cfg)
+    calls = {"n": 0}
+    original = BudgetedOracle._call_once
+
+    def flaky(self, samples, conditions):  # the oracle fails from its 3rd call on; judges are untouched
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise ConnectionError("lab offline")
+        return original(self, samples, conditions)
+
+    cfg_b = resolve(TASK, "ddpo", seed=1, budget=128, output_root=str(tmp_path / "b"))
+    with monkeypatch.context() as m:
+        m.setattr(BudgetedOracle, "_call_once", flaky)
+        with pytest.raises(OracleError, match="lab offline"):
+            run(cfg_b, oracle_options=OracleOptions(retries=1, backoff_s=0.0))
+    assert calls["n"] == 4  # 2 good calls, then the failing call and its retry
+    assert json.loads((cfg_b.run_dir / "summary.json").read_text())["status"] == "FAILED"
+    resumed = run(cfg_b, resume=True)
+    assert resumed.final == reference.final
+    np.testing.assert_array_equal(resumed.query_log.reward, reference.query_log.reward)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume(tmp_path):
+    """Kill the real CLI with SIGKILL at random times, resume until done; compare with an uninterrupted run."""
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    base = [sys.executable, "-m", "benchsuite.cli", "run", "--task", TASK, "--method", "ddpo", "--budget", "6400",
+            "--seed", "4", "--no-progress"]
+    subprocess.run([*base, "--output", str(out_a)], check=True, capture_output=True)
+    rng = random.Random(0)
+    kills, finished = 0, False
+    cmd = [*base, "--output", str(out_b)]
+    for attempt in range(60):
+        started = time.time()
+        proc = subprocess.Popen(cmd + (["--resume"] if attempt else []), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        # wait until this attempt has written a checkpoint (real progress), then kill at a random moment
+        while proc.poll() is None and time.time() - started < 120:
+            ckpts = list((out_b / "runs").glob(f"*/{CHECKPOINT}")) if (out_b / "runs").exists() else []
+            if ckpts and ckpts[0].stat().st_mtime > started:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            continue
+        assert proc.returncode == 0, proc.stderr.read().decode()
+        finished = True
+        break
+    assert finished and kills >= 2, (finished, kills)
+    (run_a,), (run_b,) = (out_a / "runs").iterdir(), (out_b / "runs").iterdir()
+    sa, sb = (json.loads((r / "summary.json").read_text()) for r in (run_a, run_b))
+    assert sa["final"] == sb["final"] and sa["queries_used"] == sb["queries_used"] == 6400
+    assert (run_a / "query_log.csv").read_text() == (run_b / "query_log.csv").read_text()
+    assert list(read_metrics(run_a)["step"]) == list(read_metrics(run_b)["step"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{out_b / 'mlflow' / 'mlflow.db'}")
+    (mrun,) = client.search_runs([client.get_experiment_by_name(TASK).experiment_id])  # one run, not one per try
+    history = client.get_metric_history(mrun.info.run_id, "train/reward_mean")
+    steps = [m.step for m in history]
+    assert len(steps) == len(set(steps)) == 200, "each step logged exactly once"
+    print(f"kills survived: {kills}")
