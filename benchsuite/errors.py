@@ -33,3 +33,8 @@ class BudgetExhausted(BenchsuiteError):
 
 class OracleError(BenchsuiteError):
     """The oracle kept failing (raised, timed out or returned NaN/inf) after all retries. Its queries stay charged."""
+
+
+class StopRun(Exception):
+    """Raised by a runner callback to end a run early (e.g. a pruned tuning trial). The run is checkpointed and
+    marked KILLED; the exception propagates to the caller of ``run``."""

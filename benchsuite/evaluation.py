@@ -6,30 +6,37 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .metrics import mean_pairwise_distance
+from .metrics import frechet_distance, mean_pairwise_distance, reward_summary, vendi_score
 from .policies.base import DiffusionPolicy
 from .tasks import Task
 
 
 @torch.no_grad()
-def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task,
-             method=None) -> tuple[dict[str, float], Tensor, Tensor | None]:
+def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, method=None,
+             pretrained_images: Tensor | None = None
+             ) -> tuple[dict[str, float], Tensor, Tensor | None, dict[str, Tensor]]:
     """Sample the task's eval set with its fixed eval seed and score it with every judge.
 
     A ``method`` whose ``eval_samples`` returns images (best-of-N) is judged on those instead, with the KL it
-    reports.
+    reports. Model evaluations made here are not counted in the policies' ``nfe``.
 
     Returns:
-        metrics: ``eval/<judge>_mean`` and ``_std`` per judge, ``eval/kl`` (mean over samples of the summed
-            per-step KL to the reference along the sampled chains), ``eval/diversity`` (mean pairwise L2
-            distance between images of the same condition).
+        metrics: per judge ``eval/<judge>_{mean,median,std,top10}``; ``eval/kl`` (mean over samples of the
+            summed per-step KL to the reference along the sampled chains) and ``eval/kl_last_step`` (the last
+            step's part of it); ``eval/diversity`` (mean pairwise L2
+            distance between images of one condition) and ``eval/vendi`` (Vendi score per condition), both
+            averaged over conditions; ``eval/fd_pretrained`` (Fréchet distance of image features to
+            ``pretrained_images`` when given).
         images: ``N x C x H x W`` in [0, 1].
         conditions: ``N`` or None.
+        scores: each judge's ``N`` rewards.
     """
+    nfe_before = (policy.nfe, reference.nfe)
     conds = task.eval_conditions()
     generator = torch.Generator().manual_seed(task.spec.eval_seed)
     n = len(conds) if conds is not None else task.spec.eval_samples_per_condition
     own = method.eval_samples(conds, n) if method is not None else None
+    kl_last = None
     if own is not None:
         images, kl = own
     else:
@@ -38,35 +45,77 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task,
         traj, kls = policy.rollout(conds, generator, batch=n, reference=reference)
         policy.train(was_training)
         images, kl = policy.decode(traj.x0), kls.sum(1).mean().item()
+        kl_last = kls[:, -1].mean().item()
+    policy.nfe, reference.nfe = nfe_before
     metrics: dict[str, float] = {}
+    scores: dict[str, Tensor] = {}
     for label, judge in task.judges.items():
-        r = judge(images, conds).double()
-        metrics[f"eval/{label}_mean"] = r.mean().item()
-        metrics[f"eval/{label}_std"] = r.std().item() if len(r) > 1 else 0.0
+        scores[label] = judge(images, conds)
+        for stat, value in reward_summary(scores[label]).items():
+            metrics[f"eval/{label}_{stat}"] = value
     metrics["eval/kl"] = kl
+    if kl_last is not None:  # the last step has the smallest std, so it often holds most of the path KL
+        metrics["eval/kl_last_step"] = kl_last
     metrics["eval/diversity"] = mean_pairwise_distance(images, conds)
-    return metrics, images, conds
+    metrics["eval/vendi"] = vendi_score(images, conds)
+    if pretrained_images is not None:
+        metrics["eval/fd_pretrained"] = frechet_distance(images, pretrained_images)
+    return metrics, images, conds, scores
 
 
-def sample_grid(images: Tensor, conditions: Tensor | None, per_row: int = 8, scale: int = 4, pad: int = 1) -> np.ndarray:
-    """A ``H x W x 3`` uint8 grid: one row per condition (first ``per_row`` samples), upscaled ``scale``x.
+def cost_metrics(used: int, nfe: int, wall_s: float) -> dict[str, float]:
+    """``cost/queries``, ``cost/nfe`` (denoiser evaluations outside evaluation), ``cost/wall_s`` and the peak
+    memory: ``cost/peak_rss_mb`` (process) and ``cost/peak_cuda_mb`` when CUDA is in use."""
+    import resource
+    import sys
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    out = {"cost/queries": float(used), "cost/nfe": float(nfe), "cost/wall_s": wall_s,
+           "cost/peak_rss_mb": rss / (2**20 if sys.platform == "darwin" else 2**10)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cost/peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def sample_grid(images: Tensor, conditions: Tensor | None, rewards: Tensor | None = None, per_row: int = 8,
+                scale: int = 4, label: str = "reward") -> np.ndarray:
+    """A captioned ``H x W x 3`` uint8 grid: one row per condition (its first ``per_row`` samples), upscaled
+    ``scale`` times, the condition id left of each row and each sample's reward under it.
 
     Args:
         images: ``N x C x h x w`` in [0, 1], C in {1, 3}.
         conditions: ``N`` or None (then rows of ``per_row`` in order).
+        rewards: ``N`` rewards to print under the samples, or None.
+        label: what the rewards are (named in the header line).
     """
+    from PIL import Image, ImageDraw, ImageFont
+
     imgs = images.detach().cpu().clamp(0, 1)
     if imgs.shape[1] == 1:
         imgs = imgs.expand(-1, 3, -1, -1)
+    index = torch.arange(len(imgs))
     if conditions is None:
-        rows = [imgs[i : i + per_row] for i in range(0, min(len(imgs), 8 * per_row), per_row)]
+        rows = [("", index[i : i + per_row]) for i in range(0, min(len(imgs), 8 * per_row), per_row)]
     else:
-        rows = [imgs[conditions.cpu() == c][:per_row] for c in torch.unique(conditions.cpu())]
+        conds = conditions.cpu()
+        rows = [(str(int(c)), index[conds == c][:per_row]) for c in torch.unique(conds)]
+    font = ImageFont.load_default()
     h, w = imgs.shape[-2] * scale, imgs.shape[-1] * scale
-    grid = torch.ones(3, len(rows) * (h + pad) + pad, per_row * (w + pad) + pad)
-    for i, row in enumerate(rows):
-        for j, img in enumerate(row):
-            up = torch.nn.functional.interpolate(img[None], scale_factor=scale, mode="nearest")[0]
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
-            grid[:, y : y + h, x : x + w] = up
-    return (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    cell_w, cap_h, left, pad, top = max(w, 42), (12 if rewards is not None else 0), 18, 4, 16
+    canvas = Image.new("RGB", (left + per_row * (cell_w + pad) + pad, top + len(rows) * (h + cap_h + pad) + pad),
+                       "white")
+    draw = ImageDraw.Draw(canvas)
+    header = "rows: condition" + (f"; under each sample: {label}" if rewards is not None else "")
+    draw.text((3, 2), header, fill="black", font=font)
+    for i, (name, idx) in enumerate(rows):
+        y = top + pad + i * (h + cap_h + pad)
+        draw.text((3, y + h // 2 - 6), name, fill="black", font=font)
+        for j, k in enumerate(idx.tolist()):
+            x0 = left + pad + j * (cell_w + pad)
+            tile = (imgs[k].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+            canvas.paste(Image.fromarray(tile).resize((w, h), Image.NEAREST), (x0 + (cell_w - w) // 2, y))
+            if rewards is not None:
+                text = f"{float(rewards[k]):+.3f}"
+                tw = draw.textlength(text, font=font)
+                draw.text((x0 + (cell_w - tw) / 2, y + h + 1), text, fill="black", font=font)
+    return np.array(canvas)  # a writable copy

@@ -59,6 +59,8 @@ REWARDS.register("mean-brightness", "benchsuite.testing:MeanBrightness")
 METHODS = Registry("method")
 METHODS.register("pretrained", "benchsuite.methods.pretrained:Pretrained")
 METHODS.register("ddpo", "benchsuite.methods.ddpo:DDPO")
+METHODS.register("draft", "benchsuite.methods.draft:DRaFT")
+METHODS.register("best-of-n", "benchsuite.methods.best_of_n:BestOfN")
 
 BACKBONES = Registry("backbone")
 BACKBONES.register("digits", "benchsuite.policies.embedded:digits_policy")

@@ -20,6 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,8 @@ import torch
 
 from .budget import QueryLog
 from .config import RunConfig
-from .evaluation import evaluate, sample_grid
+from .errors import StopRun
+from .evaluation import cost_metrics, evaluate, sample_grid
 from .registry import METHODS
 from .tasks import make_task
 
@@ -115,7 +117,8 @@ def _load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
 
 
 def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = True, resume: bool = False,
-        restart: bool = False, oracle_options: OracleOptions = OracleOptions()) -> RunResult:
+        restart: bool = False, oracle_options: OracleOptions = OracleOptions(),
+        on_eval: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
     """Train ``config.method`` on ``config.task`` until the budget is spent; evaluate on schedule.
 
     Args:
@@ -126,6 +129,8 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         resume: continue from the run folder's checkpoint (a fresh start if the run never checkpointed).
         restart: delete an existing run folder of this config and start over.
         oracle_options: retries, backoff and timeout of oracle calls.
+        on_eval: called as ``on_eval(queries, metrics)`` after each evaluation is checkpointed and logged; it may
+            raise ``StopRun`` to end the run early (status KILLED), e.g. to prune a tuning trial.
 
     Raises:
         ConfigError: the run folder already holds this run and neither ``resume`` nor ``restart`` was given.
@@ -168,12 +173,15 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     done: set[int] = set()
     pending: list[tuple[str, Any, Any]] = []  # ("metrics", dict, step) | ("image", uint8 tensor, name)
     elapsed_before = 0.0
+    pretrained: dict[str, torch.Tensor] = {}  # eval images of the pretrained model, for drift metrics
     if state is not None:
         method.load_state_dict(state["method"])
         oracle.load_state_dict(state["oracle"])
         torch.set_rng_state(state["torch_rng"])
         curve, train, done = state["curve"], state["train"], set(state["done"])
         pending, elapsed_before = state["pending"], state["elapsed_s"]
+        pretrained["images"] = state["pretrained_images"]
+        policy.nfe, reference.nfe = state["nfe"]
 
     # Everything that can fail on bad input (names, weights, checkpoint) has run: only now touch the disk.
     trackers = [tracker] if tracker is not None else []
@@ -204,16 +212,23 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
                 "format": CHECKPOINT_FORMAT, "run_id": config.run_id, "method": method.state_dict(),
                 "oracle": oracle.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
                 "train": train, "done": sorted(done), "pending": pending,
+                "pretrained_images": pretrained["images"], "nfe": [policy.nfe, reference.nfe],
                 "elapsed_s": elapsed_before + time.perf_counter() - start,
             })
         flush()
 
     def evaluate_now() -> None:
-        metrics, images, conds = evaluate(policy, reference, task, method)
+        metrics, images, conds, scores = evaluate(policy, reference, task, method, pretrained.get("images"))
+        if "images" not in pretrained:  # the first evaluation is the pretrained model's
+            pretrained["images"] = images
+            metrics["eval/fd_pretrained"] = 0.0
+        metrics.update(cost_metrics(oracle.used, policy.nfe + reference.nfe,
+                                    elapsed_before + time.perf_counter() - start))
         curve.append({"queries": oracle.used, **metrics})
         done.update(p for p in points if p <= oracle.used)
         pending.append(("metrics", metrics, oracle.used))
-        pending.append(("image", torch.from_numpy(sample_grid(images, conds)),
+        grid = sample_grid(images, conds, scores[task.spec.primary_judge], label=f"{task.spec.primary_judge} reward")
+        pending.append(("image", torch.from_numpy(grid),
                         f"samples/queries_{oracle.used:07d}.png"))
 
     bar = None
@@ -227,6 +242,8 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         if state is None:
             evaluate_now()
             checkpoint_then_flush()
+            if on_eval is not None:
+                on_eval(oracle.used, curve[-1])
         else:
             flush()  # logs of the checkpointed step that may not have reached the trackers
         while not oracle.exhausted:
@@ -239,11 +256,14 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
             if bar is not None:
                 bar.update(oracle.used - before)
                 bar.set_postfix(reward=f"{info.get('train/reward_mean', float('nan')):.4g}")
-            if any(p <= oracle.used and p not in done for p in points) or oracle.exhausted:
+            evaluated = any(p <= oracle.used and p not in done for p in points) or oracle.exhausted
+            if evaluated:
                 evaluate_now()
             checkpoint_then_flush()
+            if evaluated and on_eval is not None:
+                on_eval(oracle.used, curve[-1])
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, StopRun):
         status = "KILLED"
         raise
     finally:

@@ -59,3 +59,11 @@ class MeanBrightness(Reward):
 
     def _score(self, samples: Tensor, conditions: Tensor | None) -> Tensor:
         return samples.flatten(1).mean(1)
+
+
+NONDETERMINISTIC_METRICS = ("cost/wall_s", "cost/peak_rss_mb", "cost/peak_cuda_mb")
+
+
+def deterministic(metrics: dict) -> dict:
+    """``metrics`` without the ones that measure the machine (wall time, peak memory)."""
+    return {k: v for k, v in metrics.items() if k not in NONDETERMINISTIC_METRICS}

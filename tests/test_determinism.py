@@ -6,6 +6,8 @@ import sys
 
 import torch
 
+from benchsuite.testing import deterministic
+
 from benchsuite.testing import tiny_policy
 
 SCRIPT = """
@@ -25,7 +27,7 @@ def _fresh_process_run() -> dict:
 def test_same_seed_same_results_in_fresh_processes():
     a, b = _fresh_process_run(), _fresh_process_run()
     assert a["rewards"] == b["rewards"] and len(a["rewards"]) == 96
-    assert a["final"] == b["final"]
+    assert deterministic(a["final"]) == deterministic(b["final"])
 
 
 def test_tiny_policy_rollout_slice():

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from benchsuite.testing import deterministic
+
 from benchsuite.config import resolve
 from benchsuite.errors import ConfigError, OracleError
 from benchsuite.methods.ddpo import DDPO
@@ -49,7 +51,8 @@ def test_resume_after_crash_matches_uninterrupted(tmp_path, monkeypatch, crash_a
     assert run_state(cfg_b.run_dir) == "checkpointed"
     resumed = run(cfg_b, resume=True)
     np.testing.assert_array_equal(resumed.query_log.reward, reference.query_log.reward)
-    assert resumed.final == reference.final and resumed.curve == reference.curve
+    assert deterministic(resumed.final) == deterministic(reference.final)
+    assert [deterministic(c) for c in resumed.curve] == [deterministic(c) for c in reference.curve]
     a, b = read_metrics(cfg.run_dir), read_metrics(cfg_b.run_dir)
     assert list(a["step"]) == list(b["step"]), "no duplicated or missing log lines"
     assert json.loads((cfg_b.run_dir / "summary.json").read_text())["status"] == "FINISHED"
@@ -63,7 +66,7 @@ def test_existing_run_needs_resume_or_restart_and_finished_runs_are_not_resumed(
         run(cfg)
     assert (cfg.run_dir / "summary.json").read_bytes() == before  # nothing lost
     again = run(cfg, resume=True)  # resuming a finished run only repeats the (idempotent) finalisation
-    assert again.final == json.loads(before)["final"]
+    assert deterministic(again.final) == deterministic(json.loads(before)["final"])
     assert list(read_metrics(cfg.run_dir)["step"]).count(64) == 3  # train, eval, wall time: not duplicated
     run(cfg, restart=True)
     assert run_state(cfg.run_dir) == "finished"
@@ -107,11 +110,12 @@ def test_persistent_oracle_failure_ends_with_checkpoint_then_resumes(tmp_path, m
     assert calls["n"] == 4  # 2 good calls, then the failing call and its retry
     assert json.loads((cfg_b.run_dir / "summary.json").read_text())["status"] == "FAILED"
     resumed = run(cfg_b, resume=True)
-    assert resumed.final == reference.final
+    assert deterministic(resumed.final) == deterministic(reference.final)
     np.testing.assert_array_equal(resumed.query_log.reward, reference.query_log.reward)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_sigkill_at_random_points_then_resume(tmp_path):
     """Kill the real CLI with SIGKILL at random times, resume until done; compare with an uninterrupted run."""
     out_a, out_b = tmp_path / "a", tmp_path / "b"
@@ -143,7 +147,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     assert finished and kills >= 2, (finished, kills)
     (run_a,), (run_b,) = (out_a / "runs").iterdir(), (out_b / "runs").iterdir()
     sa, sb = (json.loads((r / "summary.json").read_text()) for r in (run_a, run_b))
-    assert sa["final"] == sb["final"] and sa["queries_used"] == sb["queries_used"] == 6400
+    assert deterministic(sa["final"]) == deterministic(sb["final"]) and sa["queries_used"] == sb["queries_used"] == 6400
     assert (run_a / "query_log.csv").read_text() == (run_b / "query_log.csv").read_text()
     assert list(read_metrics(run_a)["step"]) == list(read_metrics(run_b)["step"])
     from mlflow.tracking import MlflowClient
@@ -154,3 +158,21 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     steps = [m.step for m in history]
     assert len(steps) == len(set(steps)) == 200, "each step logged exactly once"
     print(f"kills survived: {kills}")
+
+
+def test_on_eval_callback_sees_every_evaluation_and_can_stop_the_run(tmp_path):
+    from benchsuite.errors import StopRun
+
+    seen = []
+
+    def callback(queries, metrics):
+        seen.append(queries)
+        if queries >= 64:
+            raise StopRun
+
+    cfg = resolve(TASK, "ddpo", seed=0, budget=320, output_root=str(tmp_path))
+    with pytest.raises(StopRun):
+        run(cfg, on_eval=callback)
+    assert seen == [0, 32, 64]
+    assert json.loads((cfg.run_dir / "summary.json").read_text())["status"] == "KILLED"
+    assert run_state(cfg.run_dir) == "checkpointed"

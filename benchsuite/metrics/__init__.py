@@ -1,5 +1,8 @@
-"""Metrics: small pure functions over tensors, shapes in the docstrings."""
+"""Metrics: small pure functions over tensors, shapes in the docstrings. One module per family:
+``reward`` (summaries), ``diversity`` (pairwise distance, Vendi), ``drift`` (Fréchet distance to pretrained)."""
 
-from .diversity import mean_pairwise_distance
+from .diversity import mean_pairwise_distance, vendi_score
+from .drift import frechet_distance
+from .reward import reward_summary
 
-__all__ = ["mean_pairwise_distance"]
+__all__ = ["frechet_distance", "mean_pairwise_distance", "reward_summary", "vendi_score"]

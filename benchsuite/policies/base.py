@@ -167,6 +167,7 @@ class DiffusionPolicy(nn.Module):
             )
         if not bool((1 - alpha_prev - std.square() >= 0).all()):
             raise ValueError(f"eta={eta} is too large for this schedule (negative DDIM direction variance)")
+        self.nfe = 0  # denoiser evaluations, counted per sample (x2 with guidance): the sampler cost metric
         self.register_buffer("timesteps", timesteps, persistent=False)
         self.register_buffer("alpha", alpha.float(), persistent=False)
         self.register_buffer("alpha_prev", alpha_prev.float(), persistent=False)
@@ -182,7 +183,9 @@ class DiffusionPolicy(nn.Module):
         """Predicted noise at step index k (int or ``B`` int64), with classifier-free guidance if enabled."""
         t = self.timesteps[k].expand(len(x)) if isinstance(k, int) else self.timesteps.index_select(0, k)
         if self.guidance_scale == 1.0 or cond is None:
+            self.nfe += len(x)
             return self.denoiser(x, t, cond)
+        self.nfe += 2 * len(x)
         null = torch.full_like(cond, self.null_condition)
         eps_c, eps_u = self.denoiser(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null])).chunk(2)
         return eps_u + self.guidance_scale * (eps_c - eps_u)

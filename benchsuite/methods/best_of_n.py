@@ -1,0 +1,149 @@
+"""``best-of-n``: rejection sampling from the frozen pretrained model, the reference every fine-tuning method
+should beat at equal oracle budget (shared/design/methods.md, "References").
+
+Rules:
+1. Each step draws a batch from the pretrained policy (never updated), decodes it and queries the oracle for
+   every sample, so the budget is spent in batches exactly as the fine-tuning methods spend it. Conditions are
+   assigned round-robin over the task's training conditions (sample i of the run gets condition i mod C), so
+   every condition gets the same number of candidates, give or take one.
+2. Per condition it keeps the ``keep_per_condition`` samples with the highest oracle reward seen so far (ties:
+   the earlier sample wins). The kept images are the method's product.
+3. ``eval_samples`` returns, for each requested eval condition, its kept images best first. If a condition asks
+   for more images than were kept, the kept ones are repeated in rank order (best, second, ..., best, ...): the
+   best-of-N set is what it is, and repeating keeps the eval set's size fixed for the judges. Until every
+   requested condition has at least one kept sample (before the first step, or for a condition that is not a
+   training condition), it returns None and the runner judges the pretrained policy on the fixed eval noise,
+   which is best-of-1.
+
+Reported KL. The policy never changes, so the KL along policy rollouts would be 0; ``eval_samples`` reports the
+analytic KL of best-of-n selection, KL = log(n) - (n - 1) / n, with n = (candidates drawn for the condition) /
+(samples kept for it), averaged over the requested eval samples. Approximations, all documented here:
+- Beirami et al. (arXiv 2401.01879) show the formula is exact for best-of-n when the reward has a continuous
+  distribution and an upper bound otherwise; JPEG sizes are whole bytes, so ties make it an upper bound.
+- Keeping the top m of N is not m independent best-of-(N/m) draws: as N grows the kept set tends to the
+  reward distribution truncated to its top m/N quantile, whose KL is log(N/m), larger than the formula.
+- Scale: the suite's KL is per step averaged over data dimensions (``gaussian_kl``) and summed over steps, i.e.
+  (path KL in nats) / D with D = number of sample dimensions. A chain reweighted by a function of x_0 alone has
+  path KL equal to the KL of its x_0 distribution (chain rule; the conditionals given x_0 are unchanged), and no
+  chain reaches that marginal with less. So the reported value is (log(n) - (n - 1) / n) / D, comparable with the
+  fine-tuning methods' ``eval/kl``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..budget import BudgetedOracle
+from .base import Method, MethodConfig, check
+
+UNCONDITIONAL = -1
+"""Key of the kept set when the task is unconditional."""
+
+
+@dataclass(frozen=True)
+class BestOfNConfig(MethodConfig):
+    batch_size: int = 64
+    """Samples (= oracle queries) drawn per step; only sets how the budget is spent, not what is kept."""
+    keep_per_condition: int = 16
+    """m: top samples kept per condition. With N candidates per condition, n = N / m candidates per kept sample;
+    a smaller m means a stronger selection (higher reward, higher KL, fewer distinct images)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.keep_per_condition >= 1, "keep_per_condition must be >= 1")
+
+
+def best_of_n_kl(n: float) -> float:
+    """log(n) - (n - 1) / n in nats: the analytic KL of best-of-n selection to the base distribution (n >= 1)."""
+    return math.log(n) - (n - 1) / n
+
+
+class BestOfN(Method):
+    """Best-of-N from the frozen pretrained model; its product is the per-condition set of top samples."""
+
+    name = "best-of-n"
+    Config = BestOfNConfig
+    config: BestOfNConfig
+
+    def setup(self, policy, task, generator) -> None:
+        super().setup(policy, task, generator)
+        self.kept: dict[int, tuple[Tensor, Tensor]] = {}  # condition -> (images m' x C x H x W, rewards m'), best first
+        self.drawn: dict[int, int] = {}  # condition -> candidates scored so far
+        self.cursor = 0  # samples drawn so far: the next one's position in the round-robin over conditions
+
+    def step(self, oracle: BudgetedOracle) -> dict[str, float]:
+        n = self.batch_for(oracle)
+        conds = self._next_conditions(n)
+        traj, _ = self.policy.rollout(conds, self.generator, batch=n)
+        images = self.policy.decode(traj.x0)
+        rewards = oracle(images, traj.conditions)
+        self.keep(images, conds, rewards)
+        kept = torch.cat([r for _, r in self.kept.values()])
+        return {
+            "train/reward_mean": rewards.mean().item(),
+            "train/kept_reward_mean": kept.mean().item(),
+            "train/candidates_per_kept": sum(self.drawn.values()) / len(kept),
+        }
+
+    def _next_conditions(self, n: int) -> Tensor | None:
+        """The next ``n`` conditions of the round-robin over the training conditions (None if unconditional)."""
+        conds = self.task.train_conditions
+        position = torch.arange(self.cursor, self.cursor + n)
+        self.cursor += n
+        return None if conds is None else conds[position % len(conds)]
+
+    @torch.no_grad()
+    def keep(self, images: Tensor, conditions: Tensor | None, rewards: Tensor) -> None:
+        """Merge a scored batch into the kept sets: per condition, the top ``keep_per_condition`` by reward.
+
+        Args:
+            images: ``B x C x H x W``.
+            conditions: ``B`` int64, or None (one unconditional set).
+            rewards: ``B``.
+        """
+        rewards = rewards.detach().float()
+        keys = (torch.full((len(images),), UNCONDITIONAL, dtype=torch.int64) if conditions is None
+                else conditions.detach().cpu())
+        for key in torch.unique(keys).tolist():
+            mask = (keys == key).to(images.device)
+            new_images, new_rewards = images[mask], rewards[mask]
+            self.drawn[key] = self.drawn.get(key, 0) + len(new_rewards)
+            if key in self.kept:  # earlier samples first, so that the stable sort lets them win ties
+                old_images, old_rewards = self.kept[key]
+                new_images, new_rewards = torch.cat([old_images, new_images]), torch.cat([old_rewards, new_rewards])
+            order = torch.sort(new_rewards, descending=True, stable=True).indices[: self.config.keep_per_condition]
+            self.kept[key] = (new_images[order], new_rewards[order])
+
+    def eval_samples(self, conditions: Tensor | None, n: int) -> tuple[Tensor, float] | None:
+        """The kept images for the eval ``conditions`` (``n`` int64, or None: ``n`` unconditional samples), best
+        first per condition and repeated in rank order when fewer were kept, and the best-of-n KL (see the module
+        docstring). None while a requested condition has nothing kept. Never queries the oracle."""
+        keys = torch.full((n,), UNCONDITIONAL, dtype=torch.int64) if conditions is None else conditions.cpu()
+        unique = torch.unique(keys).tolist()
+        if not all(key in self.kept for key in unique):
+            return None
+        sample_dims = math.prod(self.policy.sample_shape)
+        first = next(iter(self.kept.values()))[0]
+        images = first.new_empty((n, *first.shape[1:]))
+        kl_sum = 0.0
+        for key in unique:
+            positions = (keys == key).nonzero().squeeze(1)
+            kept_images, _ = self.kept[key]
+            rank = torch.arange(len(positions)) % len(kept_images)
+            images[positions.to(images.device)] = kept_images[rank.to(images.device)]
+            kl_sum += len(positions) * best_of_n_kl(self.drawn[key] / len(kept_images)) / sample_dims
+        return images, kl_sum / n
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "kept": self.kept, "drawn": self.drawn, "cursor": self.cursor}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.kept = {k: (imgs.clone(), r.clone()) for k, (imgs, r) in state["kept"].items()}
+        self.drawn = dict(state["drawn"])
+        self.cursor = int(state["cursor"])

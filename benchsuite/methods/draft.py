@@ -1,0 +1,248 @@
+"""DRaFT: direct reward fine-tuning by backpropagating the reward through the sampler (Clark et al., arXiv
+2309.17400). The paper ships no code; the rules below are the paper's as summarised in shared/design/methods.md,
+written on our ``DiffusionPolicy`` step.
+
+Variants (``variant``):
+- ``k`` (DRaFT-K): run the first T - K sampler steps under ``no_grad``, then the last K steps with gradients
+  (reparameterized: x_{k+1} = mu_theta(x_k) + sigma_k * noise, fresh noise from the method's generator).
+  loss = -mean_b r(x_0^b). K = 1 is the paper's recommended default; K = T is full DRaFT.
+- ``lv`` (DRaFT-LV, K = 1): sample x_0 entirely without gradients, then "re-noise" it n = ``lv_samples`` times to
+  the noise level of the last step's input and take that last step again with gradients; the loss averages the
+  rewards of the n one-step results. With our sampler the last step (index T-1) goes from timestep t_{T-1}
+  (``policy.timesteps[-1]``) to x_0, so re-noising is the forward process q(x_{t_{T-1}} | x_0):
+      x^(i) = sqrt(abar) x_0 + sqrt(1 - abar) eps_i,   abar = policy.alpha[T-1] (alphas_cumprod at t_{T-1}),
+  treating the sampled x_0 as clean data, and the one-step result is x_0^(i) = mu_theta(x^(i), T-1) + sigma_{T-1}
+  z_i. (The sampler's x_0 sits at alpha_prev[T-1] = alphas_cumprod[0], not exactly 1; on the digits schedule the
+  difference is below 1e-4, so the plain forward process from a clean x_0 is used.)
+- ``kl_coef`` > 0 (DRaFT+KL, as in the SQDF repository): loss = mean_b [-r_b + kl_coef * sum_k KL_k,b] where the
+  sum covers exactly the gradient-carrying steps (the last K steps for ``k``; the re-noised last step of each
+  copy for ``lv``). The earlier steps run under ``no_grad``: their KL would shift the loss value but never its
+  gradient, so it is left out. KL_k is ``gaussian_kl`` (the suite's one definition), with the reference mean
+  computed at the same state; for K > 1 that state depends on theta, and the gradient flows through both means.
+
+Reward gradients and query accounting: every sample whose oracle reward is computed is one query.
+- Differentiable oracle (``reward_gradients`` = ``oracle``, or ``auto`` on such a task): ``k`` charges the B
+  final samples; ``lv`` sends each re-noised one-step result to the oracle, so a step of q queries draws
+  ceil(q / lv_samples) chains and scores the first q of their (chain, copy) pairs (the last chain may get fewer
+  copies when q is not a multiple of ``lv_samples``).
+- Black-box oracle (JPEG size): the method fits a ``SurrogateReward`` to the queries it paid for
+  (``benchsuite.methods.surrogate``) and differentiates that. ``k`` charges the B final samples (their images,
+  detached, go to the oracle and the surrogate's data; the surrogate's prediction at the same images carries the
+  gradient). ``lv`` charges the B true x_0 of the chains; the n re-noised copies are scored by the surrogate
+  only, which is free (a model trained on paid-for outputs).
+- ``reward_gradients = oracle`` on a black-box oracle fails at setup with a message naming the fix.
+
+Changes from the paper: full fine-tuning of the embedded backbones instead of LoRA on SD 1.4 (so the paper's
+LoRA learning rates do not carry over; see ``baselines/draft/defaults.yaml``); the surrogate for black-box
+rewards is this suite's addition; gradient checkpointing is per step via ``torch.utils.checkpoint``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from ..budget import BudgetedOracle
+from ..errors import ConfigError
+from ..policies.base import gaussian_kl
+from .base import Method, MethodConfig, check
+from .surrogate import RewardGradients, SurrogateConfig, SurrogateReward, check_reward_gradients, differentiable_reward
+
+
+@dataclass(frozen=True)
+class DRaFTConfig(MethodConfig):
+    batch_size: int = 64
+    """Oracle queries per step (one optimizer step each). See the module docstring for how many chains that is."""
+    k: int = 1
+    """K: the number of last sampler steps that carry gradients (1 <= K <= T). Paper default: 1."""
+    variant: Literal["k", "lv"] = "k"
+    """``k``: DRaFT-K; ``lv``: DRaFT-LV (needs k = 1)."""
+    lv_samples: int = 2
+    """n: re-noised copies per chain in DRaFT-LV. Paper: 2."""
+    kl_coef: float = 0.0
+    """Weight of the summed per-step KL of the gradient-carrying steps (DRaFT+KL); 0 is plain DRaFT."""
+    lr: float = 2e-4
+    """AdamW learning rate. Paper: 2e-4 to 4e-4 with LoRA on SD 1.4."""
+    weight_decay: float = 0.0
+    """AdamW weight decay (not given by the paper; 0 keeps the objective the paper's)."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip before every optimizer step (the value of the SQDF/AlignProp code the suite follows)."""
+    reward_gradients: RewardGradients = "auto"
+    """Where d r / d x comes from: ``oracle`` (must be differentiable), ``surrogate`` (a model fit to paid-for
+    queries), or ``auto`` (the oracle if it is differentiable, else the surrogate)."""
+    gradient_checkpointing: bool = False
+    """Recompute each gradient-carrying step's forward during backward (memory O(1) in K instead of O(K))."""
+    surrogate_capacity: int = 4096
+    """Surrogate: most recent paid-for queries kept for fitting."""
+    surrogate_fit_steps: int = 50
+    """Surrogate: Adam steps after each paid-for batch."""
+    surrogate_fit_batch: int = 128
+    """Surrogate: minibatch size of the fit."""
+    surrogate_lr: float = 1e-3
+    """Surrogate: Adam learning rate of the fit."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.k >= 1, "k must be >= 1")
+        check(self.variant in ("k", "lv"), "variant must be 'k' or 'lv'")
+        check(self.variant == "k" or self.k == 1, "variant 'lv' (DRaFT-LV) is defined for k = 1")
+        check(self.lv_samples >= 1, "lv_samples must be >= 1")
+        check(self.kl_coef >= 0, "kl_coef must be >= 0")
+        check(self.lr > 0, "lr must be > 0")
+        check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
+        check(self.reward_gradients in ("auto", "oracle", "surrogate"),
+              "reward_gradients must be 'auto', 'oracle' or 'surrogate'")
+        check(self.surrogate_capacity >= 1, "surrogate_capacity must be >= 1")
+        check(self.surrogate_fit_steps >= 1, "surrogate_fit_steps must be >= 1")
+        check(self.surrogate_fit_batch >= 1, "surrogate_fit_batch must be >= 1")
+        check(self.surrogate_lr > 0, "surrogate_lr must be > 0")
+
+
+class DRaFT(Method):
+    """DRaFT-K (``variant=k``), DRaFT-LV (``variant=lv``), each with an optional KL penalty (DRaFT+KL)."""
+
+    name = "draft"
+    Config = DRaFTConfig
+    config: DRaFTConfig
+
+    def setup(self, policy, task, generator) -> None:
+        super().setup(policy, task, generator)
+        c = self.config
+        if c.k > policy.num_steps:
+            raise ConfigError(f"draft: k={c.k} exceeds the sampler's {policy.num_steps} steps")
+        self.reference = policy.frozen_copy()
+        self.params = [p for p in policy.denoiser.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, weight_decay=c.weight_decay)
+        self.surrogate: SurrogateReward | None = None
+        if check_reward_gradients(c.reward_gradients, task.oracle_differentiable, self.name):
+            device = policy.stds.device
+            with torch.no_grad():  # the surrogate sees decoded images: read their channel count off one decode
+                channels = policy.decode(torch.zeros(1, *policy.sample_shape, device=device)).shape[1]
+            tc = task.train_conditions
+            self.surrogate = SurrogateReward(
+                channels, None if tc is None else int(tc.max()) + 1,
+                SurrogateConfig(c.surrogate_capacity, c.surrogate_fit_steps, c.surrogate_fit_batch, c.surrogate_lr),
+                generator, device,
+            )
+
+    def step(self, oracle: BudgetedOracle) -> dict[str, float]:
+        loss, info = self._loss(oracle)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.policy.eval()
+        info["train/grad_norm"] = float(grad_norm)
+        return info
+
+    # ---- the objective -----------------------------------------------------------------------------------
+    def _loss(self, oracle: BudgetedOracle) -> tuple[Tensor, dict[str, float]]:
+        """Sample, pay for this step's queries, and return the scalar loss (with its graph) and diagnostics.
+
+        The loss is mean over gradient-carrying samples of ``-r_grad + kl_coef * KL``, where KL (``B``) is the
+        summed per-step KL of the steps taken with gradients.
+        """
+        c, policy = self.config, self.policy
+        T = policy.num_steps
+        q = self.batch_for(oracle)
+        if c.variant == "k":
+            conds = self._to_device(self.sample_conditions(q))
+            x = self._sample(conds, q, stop=T - c.k)
+            policy.train()
+            x0, kl = self._grad_steps(x, conds, range(T - c.k, T))
+            r_grad, r_true, info = differentiable_reward(oracle, self.surrogate, policy.decode(x0), conds)
+        else:
+            per_chain = 1 if self.surrogate is not None else c.lv_samples  # queries each chain costs
+            chains = -(-q // per_chain)
+            conds = self._to_device(self.sample_conditions(chains))
+            x0 = self._sample(conds, chains, stop=T)
+            rows = torch.arange(chains, device=x0.device).repeat_interleave(c.lv_samples)
+            if self.surrogate is None:
+                rows = rows[:q]
+            rep_conds = None if conds is None else conds[rows]
+            policy.train()
+            x0_lv, kl = self._grad_steps(self._renoise(x0[rows]), rep_conds, [T - 1])
+            images = policy.decode(x0_lv)
+            if self.surrogate is None:  # each re-noised copy is an oracle query
+                r_grad, r_true, info = differentiable_reward(oracle, None, images, rep_conds)
+            else:  # pay for the chains' x_0; the copies are scored by the surrogate for free
+                _, r_true, info = differentiable_reward(oracle, self.surrogate, policy.decode(x0), conds)
+                r_grad = self.surrogate(images, rep_conds)
+        loss = (-r_grad + c.kl_coef * kl).mean()
+        info = {
+            **info,
+            "train/loss": loss.item(),
+            "train/kl": kl.mean().item(),
+            "train/reward_mean": r_true.mean().item(),
+            "train/reward_std": r_true.std().item() if len(r_true) > 1 else 0.0,
+        }
+        return loss, info
+
+    @torch.no_grad()
+    def _sample(self, conds: Tensor | None, batch: int, stop: int) -> Tensor:
+        """Run steps 0..stop-1 from fresh initial noise without gradients; returns x after ``stop`` steps,
+        ``B x *S`` (x_T itself when ``stop`` is 0)."""
+        policy = self.policy
+        policy.eval()
+        x = policy.initial_noise(batch, self.generator)
+        for k in range(stop):
+            x = policy.transition(x, k, conds, self._noise(batch))
+        return x
+
+    def _grad_steps(self, x: Tensor, conds: Tensor | None, steps) -> tuple[Tensor, Tensor]:
+        """Take ``steps`` (consecutive step indices) from state ``x`` (``B x *S``) with gradients.
+
+        Each step is the reparameterized transition mu_theta(x, k) + sigma_k * noise (what
+        ``DiffusionPolicy.transition`` computes, written out to reuse the mean for the KL).
+
+        Returns:
+            The final state ``B x *S`` and the summed per-step KL to the reference along the way, ``B``.
+        """
+        kl = x.new_zeros(len(x))
+        for k in steps:
+            if self.config.gradient_checkpointing:
+                mean, ref_mean = checkpoint(self._means, x, k, conds, use_reentrant=False)
+            else:
+                mean, ref_mean = self._means(x, k, conds)
+            std = self.policy.step_std(k, len(x))
+            kl = kl + gaussian_kl(mean, ref_mean, std)
+            x = mean + std * self._noise(len(x))
+        return x, kl
+
+    def _means(self, x: Tensor, k: int, conds: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Transition means of the policy and the frozen reference at (x, k), both ``B x *S``."""
+        mean, _ = self.policy.step_mean(x, k, conds)
+        ref_mean, _ = self.reference.step_mean(x, k, conds)
+        return mean, ref_mean
+
+    def _renoise(self, x0: Tensor) -> Tensor:
+        """q(x_{t_{T-1}} | x_0): sqrt(abar) x_0 + sqrt(1 - abar) eps with abar = alphas_cumprod at the last step's
+        input timestep; ``x0`` and the result are ``N x *S``."""
+        abar = self.policy.alpha[-1]
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * self._noise(len(x0))
+
+    def _noise(self, batch: int) -> Tensor:
+        """Standard normal ``batch x *S`` from the method's generator, on the policy's device."""
+        shape = (batch, *self.policy.sample_shape)
+        return torch.randn(shape, generator=self.generator).to(self.policy.stds.device)
+
+    def _to_device(self, conds: Tensor | None) -> Tensor | None:
+        return None if conds is None else conds.to(self.policy.stds.device)
+
+    # ---- state -------------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        state = {**super()._state(), "optimizer": self.optimizer.state_dict()}
+        if self.surrogate is not None:
+            state["surrogate"] = self.surrogate.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.surrogate is not None:
+            self.surrogate.load_state_dict(state["surrogate"])

@@ -1,0 +1,44 @@
+"""Metric functions against hand computations."""
+
+import math
+
+import pytest
+import torch
+
+from benchsuite.metrics import frechet_distance, mean_pairwise_distance, reward_summary, vendi_score
+
+
+def test_reward_summary_by_hand():
+    s = reward_summary(torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0]), top_fraction=0.4)
+    assert s["mean"] == 4.0 and s["median"] == 3.0 and s["top40"] == 7.0
+    assert s["std"] == pytest.approx(math.sqrt(((1 - 4) ** 2 + 4 + 1 + 0 + 36) / 4))
+    assert reward_summary(torch.arange(20.0))["top10"] == 18.5  # mean of the best 2 of 20
+
+
+def test_mean_pairwise_distance_by_hand():
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0], [0.0, 1.0]])
+    assert mean_pairwise_distance(x[:2]) == pytest.approx(5.0)
+    # groups {0,1}: 5; {2,3}: 1 -> mean 3
+    assert mean_pairwise_distance(x, torch.tensor([0, 0, 1, 1])) == pytest.approx(3.0)
+    # three points: pairs 5, 0, 5 -> mean 10/3
+    assert mean_pairwise_distance(x[:3]) == pytest.approx(10 / 3)
+
+
+def test_vendi_extremes():
+    assert vendi_score(torch.ones(6, 4)) == pytest.approx(1.0)
+    assert vendi_score(torch.eye(5)) == pytest.approx(5.0)
+    # two groups: identical (1) and orthogonal (3) -> mean 2
+    x = torch.cat([torch.ones(3, 3), torch.eye(3)])
+    assert vendi_score(x, torch.tensor([0, 0, 0, 1, 1, 1])) == pytest.approx(2.0)
+
+
+def test_frechet_distance_by_hand():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 3, generator=g)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    # a shift by mu changes only the mean term: ||mu||^2
+    assert frechet_distance(a + torch.tensor([1.0, 2.0, 2.0]), a) == pytest.approx(9.0, rel=1e-6)
+    # 1-D: (m1-m2)^2 + (s1-s2)^2 for Gaussians
+    b = torch.tensor([[0.0], [2.0]])  # mean 1, var 2 (unbiased)
+    c = torch.tensor([[0.0], [4.0]])  # mean 2, var 8
+    assert frechet_distance(b, c) == pytest.approx(1.0 + (math.sqrt(2) - math.sqrt(8)) ** 2)
