@@ -21,7 +21,8 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
     reports. Model evaluations made here are not counted in the policies' ``nfe``.
 
     Returns:
-        metrics: per judge ``eval/<judge>_{mean,median,std,top10}``; ``eval/kl`` (mean over samples of the
+        metrics: per judge ``eval/<judge>_{mean,median,std,top10}``; ``eval/gold_proxy_gap`` when the task has
+            a gold judge; ``eval/kl`` (mean over samples of the
             summed per-step KL to the reference along the sampled chains) and ``eval/kl_last_step`` (the last
             step's part of it); ``eval/diversity`` (mean pairwise L2
             distance between images of one condition) and ``eval/vendi`` (Vendi score per condition), both
@@ -31,7 +32,7 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
         conditions: ``N`` or None.
         scores: each judge's ``N`` rewards.
     """
-    nfe_before = (policy.nfe, reference.nfe)
+    nfe_before = policy.nfe  # shared with the reference and the method's frozen copies
     conds = task.eval_conditions()
     generator = torch.Generator().manual_seed(task.spec.eval_seed)
     n = len(conds) if conds is not None else task.spec.eval_samples_per_condition
@@ -46,13 +47,16 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
         policy.train(was_training)
         images, kl = policy.decode(traj.x0), kls.sum(1).mean().item()
         kl_last = kls[:, -1].mean().item()
-    policy.nfe, reference.nfe = nfe_before
+    policy.nfe = nfe_before
     metrics: dict[str, float] = {}
     scores: dict[str, Tensor] = {}
     for label, judge in task.judges.items():
         scores[label] = judge(images, conds)
         for stat, value in reward_summary(scores[label]).items():
             metrics[f"eval/{label}_{stat}"] = value
+    gold = task.spec.gold_judge
+    if gold is not None:
+        metrics["eval/gold_proxy_gap"] = metrics[f"eval/{gold}_mean"] - metrics[f"eval/{task.spec.primary_judge}_mean"]
     metrics["eval/kl"] = kl
     if kl_last is not None:  # the last step has the smallest std, so it often holds most of the path KL
         metrics["eval/kl_last_step"] = kl_last

@@ -61,6 +61,7 @@ METHODS.register("pretrained", "benchsuite.methods.pretrained:Pretrained")
 METHODS.register("ddpo", "benchsuite.methods.ddpo:DDPO")
 METHODS.register("draft", "benchsuite.methods.draft:DRaFT")
 METHODS.register("best-of-n", "benchsuite.methods.best_of_n:BestOfN")
+METHODS.register("sqdf", "benchsuite.methods.sqdf:SQDF")
 
 BACKBONES = Registry("backbone")
 BACKBONES.register("digits", "benchsuite.policies.embedded:digits_policy")

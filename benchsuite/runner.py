@@ -181,7 +181,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         curve, train, done = state["curve"], state["train"], set(state["done"])
         pending, elapsed_before = state["pending"], state["elapsed_s"]
         pretrained["images"] = state["pretrained_images"]
-        policy.nfe, reference.nfe = state["nfe"]
+        policy.nfe = state["nfe"]
 
     # Everything that can fail on bad input (names, weights, checkpoint) has run: only now touch the disk.
     trackers = [tracker] if tracker is not None else []
@@ -212,7 +212,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
                 "format": CHECKPOINT_FORMAT, "run_id": config.run_id, "method": method.state_dict(),
                 "oracle": oracle.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
                 "train": train, "done": sorted(done), "pending": pending,
-                "pretrained_images": pretrained["images"], "nfe": [policy.nfe, reference.nfe],
+                "pretrained_images": pretrained["images"], "nfe": policy.nfe,
                 "elapsed_s": elapsed_before + time.perf_counter() - start,
             })
         flush()
@@ -222,7 +222,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         if "images" not in pretrained:  # the first evaluation is the pretrained model's
             pretrained["images"] = images
             metrics["eval/fd_pretrained"] = 0.0
-        metrics.update(cost_metrics(oracle.used, policy.nfe + reference.nfe,
+        metrics.update(cost_metrics(oracle.used, policy.nfe,
                                     elapsed_before + time.perf_counter() - start))
         curve.append({"queries": oracle.used, **metrics})
         done.update(p for p in points if p <= oracle.used)

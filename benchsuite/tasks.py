@@ -66,7 +66,9 @@ class TaskSpec:
         sampler: backbone factory arguments (``num_steps``, ``eta``, ``guidance_scale``).
         oracle: the training reward; the only one a method can query, through the budget.
         judges: evaluation rewards by label; never charged to the budget.
-        primary_judge: the judge label whose mean is the headline number.
+        primary_judge: the judge label whose mean is the headline number (the proxy: the training reward).
+        gold_judge: optional label of a held-out judge on the primary's scale (e.g. a classifier trained on
+            other data); the evaluation then logs ``eval/gold_proxy_gap`` = gold mean - proxy mean.
         train_conditions / eval_conditions: condition ids (class ids for digits); None = unconditional.
         eval_samples_per_condition: samples per eval condition at every evaluation point.
         eval_seed: seed of the fixed evaluation noise, the same for every method and training seed.
@@ -88,6 +90,7 @@ class TaskSpec:
     eval_seed: int
     default_budget: int
     allow_eval_on_train_conditions: bool = False
+    gold_judge: str | None = None
     source: str = field(default="", compare=False)
 
 
@@ -114,7 +117,7 @@ def _conditions(raw: Any, where: str) -> tuple[int, ...] | None:
 
 _CARD_KEYS = {
     "id", "description", "backbone", "sampler", "oracle", "judges", "primary_judge", "conditions", "eval",
-    "default_budget", "allow_eval_on_train_conditions",
+    "default_budget", "allow_eval_on_train_conditions", "gold_judge",
 }
 
 
@@ -148,6 +151,9 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         raise ConfigError(f"{source}: judges must be a non-empty mapping of label -> reward")
     if raw["primary_judge"] not in judges:
         raise ConfigError(f"{source}: primary_judge {raw['primary_judge']!r} is not one of {sorted(judges)}")
+    gold = raw.get("gold_judge")
+    if gold is not None and (gold not in judges or gold == raw["primary_judge"]):
+        raise ConfigError(f"{source}: gold_judge {gold!r} must be a judge other than the primary one")
     conds = raw.get("conditions") or {}
     ev = raw["eval"]
     if not isinstance(ev, dict) or set(ev) - {"samples_per_condition", "seed"}:
@@ -174,6 +180,7 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         eval_seed=int(ev.get("seed", 0)),
         default_budget=budget,
         allow_eval_on_train_conditions=bool(raw.get("allow_eval_on_train_conditions", False)),
+        gold_judge=None if gold is None else str(gold),
         source=source,
     )
     overlap = set(spec.train_conditions or ()) & set(spec.eval_conditions or ())

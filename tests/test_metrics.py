@@ -42,3 +42,22 @@ def test_frechet_distance_by_hand():
     b = torch.tensor([[0.0], [2.0]])  # mean 1, var 2 (unbiased)
     c = torch.tensor([[0.0], [4.0]])  # mean 2, var 8
     assert frechet_distance(b, c) == pytest.approx(1.0 + (math.sqrt(2) - math.sqrt(8)) ** 2)
+
+
+def test_gold_proxy_gap_logged_when_the_card_names_a_gold_judge(tmp_path, monkeypatch):
+    import yaml
+
+    from benchsuite import tasks
+    from benchsuite.evaluation import evaluate
+
+    card = yaml.safe_load(open(tasks.load_spec("toy-brightness-v0").source).read())
+    card["judges"]["gold"] = {"name": "mean-brightness", "version": "0"}
+    card["gold_judge"] = "gold"
+    spec = tasks.parse_card(card, "toy.yaml")
+    task = tasks.Task(spec)
+    policy = task.make_policy()
+    metrics, *_ = evaluate(policy, policy.frozen_copy(), task)
+    assert metrics["eval/gold_proxy_gap"] == pytest.approx(metrics["eval/gold_mean"] - metrics["eval/brightness_mean"])
+    card["gold_judge"] = "brightness"
+    with pytest.raises(Exception, match="other than the primary"):
+        tasks.parse_card(card, "toy.yaml")

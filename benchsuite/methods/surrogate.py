@@ -75,6 +75,7 @@ class SurrogateReward:
         with torch.random.fork_rng(devices=[]):  # initialise from the method's stream, not the global one
             torch.manual_seed(seed)
             self.model = RewardModel(channels, num_conditions).to(device)
+        self.model.requires_grad_(False)  # only fit() trains it; a method's backward should not fill its grads
         self.config, self.generator = config, generator
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.images: Tensor | None = None
@@ -101,6 +102,7 @@ class SurrogateReward:
         self.std = self.rewards.std().item() if n > 1 else 1.0
         self.std = self.std if self.std > 1e-8 else 1.0
         targets = (self.rewards - self.mean) / self.std
+        self.model.requires_grad_(True)
         self.model.train()
         loss = torch.zeros(())
         for _ in range(self.config.fit_steps):
@@ -111,6 +113,7 @@ class SurrogateReward:
             loss.backward()
             self.optimizer.step()
         self.model.eval()
+        self.model.requires_grad_(False)
         return loss.item()
 
     def __call__(self, images: Tensor, conditions: Tensor | None) -> Tensor:

@@ -167,11 +167,20 @@ class DiffusionPolicy(nn.Module):
             )
         if not bool((1 - alpha_prev - std.square() >= 0).all()):
             raise ValueError(f"eta={eta} is too large for this schedule (negative DDIM direction variance)")
-        self.nfe = 0  # denoiser evaluations, counted per sample (x2 with guidance): the sampler cost metric
+        self._nfe = [0]  # denoiser evaluations per sample (x2 with guidance), shared with frozen copies
         self.register_buffer("timesteps", timesteps, persistent=False)
         self.register_buffer("alpha", alpha.float(), persistent=False)
         self.register_buffer("alpha_prev", alpha_prev.float(), persistent=False)
         self.register_buffer("stds", std.float(), persistent=False)
+
+    @property
+    def nfe(self) -> int:
+        """Denoiser evaluations (per sample) by this policy and every frozen copy made of it: the sampler cost."""
+        return self._nfe[0]
+
+    @nfe.setter
+    def nfe(self, value: int) -> None:
+        self._nfe[0] = value
 
     # ---- one step ---------------------------------------------------------------------------------------
     def _per_sample(self, values: Tensor, k: int | Tensor, batch: int) -> Tensor:
@@ -183,9 +192,9 @@ class DiffusionPolicy(nn.Module):
         """Predicted noise at step index k (int or ``B`` int64), with classifier-free guidance if enabled."""
         t = self.timesteps[k].expand(len(x)) if isinstance(k, int) else self.timesteps.index_select(0, k)
         if self.guidance_scale == 1.0 or cond is None:
-            self.nfe += len(x)
+            self._nfe[0] += len(x)
             return self.denoiser(x, t, cond)
-        self.nfe += 2 * len(x)
+        self._nfe[0] += 2 * len(x)
         null = torch.full_like(cond, self.null_condition)
         eps_c, eps_u = self.denoiser(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null])).chunk(2)
         return eps_u + self.guidance_scale * (eps_c - eps_u)
@@ -280,7 +289,9 @@ class DiffusionPolicy(nn.Module):
         return self.decoder(x0)
 
     def frozen_copy(self) -> DiffusionPolicy:
-        """A deep copy with gradients off, in eval mode: the reference policy for KL terms."""
+        """A deep copy with gradients off, in eval mode: the reference policy for KL terms. It shares this
+        policy's ``nfe`` counter."""
         ref = copy.deepcopy(self)
+        ref._nfe = self._nfe  # one counter: evaluations of the reference are part of the run's sampler cost
         ref.requires_grad_(False)
         return ref.eval()

@@ -124,3 +124,15 @@ def test_same_generator_same_trajectory():
 def test_bad_sampler_settings_raise(bad):
     with pytest.raises(ValueError):
         tiny_policy(**bad)
+
+
+def test_nfe_counts_policy_and_frozen_copies_once(generator):
+    policy = tiny_policy(num_steps=4)
+    ref = policy.frozen_copy()
+    policy.rollout(None, generator, batch=3)
+    assert policy.nfe == 12
+    ref.step_mean(torch.zeros(2, 1, 2, 2), 0, None)
+    assert policy.nfe == ref.nfe == 14
+    guided = tiny_policy(num_steps=2, guidance_scale=2.0)
+    guided.rollout(torch.tensor([0, 1]), generator)
+    assert guided.nfe == 2 * 2 * 2

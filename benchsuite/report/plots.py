@@ -1,0 +1,155 @@
+"""Paper figures from the tidy table: one colour per method in every figure, sized for a paper column.
+
+Every function writes ``<path>.pdf`` and ``<path>.png`` and returns the PNG path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COLUMN_WIDTH_IN = 3.4  # a two-column paper's column
+METHOD_ORDER = ["pretrained", "best-of-n", "ddpo", "draft", "sqdf", "vard", "ctrl"]
+
+
+def method_colors(methods) -> dict[str, tuple]:
+    """A fixed colour per method (seaborn's colorblind palette, in METHOD_ORDER); unknown methods after."""
+    import seaborn as sns
+
+    names = [m for m in METHOD_ORDER] + sorted(set(methods) - set(METHOD_ORDER))
+    palette = sns.color_palette("colorblind", len(names))
+    colors = dict(zip(names, palette))
+    colors["pretrained"] = (0.45, 0.45, 0.45)
+    return colors
+
+
+def _ordered(methods) -> list[str]:
+    present = set(methods)
+    return [m for m in METHOD_ORDER if m in present] + sorted(present - set(METHOD_ORDER))
+
+
+def _setup():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
+    return plt, sns
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path.with_suffix(".pdf"))
+    fig.savefig(path.with_suffix(".png"), dpi=200)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path.with_suffix(".png")
+
+
+def plot_curves(tidy: pd.DataFrame, task: str, metric: str, path: Path, ylabel: str | None = None) -> Path:
+    """``metric`` against oracle queries, mean over seeds with a 95% bootstrap CI band, one line per method."""
+    plt, sns = _setup()
+    data = tidy[(tidy["task"] == task) & (tidy["metric"] == metric)]
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.4), constrained_layout=True)
+    order = _ordered(data["method"].unique())
+    sns.lineplot(data=data, x="queries", y="value", hue="method", hue_order=order, palette=method_colors(order),
+                 errorbar=("ci", 95), n_boot=2000, seed=0, marker="o", markersize=3, linewidth=1.2, ax=ax)
+    ax.set_xlabel("oracle queries")
+    ax.set_ylabel(ylabel or metric.removeprefix("eval/"))
+    ax.set_title(task, fontsize=8)
+    ax.legend(fontsize=6, title=None, ncol=2, frameon=False)
+    return _save(fig, path)
+
+
+def pareto_front(points: np.ndarray) -> np.ndarray:
+    """Boolean mask of the non-dominated rows of ``points`` (``N x 2``, both maximised), via botorch."""
+    import torch
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    return is_non_dominated(torch.tensor(np.asarray(points), dtype=torch.double)).numpy()
+
+
+def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
+    """Hypervolume dominated by ``points`` (``N x 2``, maximised) above ``reference``, via botorch."""
+    import torch
+    from botorch.utils.multi_objective.hypervolume import Hypervolume
+
+    y = torch.tensor(np.asarray(points), dtype=torch.double)
+    y = y[pareto_front(points)]
+    return float(Hypervolume(torch.as_tensor(reference, dtype=torch.double)).compute(y))
+
+
+def plot_pareto(final: pd.DataFrame, task: str, reward: str, diversity: str, path: Path) -> tuple[Path, float]:
+    """Reward against diversity: each run faint, each method's mean bold, the Pareto front of the method means
+    as a step line, its hypervolume (reference: the worst run on each axis) in the title."""
+    plt, sns = _setup()
+    data = final[final["task"] == task].dropna(subset=[reward, diversity])
+    means = data.groupby("method")[[reward, diversity]].mean()
+    order = _ordered(means.index)
+    colors = method_colors(order)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6), constrained_layout=True)
+    for m in order:
+        runs = data[data["method"] == m]
+        ax.scatter(runs[diversity], runs[reward], color=colors[m], alpha=0.35, s=10, linewidths=0)
+        ax.scatter(means.loc[m, diversity], means.loc[m, reward], color=colors[m], s=36, label=m,
+                   edgecolors="black", linewidths=0.5)
+    pts = means[[reward, diversity]].to_numpy()
+    mask = pareto_front(pts)
+    ref = data[[reward, diversity]].min().to_numpy()
+    hv = hypervolume(pts, ref)
+    front = means[mask].sort_values(diversity)
+    ax.step(front[diversity], front[reward], where="pre",  # the boundary of what the front dominates color="black", linewidth=0.8, linestyle="--",
+            label="Pareto front")
+    ax.set_xlabel(diversity.removeprefix("eval/"))
+    ax.set_ylabel(reward.removeprefix("eval/"))
+    ax.set_title(f"{task}  (hypervolume {hv:.3g})", fontsize=8)
+    ax.legend(fontsize=6, frameon=False, ncol=2)
+    return _save(fig, path), hv
+
+
+def plot_overoptimization(tidy: pd.DataFrame, task: str, proxy: str, gold: str, path: Path) -> Path:
+    """The training reward (proxy) and a held-out judge (a gold reward where the task has one) against
+    sqrt(KL to pretrained) along training, mean over seeds per evaluation point: the over-optimization picture
+    (Gao et al. 2023). Solid: proxy; dashed: held-out judge."""
+    plt, sns = _setup()
+    data = tidy[(tidy["task"] == task) & tidy["metric"].isin(["eval/kl", proxy, gold])]
+    wide = data.pivot_table(index=["method", "seed", "queries"], columns="metric", values="value").reset_index()
+    curve = wide.groupby(["method", "queries"])[["eval/kl", proxy, gold]].mean().reset_index()
+    curve["sqrt_kl"] = np.sqrt(curve["eval/kl"].clip(lower=0))
+    order = _ordered(curve["method"].unique())
+    colors = method_colors(order)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4), constrained_layout=True)
+    for ax, metric, title in ((axes[0], proxy, "training reward (proxy)"), (axes[1], gold, "held-out judge")):
+        for m in order:
+            c = curve[curve["method"] == m].sort_values("queries")
+            ax.plot(c["sqrt_kl"], c[metric], color=colors[m], marker="o", markersize=2.5, linewidth=1.1,
+                    linestyle="-" if metric == proxy else "--", label=m)
+        ax.set_xlabel(r"$\sqrt{\mathrm{KL}}$ to pretrained")
+        ax.set_ylabel(metric.removeprefix("eval/"))
+        ax.set_title(title, fontsize=8)
+    axes[0].legend(fontsize=6, frameon=False, ncol=2)
+    fig.suptitle(task, fontsize=8)
+    return _save(fig, path)
+
+
+def grid_figure(grids: dict[str, Path], path: Path, title: str = "") -> Path:
+    """Sample grids (PNG files written by the runner) side by side, one panel per method."""
+    plt, _ = _setup()
+    from PIL import Image
+
+    order = _ordered(grids)
+    fig, axes = plt.subplots(1, len(order), figsize=(1.6 * len(order), 2.4), constrained_layout=True, squeeze=False)
+    colors = method_colors(order)
+    for ax, m in zip(axes[0], order):
+        ax.imshow(Image.open(grids[m]), interpolation="nearest")
+        ax.set_title(m, fontsize=8, color=colors[m])
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,78 @@
+"""Report: tidy loading, leaderboard statistics by hand, Pareto/hypervolume, files written from real runs."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchsuite.config import resolve
+from benchsuite.errors import ConfigError
+from benchsuite.report import load_runs, write_report
+from benchsuite.report.plots import hypervolume, pareto_front
+from benchsuite.report.tables import bootstrap_ci, final_values, iqm, leaderboard, normalized_scores
+from benchsuite.runner import run
+
+
+def test_iqm_by_hand():
+    assert iqm(np.array([0.0, 1, 2, 3, 4, 5, 6, 100])) == pytest.approx(3.5)  # middle half: 2, 3, 4, 5
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
+    v = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    lo, hi = bootstrap_ci(v)
+    assert lo < 3.0 < hi and (lo, hi) == bootstrap_ci(v)
+    assert bootstrap_ci(np.array([2.0])) == (2.0, 2.0)
+
+
+def test_normalized_scores_by_hand():
+    final = pd.DataFrame({"task": "t", "method": ["pretrained", "a", "a", "b"], "seed": [0, 0, 1, 0],
+                          "r": [1.0, 2.0, 4.0, 2.0]})
+    norm = normalized_scores(final, {"t": "r"})  # best mean: a at 3 -> span 2
+    assert norm.set_index(["method", "seed"])["normalized"].to_dict() == {
+        ("pretrained", 0): 0.0, ("a", 0): 0.5, ("a", 1): 1.5, ("b", 0): 0.5}
+
+
+def test_pareto_front_and_hypervolume_by_hand():
+    pts = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.2, 0.2]])
+    assert pareto_front(pts).tolist() == [True, True, True, False]
+    assert hypervolume(pts, np.array([0.0, 0.0])) == pytest.approx(0.25)
+    assert hypervolume(np.array([[2.0, 1.0], [1.0, 2.0]]), np.zeros(2)) == pytest.approx(3.0)
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    for method in ("pretrained", "ddpo"):
+        for seed in (0, 1):
+            run(resolve("toy-brightness-v0", method, seed=seed, budget=96, output_root=str(root)))
+    return root
+
+
+def test_report_from_run_folders(runs_root):
+    tidy = load_runs(runs_root)
+    assert set(tidy.columns) == {"task", "method", "seed", "queries", "metric", "value"}
+    assert set(tidy["method"]) == {"pretrained", "ddpo"} and set(tidy["seed"]) == {0, 1}
+    final = final_values(tidy)
+    assert len(final) == 4 and (final["cost/queries"] == 96).all()
+    board = leaderboard(final, ["eval/brightness_mean"])
+    row = board.set_index("method").loc["ddpo"]
+    assert row["eval/brightness_mean_lo"] <= row["eval/brightness_mean"] <= row["eval/brightness_mean_hi"]
+    out = runs_root / "out"
+    report = write_report(tidy, out)
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "aggregate.csv"):
+        assert (out / name).stat().st_size > 0
+    assert "| ddpo | 2 |" in (out / "leaderboard.md").read_text()
+    assert r"\toprule" in (out / "leaderboard.tex").read_text()
+    assert all(p.exists() and p.with_suffix(".pdf").exists() for p in report["figures"])
+    agg = report["aggregate"].set_index("method")
+    assert agg.loc["pretrained", "iqm"] == 0.0
+
+
+def test_two_configs_of_one_seed_refuse_to_mix(runs_root, tmp_path):
+    import shutil
+
+    for d in (runs_root / "runs").iterdir():
+        shutil.copytree(d, tmp_path / "runs" / d.name)
+    run(resolve("toy-brightness-v0", "ddpo", seed=0, budget=96, overrides={"lr": 1e-3},
+                output_root=str(tmp_path)))
+    with pytest.raises(ConfigError, match="one config per"):
+        load_runs(tmp_path)
