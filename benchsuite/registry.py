@@ -62,6 +62,8 @@ METHODS.register("ddpo", "benchsuite.methods.ddpo:DDPO")
 METHODS.register("draft", "benchsuite.methods.draft:DRaFT")
 METHODS.register("best-of-n", "benchsuite.methods.best_of_n:BestOfN")
 METHODS.register("sqdf", "benchsuite.methods.sqdf:SQDF")
+METHODS.register("vard", "benchsuite.methods.vard:VARD")
+METHODS.register("ctrl", "benchsuite.methods.ctrl:ContinuousTimeRL")
 
 BACKBONES = Registry("backbone")
 BACKBONES.register("digits", "benchsuite.policies.embedded:digits_policy")

@@ -1,0 +1,209 @@
+"""Continuous-time RL ("score as action"): the VP-SDE quantities, the loss against hand computations, its fixed
+point, the trust region, and the signature property: the loss scale does not depend on the number of steps."""
+
+import math
+from typing import ClassVar
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from benchsuite.budget import BudgetedOracle
+from benchsuite.methods.ctrl import ContinuousTimeRL, CTRLConfig, ctrl_loss, score, tweedie_x0, vp_sde_grid
+from benchsuite.policies.base import DiffusionPolicy
+from benchsuite.rewards.base import Reward
+from benchsuite.tasks import TaskInfo
+from benchsuite.testing import TINY_SCHEDULER_CONFIG, tiny_policy
+
+
+class OpaqueBrightness(Reward):
+    """A black-box reward: scores through numpy and refuses inputs that carry a graph."""
+
+    name: ClassVar[str] = "opaque-brightness"
+    differentiable: ClassVar[bool] = False
+
+    def _score(self, samples, conditions):
+        assert not samples.requires_grad, "a black-box oracle must never be asked for gradients"
+        return torch.from_numpy(samples.detach().numpy().reshape(len(samples), -1).mean(1)).float()
+
+
+def _ctrl(num_steps=3, **overrides):
+    cfg = dict(batch_size=4, train_batch_size=4, lr=1e-2, value_steps=5, value_warmup_steps=5, value_batch=16,
+               value_width=8, surrogate_fit_steps=5)
+    method = ContinuousTimeRL(CTRLConfig(**{**cfg, **overrides}))
+    task = TaskInfo(id="tiny", train_conditions=torch.tensor([0, 1, 2]), oracle_differentiable=False)
+    method.setup(tiny_policy(num_steps=num_steps), task, torch.Generator().manual_seed(0))
+    return method
+
+
+def test_vp_sde_grid_on_a_hand_checkable_schedule():
+    # abar_t = exp(-0.5 t) on N = 4 training steps: beta(tau) = -d log abar / d tau = 0.5 * N = 2 everywhere
+    timesteps = torch.tensor([3, 1])
+    alpha = torch.exp(torch.tensor([-1.5, -0.5]))
+    alpha_prev = torch.exp(torch.tensor([-0.5, 0.0]))  # step 0 lands at t = 1, step 1 at t = 0
+    tau, dtau, g2 = vp_sde_grid(timesteps, alpha, alpha_prev, num_train_timesteps=4)
+    torch.testing.assert_close(tau, torch.tensor([0.75, 0.25]))
+    torch.testing.assert_close(dtau, torch.tensor([0.5, 0.25]))
+    torch.testing.assert_close(g2, torch.tensor([2.0, 2.0]))
+
+
+def test_step_weights_integrate_beta_exactly_for_any_number_of_steps():
+    totals = []
+    for T in (20, 50, 100):
+        p = tiny_policy(num_steps=T)
+        _, dtau, g2 = vp_sde_grid(p.timesteps, p.alpha, p.alpha_prev, 1000)
+        assert dtau.sum().item() == pytest.approx(0.999)  # from tau = 0.999 (t = 999) down to 0
+        totals.append((dtau * g2).sum().item())
+    # sum_k dtau_k g2_k = log(abar_0 / abar_999), the same on every grid
+    assert totals == pytest.approx([totals[0]] * 3, rel=1e-5)
+    p = tiny_policy(num_steps=20)
+    assert totals[0] == pytest.approx(math.log(p.alpha_prev[-1].item() / p.alpha[0].item()), rel=1e-5)
+
+
+def test_ctrl_loss_hand_computation():
+    s = torch.tensor([[[[1.0, 2.0]]]])  # N = 1, D = 2
+    s_ref = torch.tensor([[[[0.0, 1.0]]]])
+    s_old = torch.tensor([[[[1.0, 1.0]]]])
+    grad_v = torch.tensor([[[[0.5, -1.0]]]])
+    w = torch.tensor([2.0])
+    # -<s, grad V> = -(0.5 - 2) = 1.5; kl: 0.4 * 0.5 * mean(1, 1) = 0.2; trust: 1 * 0.5 * mean(0, 1) = 0.25
+    out = ctrl_loss(s, s_ref, s_old, grad_v, w, kl_coef=0.4, trust_coef=1.0)
+    torch.testing.assert_close(out, torch.tensor([2.0 * (1.5 + 0.2 + 0.25)]))
+    no_trust = ctrl_loss(s, s_ref, None, grad_v, w, kl_coef=0.4, trust_coef=1.0)
+    torch.testing.assert_close(no_trust, torch.tensor([2.0 * (1.5 + 0.2)]))
+
+
+def test_fixed_point_is_the_reference_score_plus_value_gradient_over_beta():
+    g = torch.Generator().manual_seed(0)
+    s_ref, grad_v = torch.randn(3, 1, 2, 2, generator=g), torch.randn(3, 1, 2, 2, generator=g)
+    w, kl_coef, D = torch.tensor([0.5, 1.0, 2.0]), 0.8, 4
+    beta = kl_coef / D  # the paper's beta (KL summed over dims) in the suite's units
+    closed_form = s_ref + grad_v / beta
+    # the loss is a convex quadratic in s per state: gradient descent from s_ref reaches the closed form
+    s = s_ref.clone().requires_grad_(True)
+    opt = torch.optim.SGD([s], lr=1.0)
+    for _ in range(300):
+        opt.zero_grad()
+        ctrl_loss(s, s_ref, None, grad_v, w, kl_coef, 0.0).sum().backward()
+        opt.step()
+    torch.testing.assert_close(s.detach(), closed_form, atol=1e-4, rtol=1e-4)
+    at_opt = closed_form.clone().requires_grad_(True)
+    ctrl_loss(at_opt, s_ref, None, grad_v, w, kl_coef, 0.0).sum().backward()
+    assert at_opt.grad.abs().max() < 1e-5
+
+
+def test_trust_region_pulls_the_minimiser_towards_the_sampling_policy():
+    g = torch.Generator().manual_seed(1)
+    s_ref, s_old, grad_v = (torch.randn(2, 1, 2, 2, generator=g) for _ in range(3))
+    w, kl_coef, D = torch.ones(2), 0.5, 4
+    distance = {}
+    for trust in (0.0, 1.0, 100.0):
+        minimiser = (kl_coef * s_ref + trust * s_old + D * grad_v) / (kl_coef + trust)
+        s = minimiser.clone().requires_grad_(True)
+        ctrl_loss(s, s_ref, s_old, grad_v, w, kl_coef, trust).sum().backward()
+        assert s.grad.abs().max() < 1e-5
+        distance[trust] = (minimiser - s_old).norm().item()
+    assert distance[100.0] < 0.01 * distance[0.0] and distance[1.0] < distance[0.0]
+    # at s = s_old the trust term has no gradient: the first optimizer step on a batch ignores it
+    s = s_old.clone().requires_grad_(True)
+    ctrl_loss(s, s_ref, s_old, grad_v, w, kl_coef, 7.0).sum().backward()
+    free = s_old.clone().requires_grad_(True)
+    ctrl_loss(free, s_ref, None, grad_v, w, kl_coef, 0.0).sum().backward()
+    torch.testing.assert_close(s.grad, free.grad)
+
+
+def test_pair_losses_on_a_tiny_policy_match_the_formula():
+    m = _ctrl(num_steps=4, kl_coef=0.3, trust_coef=0.0)
+    p = m.policy
+    with torch.no_grad():
+        for w in p.denoiser.parameters():
+            w.add_(0.05)
+    traj, _ = p.rollout(torch.tensor([0, 2]), torch.Generator().manual_seed(3))
+    m.surrogate.add(p.decode(traj.x0), traj.conditions, torch.tensor([0.1, 0.4]))
+    m.surrogate.fit()
+    rows, ks = torch.tensor([0, 1, 1]), torch.tensor([0, 1, 3])
+    terms = m.pair_losses(traj.latents, traj.conditions, rows, ks)
+    for i, (r, k) in enumerate(zip(rows.tolist(), ks.tolist())):
+        x = traj.latents[r : r + 1, k].clone().requires_grad_(True)
+        c = traj.conditions[r : r + 1]
+        kk = torch.tensor([k])
+        a = p.alpha[k]
+        eps_ref = m.reference.denoiser(x, p.timesteps[kk], c)
+        v = m.surrogate(p.decode((x - (1 - a).sqrt() * eps_ref) / a.sqrt()), c)  # h_phi starts at zero
+        (gv,) = torch.autograd.grad(v.sum(), x)
+        with torch.no_grad():
+            s = -p.denoiser(x, p.timesteps[kk], c) / (1 - a).sqrt()
+            s_ref = -eps_ref / (1 - a).sqrt()
+            w = math.log(p.alpha_prev[k].item() / a.item())
+            expected = w * (-(s * gv).sum() + 0.3 * 0.5 * ((s - s_ref) ** 2).mean())
+        assert terms["loss"][i].item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-7)
+
+
+class GaussianScore(torch.nn.Module):
+    """The exact eps-prediction for data N(0, 0.25 I) under the tiny schedule, plus a bounded score shift:
+    s_theta = s_ref + w tanh(x + 0.3). A well-posed problem: finite path KL, smooth integrands in tau."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+        self.register_buffer("acp", DDPMScheduler(**TINY_SCHEDULER_CONFIG).alphas_cumprod)
+
+    def forward(self, x, t, cond):
+        a = self.acp[t].view(-1, 1, 1, 1)
+        return (1 - a).sqrt() * (x / (0.25 * a + 1 - a) - self.w * torch.tanh(x + 0.3))
+
+
+def test_loss_scale_does_not_depend_on_the_number_of_steps():
+    """The signature of the continuous-time loss. Same denoiser, reference and value on 20, 50 and 100 sampler
+    steps; the states of each grid are x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps for the same (x_0, eps)
+    pairs (the forward process, so the state distribution is the same on every grid). Each term of the
+    per-chain loss, sum_k dtau_k g2_k (...), is a left-point Riemann sum of one integral over tau, so the terms
+    agree across grids up to a first-order error in 1/T (the KL term to 1 %, the value term, whose integrand
+    rises steeply towards t = 0, to 12 % between 20 and 100 steps and 4 % between 50 and 100), while the
+    plain sum over steps grows like T."""
+    g = torch.Generator().manual_seed(0)
+    n = 500
+    x0, noise = 0.5 * torch.randn(n, 1, 1, 2, 2, generator=g), torch.randn(n, 1, 1, 2, 2, generator=g)
+    conds = torch.arange(n) % 3
+    reward, kl, plain = {}, {}, {}
+    for T in (20, 50, 100):
+        policy = DiffusionPolicy(GaussianScore(), TINY_SCHEDULER_CONFIG, (1, 2, 2), lambda x: (x + 1) / 2,
+                                 num_steps=T)
+        m = ContinuousTimeRL(CTRLConfig(batch_size=4, kl_coef=0.5, trust_coef=0.0, value_width=8))
+        m.setup(policy, TaskInfo("t", torch.tensor([0, 1, 2]), False), torch.Generator().manual_seed(0))
+        m.surrogate = lambda images, cond: 4 * images.flatten(1).mean(1)  # a known smooth r_hat; h_phi = 0
+        with torch.no_grad():
+            policy.denoiser.w.fill_(0.5)
+        a = policy.denoiser.acp[m.state_t].view(1, -1, 1, 1, 1)
+        latents = a.sqrt() * x0 + (1 - a).sqrt() * noise  # n x (T+1) x 1 x 2 x 2
+        rows, ks = torch.arange(n).repeat_interleave(T), torch.arange(T).repeat(n)
+        terms = m.pair_losses(latents, conds, rows, ks)
+        reward[T] = terms["reward_term"].sum().item() / n
+        kl[T] = terms["kl_path"].sum().item() / n
+        torch.testing.assert_close(terms["loss"].detach(), -terms["reward_term"] + 0.5 * terms["kl_path"])
+        plain[T] = (terms["loss"].detach() / m.weights[ks]).sum().item() / n
+    assert kl[20] == pytest.approx(kl[100], rel=0.01) and kl[50] == pytest.approx(kl[100], rel=0.01)
+    assert reward[20] == pytest.approx(reward[100], rel=0.12) and reward[50] == pytest.approx(reward[100], rel=0.04)
+    assert abs(reward[100] - reward[50]) < 0.5 * abs(reward[50] - reward[20])  # converging in 1/T
+    assert plain[100] / plain[20] > 4  # without the dtau g^2 weights the loss would scale with T
+
+
+def test_tweedie_and_score_follow_the_schedule():
+    p = tiny_policy(num_steps=5)
+    x, k = torch.randn(2, 1, 2, 2), torch.tensor([1, 4])
+    eps = p.eps(x, k, None)
+    a = p.alpha[k].view(-1, 1, 1, 1)
+    torch.testing.assert_close(score(p, x, k, None), -eps / (1 - a).sqrt())
+    torch.testing.assert_close(tweedie_x0(p, x, k, eps), p.step_mean(x, k, None)[1])
+
+
+def test_black_box_step_spends_one_query_per_chain_and_updates_the_policy():
+    m = _ctrl()
+    before = [w.clone() for w in m.params]
+    oracle = BudgetedOracle(OpaqueBrightness(), 10)
+    for _ in range(2):  # the second step has a trust region around the first step's policy
+        info = m.step(oracle)
+    assert oracle.used == 8
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.params))
+    assert info["train/kl_path"] > 0 and math.isfinite(info["train/loss"])
+    assert m.x0_hats.shape == m.value.states.shape
