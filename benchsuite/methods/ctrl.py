@@ -67,12 +67,12 @@ from torch import Tensor
 from ..budget import BudgetedOracle
 from ..policies.base import DiffusionPolicy
 from .base import Method, MethodConfig, check
-from .surrogate import SurrogateConfig, SurrogateReward
+from .surrogate import SurrogateFields, SurrogateReward
 from .value import ValueFunction, num_conditions, state_timesteps
 
 
 @dataclass(frozen=True)
-class CTRLConfig(MethodConfig):
+class CTRLConfig(SurrogateFields, MethodConfig):
     batch_size: int = 64
     """Chains sampled (= oracle queries) per iteration; their states are the policy update's inputs."""
     kl_coef: float = 0.1
@@ -107,14 +107,8 @@ class CTRLConfig(MethodConfig):
     """Channel width of h_phi."""
     replay_size: int = 256
     """Most recent rollouts kept for the regression of h_phi."""
-    surrogate_capacity: int = 4096
-    """Most recent paid-for (x_0, r) pairs the surrogate r_hat is fit on."""
     surrogate_fit_steps: int = 100
-    """Adam steps of the surrogate after each new batch."""
-    surrogate_fit_batch: int = 128
-    """Minibatch size of the surrogate fit."""
-    surrogate_lr: float = 1e-3
-    """Adam learning rate of the surrogate."""
+    """Adam steps of the surrogate r_hat after each new batch (r_hat is always fit: see the module docstring)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -133,10 +127,6 @@ class CTRLConfig(MethodConfig):
         check(self.value_batch >= 1, "value_batch must be >= 1")
         check(self.value_width >= 2 and self.value_width % 2 == 0, "value_width must be an even integer >= 2")
         check(self.replay_size >= 1, "replay_size must be >= 1")
-        check(self.surrogate_capacity >= 1, "surrogate_capacity must be >= 1")
-        check(self.surrogate_fit_steps >= 1, "surrogate_fit_steps must be >= 1")
-        check(self.surrogate_fit_batch >= 1, "surrogate_fit_batch must be >= 1")
-        check(self.surrogate_lr > 0, "surrogate_lr must be > 0")
 
 
 def vp_sde_grid(timesteps: Tensor, alpha: Tensor, alpha_prev: Tensor,
@@ -215,14 +205,12 @@ class ContinuousTimeRL(Method):
         self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-8)
         self.state_t = state_timesteps(policy)
         # N: trailing spacing starts at t_0 = N - 1; only dtau * g2 enters the loss and it does not depend on N
-        _, dtau, g2 = vp_sde_grid(policy.timesteps, policy.alpha, policy.alpha_prev, int(policy.timesteps[0]) + 1)
+        _, dtau, g2 = vp_sde_grid(policy.timesteps, policy.alpha, policy.alpha_prev, policy.num_train_timesteps)
         self.weights = dtau * g2
         n_cond = num_conditions(task.train_conditions)
         self.value = ValueFunction(policy.sample_shape, n_cond, self.state_t, width=c.value_width, lr=c.value_lr,
                                    capacity=c.replay_size, generator=generator, device=device)
-        surrogate = SurrogateConfig(capacity=c.surrogate_capacity, fit_steps=c.surrogate_fit_steps,
-                                    fit_batch=c.surrogate_fit_batch, lr=c.surrogate_lr)
-        self.surrogate = SurrogateReward(policy.sample_shape[0], n_cond, surrogate, generator, device)
+        self.surrogate = SurrogateReward(policy.sample_shape[0], n_cond, c, generator, device)
         self.x0_hats: Tensor | None = None  # N x (T+1) x *S, aligned with the value replay
         self.iterations = 0
 

@@ -50,11 +50,11 @@ from ..budget import BudgetedOracle
 from ..errors import ConfigError
 from ..policies.base import gaussian_kl
 from .base import Method, MethodConfig, check
-from .surrogate import RewardGradients, SurrogateConfig, SurrogateReward, check_reward_gradients, differentiable_reward
+from .surrogate import RewardGradientFields, SurrogateReward, check_reward_gradients, differentiable_reward
 
 
 @dataclass(frozen=True)
-class DRaFTConfig(MethodConfig):
+class DRaFTConfig(RewardGradientFields, MethodConfig):
     batch_size: int = 64
     """Oracle queries per step (one optimizer step each). See the module docstring for how many chains that is."""
     k: int = 1
@@ -71,19 +71,8 @@ class DRaFTConfig(MethodConfig):
     """AdamW weight decay (not given by the paper; 0 keeps the objective the paper's)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip before every optimizer step (the value of the SQDF/AlignProp code the suite follows)."""
-    reward_gradients: RewardGradients = "auto"
-    """Where d r / d x comes from: ``oracle`` (must be differentiable), ``surrogate`` (a model fit to paid-for
-    queries), or ``auto`` (the oracle if it is differentiable, else the surrogate)."""
     gradient_checkpointing: bool = False
     """Recompute each gradient-carrying step's forward during backward (memory O(1) in K instead of O(K))."""
-    surrogate_capacity: int = 4096
-    """Surrogate: most recent paid-for queries kept for fitting."""
-    surrogate_fit_steps: int = 50
-    """Surrogate: Adam steps after each paid-for batch."""
-    surrogate_fit_batch: int = 128
-    """Surrogate: minibatch size of the fit."""
-    surrogate_lr: float = 1e-3
-    """Surrogate: Adam learning rate of the fit."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,12 +84,6 @@ class DRaFTConfig(MethodConfig):
         check(self.lr > 0, "lr must be > 0")
         check(self.weight_decay >= 0, "weight_decay must be >= 0")
         check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
-        check(self.reward_gradients in ("auto", "oracle", "surrogate"),
-              "reward_gradients must be 'auto', 'oracle' or 'surrogate'")
-        check(self.surrogate_capacity >= 1, "surrogate_capacity must be >= 1")
-        check(self.surrogate_fit_steps >= 1, "surrogate_fit_steps must be >= 1")
-        check(self.surrogate_fit_batch >= 1, "surrogate_fit_batch must be >= 1")
-        check(self.surrogate_lr > 0, "surrogate_lr must be > 0")
 
 
 class DRaFT(Method):
@@ -126,8 +109,7 @@ class DRaFT(Method):
             tc = task.train_conditions
             self.surrogate = SurrogateReward(
                 channels, None if tc is None else int(tc.max()) + 1,
-                SurrogateConfig(c.surrogate_capacity, c.surrogate_fit_steps, c.surrogate_fit_batch, c.surrogate_lr),
-                generator, device,
+                c, generator, device,
             )
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:

@@ -52,11 +52,11 @@ from ..budget import BudgetedOracle
 from ..errors import ConfigError
 from ..policies.base import DiffusionPolicy
 from .base import Method, MethodConfig, check
-from .surrogate import RewardGradients, SurrogateConfig, SurrogateReward, check_reward_gradients
+from .surrogate import RewardGradientFields, SurrogateReward, check_reward_gradients
 
 
 @dataclass(frozen=True)
-class SQDFConfig(MethodConfig):
+class SQDFConfig(RewardGradientFields, MethodConfig):
     batch_size: int = 64
     """Chains rolled out (= oracle queries) per step and pushed into the buffer. Official: 8 x 4 per GPU, 2 GPUs."""
     train_batch_size: int = 64
@@ -89,18 +89,6 @@ class SQDFConfig(MethodConfig):
     """AdamW weight decay (official default)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip before every optimizer step."""
-    reward_gradients: RewardGradients = "auto"
-    """Where d r / d x0_hat comes from: ``oracle`` (must be differentiable; each scored x0_hat is charged),
-    ``surrogate`` (a model fit to the rollouts' paid-for rewards; updates are free) or ``auto`` (oracle when
-    it is differentiable, else surrogate)."""
-    surrogate_capacity: int = SurrogateConfig.capacity
-    """Surrogate: most recent paid-for queries kept for fitting."""
-    surrogate_fit_steps: int = SurrogateConfig.fit_steps
-    """Surrogate: Adam steps after each rollout batch."""
-    surrogate_fit_batch: int = SurrogateConfig.fit_batch
-    """Surrogate: minibatch size of the fit."""
-    surrogate_lr: float = SurrogateConfig.lr
-    """Surrogate: Adam learning rate."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -117,12 +105,6 @@ class SQDFConfig(MethodConfig):
         check(self.lr > 0, "lr must be > 0")
         check(self.weight_decay >= 0, "weight_decay must be >= 0")
         check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
-        check(self.reward_gradients in ("auto", "oracle", "surrogate"),
-              "reward_gradients must be 'auto', 'oracle' or 'surrogate'")
-        check(self.surrogate_capacity >= 1, "surrogate_capacity must be >= 1")
-        check(self.surrogate_fit_steps >= 1, "surrogate_fit_steps must be >= 1")
-        check(self.surrogate_fit_batch >= 1, "surrogate_fit_batch must be >= 1")
-        check(self.surrogate_lr > 0, "surrogate_lr must be > 0")
 
 
 # ---- the rule's math, as pure functions ---------------------------------------------------------------------
@@ -267,8 +249,7 @@ class SQDF(Method):
             with torch.no_grad():
                 channels = policy.decode(torch.zeros((1, *policy.sample_shape), device=device)).shape[1]
             classes = int(task.train_conditions.max()) + 1 if conditional else None
-            fit = SurrogateConfig(c.surrogate_capacity, c.surrogate_fit_steps, c.surrogate_fit_batch, c.surrogate_lr)
-            self.surrogate = SurrogateReward(channels, classes, fit, generator, device)
+            self.surrogate = SurrogateReward(channels, classes, c, generator, device)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         c, policy = self.config, self.policy

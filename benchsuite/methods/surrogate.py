@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..budget import BudgetedOracle
+from .base import check
 
 RewardGradients = Literal["auto", "oracle", "surrogate"]
 
@@ -46,17 +47,39 @@ class RewardModel(nn.Module):
 
 
 @dataclass(frozen=True)
-class SurrogateConfig:
-    """Settings of the surrogate fit (embedded in the configs of methods that use it)."""
+class SurrogateFields:
+    """Config fields of a method that fits a surrogate reward, mixed into its ``Config`` dataclass
+    (``class XConfig(SurrogateFields, MethodConfig)``); validated here once for all such methods."""
 
-    capacity: int = 4096
-    """Most recent paid-for queries kept for fitting."""
-    fit_steps: int = 50
-    """Adam steps after each new batch of data."""
-    fit_batch: int = 128
-    """Minibatch size of the fit."""
-    lr: float = 1e-3
-    """Adam learning rate of the fit."""
+    surrogate_capacity: int = 4096
+    """Surrogate: most recent paid-for queries kept for fitting."""
+    surrogate_fit_steps: int = 50
+    """Surrogate: Adam steps after each paid-for batch."""
+    surrogate_fit_batch: int = 128
+    """Surrogate: minibatch size of the fit."""
+    surrogate_lr: float = 1e-3
+    """Surrogate: Adam learning rate of the fit."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # cooperative: MethodConfig's checks run too
+        check(self.surrogate_capacity >= 1, "surrogate_capacity must be >= 1")
+        check(self.surrogate_fit_steps >= 1, "surrogate_fit_steps must be >= 1")
+        check(self.surrogate_fit_batch >= 1, "surrogate_fit_batch must be >= 1")
+        check(self.surrogate_lr > 0, "surrogate_lr must be > 0")
+
+
+@dataclass(frozen=True)
+class RewardGradientFields(SurrogateFields):
+    """``SurrogateFields`` plus the choice of where reward gradients come from (gradient methods)."""
+
+    reward_gradients: RewardGradients = "auto"
+    """Where d r / d x comes from: ``oracle`` (must be differentiable), ``surrogate`` (a model fit to paid-for
+    queries), or ``auto`` (the oracle if it is differentiable, else the surrogate)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.reward_gradients in ("auto", "oracle", "surrogate"),
+              "reward_gradients must be 'auto', 'oracle' or 'surrogate'")
 
 
 class SurrogateReward:
@@ -65,11 +88,11 @@ class SurrogateReward:
     Args:
         channels: image channels.
         num_conditions: number of condition ids (None: unconditional).
-        config: fit settings.
+        config: the method's config (its ``SurrogateFields``).
         generator: randomness of minibatch draws (the method's generator).
     """
 
-    def __init__(self, channels: int, num_conditions: int | None, config: SurrogateConfig,
+    def __init__(self, channels: int, num_conditions: int | None, config: SurrogateFields,
                  generator: torch.Generator, device: torch.device | str = "cpu"):
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):  # initialise from the method's stream, not the global one
@@ -77,26 +100,27 @@ class SurrogateReward:
             self.model = RewardModel(channels, num_conditions).to(device)
         self.model.requires_grad_(False)  # only fit() trains it; a method's backward should not fill its grads
         self.config, self.generator = config, generator
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.surrogate_lr)
         self.images: Tensor | None = None
         self.conditions: Tensor | None = None
         self.rewards: Tensor | None = None
         self.mean, self.std = 0.0, 1.0
 
     def add(self, images: Tensor, conditions: Tensor | None, rewards: Tensor) -> None:
-        """Append paid-for data (``B x C x H x W``, ``B`` or None, ``B``); keeps the newest ``capacity``."""
+        """Append paid-for data (``B x C x H x W``, ``B`` or None, ``B``); keeps the newest
+        ``surrogate_capacity``."""
         images, rewards = images.detach(), rewards.detach().float()
         conds = conditions.detach() if conditions is not None else None
         if self.images is None:
             self.images, self.conditions, self.rewards = images, conds, rewards
         else:
-            self.images = torch.cat([self.images, images])[-self.config.capacity :]
-            self.rewards = torch.cat([self.rewards, rewards])[-self.config.capacity :]
+            self.images = torch.cat([self.images, images])[-self.config.surrogate_capacity :]
+            self.rewards = torch.cat([self.rewards, rewards])[-self.config.surrogate_capacity :]
             if conds is not None:
-                self.conditions = torch.cat([self.conditions, conds])[-self.config.capacity :]
+                self.conditions = torch.cat([self.conditions, conds])[-self.config.surrogate_capacity :]
 
     def fit(self) -> float:
-        """``fit_steps`` Adam steps of MSE on standardised targets; returns the last minibatch loss."""
+        """``surrogate_fit_steps`` Adam steps of MSE on standardised targets; returns the last minibatch loss."""
         n = len(self.rewards)
         self.mean = self.rewards.mean().item()
         self.std = self.rewards.std().item() if n > 1 else 1.0
@@ -105,8 +129,8 @@ class SurrogateReward:
         self.model.requires_grad_(True)
         self.model.train()
         loss = torch.zeros(())
-        for _ in range(self.config.fit_steps):
-            idx = torch.randint(n, (min(n, self.config.fit_batch),), generator=self.generator)
+        for _ in range(self.config.surrogate_fit_steps):
+            idx = torch.randint(n, (min(n, self.config.surrogate_fit_batch),), generator=self.generator)
             conds = None if self.conditions is None else self.conditions[idx]
             loss = (self.model(self.images[idx], conds) - targets[idx]).square().mean()
             self.optimizer.zero_grad(set_to_none=True)

@@ -152,6 +152,7 @@ class DiffusionPolicy(nn.Module):
         sched = DDIMScheduler.from_config({**scheduler_config, **overrides})
         sched.set_timesteps(num_steps)
         self.clip_sample = float(sched.config.clip_sample_range) if sched.config.clip_sample else None
+        self.num_train_timesteps = int(sched.config.num_train_timesteps)
         timesteps = sched.timesteps.to(torch.int64)
         acp = sched.alphas_cumprod.to(torch.float64)
         stride = sched.config.num_train_timesteps // num_steps

@@ -14,15 +14,19 @@ COLUMN_WIDTH_IN = 3.4  # a two-column paper's column
 METHOD_ORDER = ["pretrained", "best-of-n", "ddpo", "draft", "sqdf", "vard", "ctrl"]
 
 
-def method_colors(methods) -> dict[str, tuple]:
-    """A fixed colour per method (seaborn's colorblind palette, in METHOD_ORDER); unknown methods after."""
+# Okabe-Ito colours (distinguishable with colour-blindness), one per method, fixed across every figure.
+_FIXED_COLORS = {
+    "pretrained": "#999999", "best-of-n": "#000000", "ddpo": "#0072B2", "draft": "#D55E00",
+    "sqdf": "#009E73", "vard": "#CC79A7", "ctrl": "#E69F00",
+}
+
+
+def method_colors(methods) -> dict[str, str]:
+    """A fixed colour per method; methods without one get seaborn "dark" colours after them."""
     import seaborn as sns
 
-    names = [m for m in METHOD_ORDER] + sorted(set(methods) - set(METHOD_ORDER))
-    palette = sns.color_palette("colorblind", len(names))
-    colors = dict(zip(names, palette))
-    colors["pretrained"] = (0.45, 0.45, 0.45)
-    return colors
+    extra = sorted(set(methods) - set(_FIXED_COLORS))
+    return {**_FIXED_COLORS, **dict(zip(extra, sns.color_palette("dark", len(extra)).as_hex()))}
 
 
 def _ordered(methods) -> list[str]:
@@ -138,18 +142,21 @@ def plot_overoptimization(tidy: pd.DataFrame, task: str, proxy: str, gold: str, 
     return _save(fig, path)
 
 
-def grid_figure(grids: dict[str, Path], path: Path, title: str = "") -> Path:
-    """Sample grids (PNG files written by the runner) side by side, one panel per method."""
+def grid_figure(grids: dict[str, Path], path: Path, title: str = "", per_row: int = 4) -> Path:
+    """Sample grids (PNG files written by the runner) as panels, ``per_row`` methods per row."""
     plt, _ = _setup()
     from PIL import Image
 
     order = _ordered(grids)
-    fig, axes = plt.subplots(1, len(order), figsize=(1.6 * len(order), 2.4), constrained_layout=True, squeeze=False)
+    rows = -(-len(order) // per_row)
+    cols = min(per_row, len(order))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.7 * rows), constrained_layout=True, squeeze=False)
     colors = method_colors(order)
-    for ax, m in zip(axes[0], order):
-        ax.imshow(Image.open(grids[m]), interpolation="nearest")
-        ax.set_title(m, fontsize=8, color=colors[m])
+    for ax in axes.flat:
         ax.axis("off")
+    for ax, m in zip(axes.flat, order):
+        ax.imshow(Image.open(grids[m]), interpolation="nearest")
+        ax.set_title(m, fontsize=9, color=colors[m])
     if title:
-        fig.suptitle(title, fontsize=8)
+        fig.suptitle(title, fontsize=9)
     return _save(fig, path)
