@@ -108,7 +108,8 @@ def plot_pareto(final: pd.DataFrame, task: str, reward: str, diversity: str, pat
     ref = data[[reward, diversity]].min().to_numpy()
     hv = hypervolume(pts, ref)
     front = means[mask].sort_values(diversity)
-    ax.step(front[diversity], front[reward], where="pre",  # the boundary of what the front dominates color="black", linewidth=0.8, linestyle="--",
+    # where="pre": the boundary of the region the front dominates when both axes are maximised
+    ax.step(front[diversity], front[reward], where="pre", color="black", linewidth=0.8, linestyle="--",
             label="Pareto front")
     ax.set_xlabel(diversity.removeprefix("eval/"))
     ax.set_ylabel(reward.removeprefix("eval/"))
