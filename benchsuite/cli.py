@@ -1,4 +1,4 @@
-"""Command line: ``benchsuite list`` and ``benchsuite run``.
+"""Command line: ``benchsuite list``, ``benchsuite run``, ``benchsuite sweep`` and ``benchsuite tune``.
 
 User errors (unknown names, bad values, malformed files, missing weights) print one line,
 ``benchsuite: error: <what to do>``, exit with code 2 and write nothing: every check runs before the first file
@@ -36,6 +36,48 @@ def _nonneg_int(name: str):
     return parse
 
 
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        value = _nonneg_int(name)(text)
+        if value == 0:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got 0")
+        return value
+
+    return parse
+
+
+def _names(name: str):
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(item.strip() for item in text.split(","))
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"{name} must be a comma-separated list, got {text!r}")
+        return items
+
+    return parse
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"``, ``"0-4"`` or a mix (``"0-2,7"``) -> seeds."""
+    seeds: list[int] = []
+    for item in text.split(","):
+        low, dash, high = item.strip().partition("-")
+        try:
+            first, last = int(low), int(high if dash else low)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--seeds must look like 0,1,2 or 0-4, got {text!r}") from None
+        if first < 0 or last < first:
+            raise argparse.ArgumentTypeError(f"--seeds range {item.strip()!r} must be non-negative and increasing")
+        seeds.extend(range(first, last + 1))
+    return tuple(seeds)
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--output", default="results", help="root folder for run outputs (default: results)")
+    p.add_argument("--mlflow-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<output>/mlflow/mlflow.db)")
+    p.add_argument("--no-mlflow", action="store_true", help="log to the run folders only")
+
+
 def _positive_float(name: str, allow_zero: bool = False):
     def parse(text: str) -> float:
         try:
@@ -64,10 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_nonneg_int("--seed"), default=0)
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="method.FIELD=VALUE",
                    help="override a method setting, repeatable (e.g. --set method.lr=1e-4)")
-    r.add_argument("--output", default="results", help="root folder for run outputs (default: results)")
-    r.add_argument("--mlflow-uri", default=None,
-                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<output>/mlflow/mlflow.db)")
-    r.add_argument("--no-mlflow", action="store_true", help="log to the run folder only")
+    _add_output_args(r)
     r.add_argument("--threads", type=_nonneg_int("--threads"), default=1,
                    help="torch CPU threads (default 1: on 2 shared cores 1 thread was measured faster than 2)")
     r.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
@@ -82,6 +121,60 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait before retry i is SECONDS * 2**i (default 1)")
     r.add_argument("--oracle-timeout", type=_positive_float("--oracle-timeout"), default=None, metavar="SECONDS",
                    help="an oracle call taking longer counts as failed (default: wait)")
+
+    sw = sub.add_parser("sweep", help="run tasks x methods x seeds under equal budgets, in parallel, resumably")
+    sw.add_argument("file", nargs="?", help="sweep file (YAML: name, tasks, methods, seeds, budget); flags given "
+                                            "with it override its entries")
+    sw.add_argument("--tasks", type=_names("--tasks"), help="comma-separated task ids")
+    sw.add_argument("--methods", type=_names("--methods"), help="comma-separated method names")
+    sw.add_argument("--seeds", type=_seeds, help="training seeds: 0,1,2 or 0-4 (default without a file: 0)")
+    sw.add_argument("--budget", type=_nonneg_int("--budget"), default=None,
+                    help="oracle queries of every run (default: each task card's default_budget)")
+    sw.add_argument("--name", default=None,
+                    help="sweep name, the key of its MLflow parent runs (default: the file name, else a hash of "
+                         "the grid)")
+    sw.add_argument("--workers", type=_positive_int("--workers"), default=1,
+                    help="parallel worker processes (default 1; each run uses one torch thread)")
+    _add_output_args(sw)
+
+    t = sub.add_parser("tune", help="tune a method's hyperparameters on a task with Optuna")
+    t.add_argument("--task", required=True, help="task id (see 'benchsuite list tasks')")
+    t.add_argument("--method", required=True, help="method name (see 'benchsuite list methods')")
+    t.add_argument("--trials", type=_nonneg_int("--trials"), default=16,
+                   help="trials of the study in total, over all workers and machines (default 16)")
+    t.add_argument("--params", type=_names("--params"), default=None,
+                   help="comma-separated fields of baselines/<method>/search_space.yaml to tune (default: all)")
+    t.add_argument("--objective", dest="objectives", action="append", default=None, metavar="METRIC",
+                   help="metric to maximise, repeatable; two or more make a multi-objective study with a Pareto front."
+                        " reward = eval/<gold, else primary judge>_mean (default), diversity = eval/diversity, or an"
+                        " eval/ metric")
+    t.add_argument("--budget", type=_nonneg_int("--budget"), default=None,
+                   help="oracle queries of every trial (default: the task card's default_budget)")
+    t.add_argument("--seed", type=_nonneg_int("--seed"), default=1000,
+                   help="training seed of every trial (default 1000, apart from the seeds sweeps report)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="method.FIELD=VALUE",
+                   help="fix a method setting for every trial, repeatable")
+    t.add_argument("--sampler", choices=["tpe", "gp"], default="tpe", help="Optuna sampler (default tpe)")
+    t.add_argument("--sampler-seed", type=_nonneg_int("--sampler-seed"), default=0,
+                   help="seed of the samplers (default 0); give each machine joining a study its own")
+    t.add_argument("--no-prune", action="store_true", help="do not prune single-objective trials")
+    t.add_argument("--storage", default=None,
+                   help="postgresql+psycopg://user:password@host/db for many machines, or a journal file path "
+                        "(default: <output>/optuna/<study>.log)")
+    t.add_argument("--study-name", default=None, help="default: <method>--<task>--<objective metrics>")
+    t.add_argument("--workers", type=_positive_int("--workers"), default=1,
+                   help="worker processes on this machine (default 1)")
+    t.add_argument("--heartbeat-interval", type=_positive_int("--heartbeat-interval"), default=30, metavar="SECONDS",
+                   help="database storage: a trial without a heartbeat for twice this long is failed and retried "
+                        "(default 30)")
+    t.add_argument("--retry-interrupted", action="store_true",
+                   help="first queue again the trials of a killed or interrupted tune (only when no other worker runs)")
+    export = t.add_mutually_exclusive_group()
+    export.add_argument("--export-trial", type=_nonneg_int("--export-trial"), default=None, metavar="N",
+                        help="export trial N (required to export from a multi-objective study)")
+    export.add_argument("--no-export", action="store_true",
+                        help="do not write baselines/<method>/tuned/<task>.yaml")
+    _add_output_args(t)
     return parser
 
 
@@ -129,11 +222,12 @@ def _cmd_run(args) -> int:
     _check_output(output)
     # run() loads the task, weights and any checkpoint before it writes a file or opens the MLflow run.
     tracker = None
-    if not args.no_mlflow:
-        from .tracking import MlflowTracker, default_tracking_uri
+    tracking = _tracking(args)
+    if tracking is not None:
+        from .tracking import MlflowTracker
 
-        uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(output / "mlflow")
-        tracker = MlflowTracker(uri, artifact_root=(output / "mlflow" / "artifacts").resolve())
+        uri = tracking[0]
+        tracker = MlflowTracker(uri, artifact_root=Path(tracking[1]))
 
     from .runner import OracleOptions, run
 
@@ -144,6 +238,121 @@ def _cmd_run(args) -> int:
     if tracker is not None:
         print(f"MLflow: experiment '{config.task}' in {uri}  (browse: mlflow ui --backend-store-uri {uri})")
     return 0
+
+
+def _tracking(args) -> tuple[str, str] | None:
+    """``(tracking_uri, artifact_root)`` of the MLflow store the command logs to, or None with --no-mlflow."""
+    if args.no_mlflow:
+        return None
+    from .tracking import default_tracking_uri
+
+    output = Path(args.output)
+    uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(output / "mlflow")
+    return uri, str((output / "mlflow" / "artifacts").resolve())
+
+
+def _cmd_sweep(args) -> int:
+    from .sweep import SweepSpec, load_sweep_file, plan, sweep
+
+    base = load_sweep_file(Path(args.file)) if args.file else None
+    if base is None and not (args.tasks and args.methods):
+        raise BenchsuiteError("sweep needs a sweep file or both --tasks and --methods")
+    tasks = args.tasks or base.tasks
+    methods = args.methods or base.methods
+    seeds = args.seeds or (base.seeds if base else (0,))
+    budget = args.budget if args.budget is not None else (base.budget if base else None)
+    flags_changed_grid = base is not None and any(v is not None for v in (args.tasks, args.methods, args.seeds,
+                                                                           args.budget))
+    name = args.name or (base.name if base and not flags_changed_grid else
+                         SweepSpec.default_name(tasks, methods, seeds, budget))
+    spec = SweepSpec(name=name, tasks=tasks, methods=methods, seeds=seeds, budget=budget)
+    configs = plan(spec, args.output)  # every name and budget is checked before anything is written
+    _check_output(Path(args.output))
+    tracking = _tracking(args)
+    print(f"sweep {spec.name}: {len(configs)} runs ({len(tasks)} tasks x {len(methods)} methods x {len(seeds)} seeds), "
+          f"{args.workers} worker(s)", flush=True)
+
+    def progress(outcome) -> None:
+        cfg = outcome.config
+        what = "skipped (finished)" if outcome.before == "finished" else outcome.status
+        extra = f": {outcome.error}" if outcome.error else ""
+        print(f"  {cfg.task} {cfg.method} seed {cfg.seed}: {what}{extra}", flush=True)
+
+    outcomes = sweep(spec, args.output, workers=args.workers, tracking=tracking, on_outcome=progress)
+    print(format_sweep(outcomes))
+    if tracking is not None:
+        print(f"MLflow: parent run 'sweep {spec.name}' in experiment(s) {', '.join(tasks)} of {tracking[0]}  "
+              f"(browse: mlflow ui --backend-store-uri {tracking[0]})")
+    return 0 if all(o.status == "FINISHED" for o in outcomes) else 1
+
+
+def format_sweep(outcomes) -> str:
+    """A plain-text table, one row per run: status, the primary judge's final mean, KL and diversity."""
+    from .tasks import load_spec
+
+    lines = [f"  {'task':26s} {'method':12s} {'seed':>4s} {'status':9s} {'reward':>10s} {'kl':>10s} {'vendi':>8s}"]
+    for o in outcomes:
+        cfg, final = o.config, o.final
+        reward = final.get(f"eval/{load_spec(cfg.task).primary_judge}_mean")
+
+        def num(value, width: int) -> str:
+            return f"{value:{width}.4g}" if isinstance(value, int | float) else f"{'-':>{width}s}"
+
+        lines.append(f"  {cfg.task:26s} {cfg.method:12s} {cfg.seed:4d} {o.status:9s} {num(reward, 10)} "
+                     f"{num(final.get('eval/kl'), 10)} {num(final.get('eval/vendi'), 8)}")
+    return "\n".join(lines)
+
+
+def _cmd_tune(args) -> int:
+    from .config import parse_overrides
+    from .tuning import Tuner, TuneSpec
+
+    overrides = parse_overrides(args.overrides)
+    spec = TuneSpec(task=args.task, method=args.method, n_trials=args.trials, params=args.params,
+                    objectives=tuple(args.objectives or ("reward",)), budget=args.budget, seed=args.seed,
+                    sampler=args.sampler, sampler_seed=args.sampler_seed, prune=not args.no_prune,
+                    overrides=tuple(sorted(overrides.items())), storage=args.storage, study_name=args.study_name,
+                    output_root=args.output, heartbeat_interval=args.heartbeat_interval)
+    tuner = Tuner(spec)  # names, search space, objectives and storage URL are checked before anything is written
+    _check_output(Path(args.output))
+    tracking = _tracking(args)
+    print(f"study {tuner.study_name} in {tuner.storage_label}: {spec.n_trials} trials of {spec.method} on "
+          f"{spec.task} ({tuner.base.budget} queries each), maximising {', '.join(tuner.metrics)}", flush=True)
+    report = tuner.tune(args.workers, tracking, retry_interrupted=args.retry_interrupted)
+    print(format_tune(report, tuner))
+    if tracking is not None:
+        print(f"MLflow: parent run 'study {tuner.study_name}' in experiment {spec.task} of {tracking[0]}  "
+              f"(browse: mlflow ui --backend-store-uri {tracking[0]})")
+    if report.complete and not args.no_export and (args.export_trial is not None or len(tuner.metrics) == 1):
+        import optuna
+
+        study = optuna.load_study(study_name=tuner.study_name, storage=tuner.storage())
+        print(f"exported to {tuner.export(study, args.export_trial)}")
+    elif report.complete and not args.no_export:
+        print("to export one point of the front: rerun this command with --export-trial N")
+    return 0 if report.complete else 1
+
+
+def format_tune(report, tuner) -> str:
+    """The study's state and its best trial or Pareto front as a plain-text table."""
+    states = ", ".join(f"{name} {count}" for name, count in sorted(report.states.items()))
+    lines = [f"{report.done}/{report.n_trials} trials done ({states})"]
+    for index, code in report.dead_workers:
+        lines.append(f"worker {index} exited with code {code}; its trial is retried once its heartbeat is stale")
+    if not report.complete:
+        lines.append("incomplete: other workers are still running, or a tune was killed or interrupted: rerun the "
+                     "same command (add --retry-interrupted when no other worker runs)")
+    if report.best:
+        names = [d.name for d in tuner.space]
+        title = "best trial" if len(report.metrics) == 1 else f"Pareto front ({len(report.best)} trials)"
+        lines.append(f"{title}:")
+        lines.append("  " + " ".join(f"{h:>14s}" for h in ["trial", *report.metrics, *names]))
+        for trial in report.best:
+            cells = [str(trial.number), *(f"{v:.5g}" for v in trial.values),
+                     *(f"{trial.params[n]:.4g}" if isinstance(trial.params.get(n), float) else str(trial.params.get(n))
+                       for n in names)]
+            lines.append("  " + " ".join(f"{c:>14s}" for c in cells))
+    return "\n".join(lines)
 
 
 def format_summary(result) -> str:
@@ -169,6 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "list":
             return _cmd_list(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
+        if args.command == "tune":
+            return _cmd_tune(args)
         return _cmd_run(args)
     except BenchsuiteError as exc:
         print(f"benchsuite: error: {exc}", file=sys.stderr)

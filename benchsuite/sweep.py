@@ -1,0 +1,248 @@
+"""Sweeps: every (task, method, seed) of a grid, each method of a task under the same query budget, run by
+parallel worker processes; rerunning a sweep skips its finished runs and resumes its interrupted ones.
+
+MLflow layout (the glue is ours and thin; mlflow itself does the storing and the UI):
+- one experiment per task (the runner logs every run into the experiment named by its task id);
+- one parent run per (sweep, task), named ``sweep <name>`` and found again by its run key ``sweep--<name>``, so
+  that rerunning a sweep reuses its parents;
+- every run of the sweep is a child of its task's parent (``mlflow.parentRunId``), logged by a worker process.
+Experiments and parents are created in the main process before any worker starts: mlflow's experiment
+creation races when many processes create the same experiment at once (mlflow #4123, #10334).
+
+A sweep file is YAML (see ``results/sweeps/digits-smoke.yaml``)::
+
+    name: digits-smoke                        # optional; default: the file name without .yaml
+    tasks: [digits-jpeg-compress-v0]
+    methods: [pretrained, ddpo, sqdf]
+    seeds: [0, 1]
+    budget: 512                               # optional; default: each task card's default_budget
+
+mlflow is imported only when a sweep logs to it: ``import benchsuite.sweep`` stays light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import re
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, resolve
+from .errors import ConfigError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_FILE_KEYS = {"name", "tasks", "methods", "seeds", "budget"}
+KIND_TAG = "benchsuite.kind"
+"""Tag marking a parent run: ``"sweep"`` or ``"study"``."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A grid of runs.
+
+    Attributes:
+        name: the sweep's key: letters, digits, ``.``, ``_``, ``-``. Rerunning a sweep of the same name reuses
+            its MLflow parent runs.
+        tasks: task ids.
+        methods: method names.
+        seeds: training seeds, each >= 0.
+        budget: oracle queries of every run; None: each task card's ``default_budget``. Either way every method
+            of a task gets the same budget.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    budget: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(f"sweep name {self.name!r} must use only letters, digits, '.', '_' and '-'")
+        for label, items in (("tasks", self.tasks), ("methods", self.methods), ("seeds", self.seeds)):
+            if not items:
+                raise ConfigError(f"a sweep needs at least one entry in {label}")
+            if len(set(items)) != len(items):
+                raise ConfigError(f"sweep {label} repeat an entry: {list(items)}")
+        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ConfigError(f"sweep seeds must be non-negative integers, got {list(self.seeds)}")
+        if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
+                                        or self.budget < 0):
+            raise ConfigError(f"sweep budget must be a non-negative integer or null, got {self.budget!r}")
+
+    @staticmethod
+    def default_name(tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[int, ...],
+                     budget: int | None) -> str:
+        """``sweep-<hash of the grid>``: the same grid given by flags gets the same name, hence the same parents."""
+        blob = json.dumps([tasks, methods, seeds, budget]).encode()
+        return f"sweep-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+
+def load_sweep_file(path: Path) -> SweepSpec:
+    """Read a sweep file (format in the module docstring). Raises ``ConfigError`` naming the file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read sweep file {path} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a sweep file is a mapping with keys {sorted(_FILE_KEYS)}")
+    unknown = set(raw) - _FILE_KEYS
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_FILE_KEYS)}")
+    lists = {}
+    for key in ("tasks", "methods", "seeds"):
+        value = raw.get(key)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: {key} must be a list, got {value!r}")
+        lists[key] = tuple(value)
+    try:
+        return SweepSpec(name=str(raw.get("name", path.stem)), budget=raw.get("budget"),
+                         tasks=tuple(map(str, lists["tasks"])), methods=tuple(map(str, lists["methods"])),
+                         seeds=lists["seeds"])
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def plan(spec: SweepSpec, output_root: str | Path = "results") -> list[RunConfig]:
+    """Resolve every run of the grid (task-major, then method, then seed); writes nothing.
+
+    Raises:
+        ConfigError: an unknown name, or a budget below one batch of some method.
+    """
+    return [resolve(task, method, seed=seed, budget=spec.budget, output_root=str(output_root))
+            for task in spec.tasks for method in spec.methods for seed in spec.seeds]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one run of a sweep.
+
+    Attributes:
+        config: the run's config.
+        before: its state when the sweep started (``benchsuite.runner.run_state``): ``"new"``,
+            ``"checkpointed"`` (resumed), ``"broken"`` (restarted) or ``"finished"`` (skipped).
+        status: ``"FINISHED"`` or ``"FAILED"``.
+        final: metrics of its last evaluation (read from ``summary.json`` for a skipped run).
+        error: for a failed run, the exception in one line.
+    """
+
+    config: RunConfig
+    before: str
+    status: str
+    final: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def open_parent_run(tracking_uri: str, artifact_root: Path | None, experiment: str, key: str, name: str,
+                    tags: dict[str, str], params: dict[str, Any] | None = None):
+    """Get or create the parent run tagged with run key ``key`` in ``experiment`` (created if absent); ``tags``
+    and ``params`` are logged when it is created.
+
+    Returns the open ``MlflowTracker``: its ``run_id`` is the parent's id; ``end_run`` closes it.
+    """
+    from .tracking import MlflowTracker, run_tags
+
+    tracker = MlflowTracker(tracking_uri, artifact_root)
+    # resume_step reopens the run with this key if there is one and creates it otherwise
+    tracker.start_run(experiment=experiment, run_name=name, run_key=key, params=params or {},
+                      tags={**run_tags(), **tags}, resume_step=0)
+    return tracker
+
+
+def _run_one(config: RunConfig, tracking: tuple[str, str] | None,
+             parent_run_id: str | None) -> tuple[str, dict, str | None]:
+    """One run in a worker: resumed from its checkpoint if it has one, restarted if it is broken."""
+    from .runner import run
+    from .tracking import MlflowTracker
+
+    tracker = None if tracking is None else MlflowTracker(tracking[0], Path(tracking[1]), parent_run_id)
+    try:
+        result = run(config, tracker=tracker, resume=True)
+    except Exception as exc:  # noqa: BLE001 - one failed run must not end the sweep; it is reported
+        last = traceback.format_exception_only(exc)[-1].strip()
+        return "FAILED", {}, last
+    return "FINISHED", result.final, None
+
+
+def _finished_metrics(config: RunConfig) -> dict[str, Any]:
+    return json.loads((config.run_dir / "summary.json").read_text()).get("final", {})
+
+
+def sweep(spec: SweepSpec, output_root: str | Path = "results", workers: int = 1,
+          tracking: tuple[str, str] | None = None,
+          on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Run every run of ``spec`` that is not finished yet, ``workers`` at a time.
+
+    Args:
+        spec: the grid.
+        output_root: root of the run folders (``<output_root>/runs/<run id>``).
+        workers: worker processes (spawned); 1 runs in this process.
+        tracking: ``(tracking_uri, artifact_root)`` of the MLflow store, or None for run folders only.
+        on_outcome: called in this process with each outcome as it arrives (skipped runs first).
+
+    Returns:
+        One ``Outcome`` per run of the grid, in grid order.
+    """
+    from .runner import run_state
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    configs = plan(spec, output_root)
+    before = {c.run_id: run_state(c.run_dir) for c in configs}
+    outcomes: dict[str, Outcome] = {}
+    todo = []
+    for config in configs:
+        if before[config.run_id] == "finished":
+            outcomes[config.run_id] = Outcome(config, "finished", "FINISHED", _finished_metrics(config))
+            if on_outcome is not None:
+                on_outcome(outcomes[config.run_id])
+        else:
+            todo.append(config)
+
+    parents = {}
+    if tracking is not None and todo:
+        for task in dict.fromkeys(c.task for c in todo):
+            parents[task] = open_parent_run(tracking[0], Path(tracking[1]), task, f"sweep--{spec.name}",
+                                            f"sweep {spec.name}", {KIND_TAG: "sweep", "benchsuite.sweep": spec.name})
+
+    def record(config: RunConfig, status: str, final: dict, error: str | None) -> None:
+        outcomes[config.run_id] = Outcome(config, before[config.run_id], status, final, error)
+        if on_outcome is not None:
+            on_outcome(outcomes[config.run_id])
+
+    def parent_id(config: RunConfig) -> str | None:
+        return parents[config.task].run_id if parents else None
+
+    interrupted = True
+    try:
+        if workers == 1:
+            for config in todo:
+                record(config, *_run_one(config, tracking, parent_id(config)))
+        else:
+            # spawn, not fork: a forked child would inherit torch's thread pools and mlflow's open connections
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_run_one, c, tracking, parent_id(c)): c for c in todo}
+                for future in as_completed(futures):
+                    try:
+                        status, final, error = future.result()
+                    except Exception as exc:  # noqa: BLE001 - a worker process died (e.g. killed); others go on
+                        status, final, error = "FAILED", {}, f"worker process died: {type(exc).__name__}: {exc}"
+                    record(futures[future], status, final, error)
+        interrupted = False
+    finally:
+        for task, parent in parents.items():
+            failed = any(outcomes[c.run_id].status != "FINISHED" for c in configs
+                         if c.task == task and c.run_id in outcomes)
+            parent.end_run("KILLED" if interrupted else "FAILED" if failed else "FINISHED")
+    return [outcomes[c.run_id] for c in configs]

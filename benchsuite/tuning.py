@@ -1,0 +1,724 @@
+"""Hyperparameter tuning: a thin layer over Optuna in which every trial is one ``benchsuite.runner.run``.
+
+Optuna does the sampling (``TPESampler``; ``GPSampler`` on request), the pruning (``MedianPruner``), the storage
+(``JournalStorage`` on a file for one machine; ``RDBStorage`` on PostgreSQL for many), the heartbeats that fail
+the trial of a dead worker and the retry of that trial (``RetryHeartbeatStaleTrialCallback``), and the Pareto
+front (``Study.best_trials``). Ours, and thin:
+
+- **Search spaces are data**: ``baselines/<method>/search_space.yaml``, one entry per method config field,
+  ``field: {type: float|int|categorical, low, high, log | choices}``; ``params`` picks a subset.
+- **Objectives**: single-objective maximises the final mean of the task's gold judge if it has one, else of its
+  primary judge (alias ``reward``), and reports it at every evaluation with ``step`` = the scheduled query
+  count, so the pruner compares trials at equal query counts. Multi-objective maximises (reward, diversity =
+  ``eval/diversity``, the mean pairwise L2 distance within a condition) or any listed ``eval/`` metrics,
+  without pruning (Optuna's pruners are single-objective), and yields a Pareto front. Not ``eval/vendi`` by
+  default: its cosine kernel on raw pixels rates nearly blank, reward-hacked digits as highly diverse
+  (measured on digits-jpeg-compress-v0: 6.8 vs 1.9 for the pretrained model, while ``eval/diversity`` fell
+  from 1.96 to 0.18).
+- **Trial slots**: the process that creates a study enqueues one WAITING trial per slot (``benchsuite.slot``
+  = 0..n-1); workers only take queued trials, so any number of workers on any number of machines run exactly n
+  trials, and a retried trial keeps its slot. A worker that meets an empty queue in a race gets a fresh trial
+  with no slot: it fails at once, marked ``benchsuite.surplus`` (not a lost or duplicated trial).
+- **Seed policy**: every trial trains with the same seed (``seed``, default 1000): common random numbers make
+  trials differ only by their hyperparameters, and 1000 keeps tuning off the seeds 0, 1, ... that sweeps report,
+  so a leaderboard never scores a seed its hyperparameters were selected on. Evaluation noise is the task's.
+  Each worker's sampler is seeded from (``sampler_seed``, worker index): one worker reproduces its study
+  exactly; parallel workers draw different start points (give each machine its own ``sampler_seed``).
+- **Resumability and dead workers**: a trial's run folder is ``<output>/optuna/<study>/runs/<run id>`` (the
+  id hashes the config), and trials run with ``resume=True``: a retried trial continues its predecessor's
+  checkpoint, and rerunning a finished tune runs nothing. With a database storage, a trial without a heartbeat
+  for 2 x ``heartbeat_interval`` is failed and queued again with its parameters and slot; a worker that was
+  only slow finds its trial unwritable at its next evaluation and stops, so two workers never share a run
+  folder for long. A journal file has no heartbeat: after a killed or interrupted tune, ``retry_interrupted``
+  queues its trials again.
+- **MLflow**: one parent run per study in the task's experiment (run key ``study--<name>``), created by the
+  process that creates the study before any worker starts; each trial's run is its child, named
+  ``trial-<number>`` (a pruned trial's run ends KILLED). The stock ``MLflowCallback(nested=True)`` creates no
+  parent run (optuna #5148), hence this glue.
+- **Export**: the best trial's parameters (single objective) or a chosen trial's (``export_trial``; required
+  for multi-objective, where no point of the front is best) go to ``baselines/<method>/tuned/<task>.yaml``,
+  which ``benchsuite.config.resolve`` layers over the method's defaults for every later run of that task.
+
+optuna, mlflow and sqlalchemy are imported inside functions: ``import benchsuite.tuning`` stays light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import multiprocessing
+import os
+import re
+import socket
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import RunConfig, resolve
+from .errors import BenchsuiteError, ConfigError, StopRun
+from .sweep import KIND_TAG, open_parent_run
+from .tasks import data_dir, load_spec
+from .tracking import MlflowTracker
+
+if TYPE_CHECKING:
+    import optuna
+
+SLOT_ATTR = "benchsuite.slot"
+"""Trial user attribute: the trial's slot, 0..n-1 (a retried trial keeps it)."""
+SPEC_ATTR = "benchsuite.spec"
+"""Study user attribute: the settings the study was created with (JSON); a rerun must match them."""
+READY_ATTR = "benchsuite.ready"
+"""Study user attribute: set once the creating process has queued the slots and opened the MLflow parent."""
+WORKER_ATTR = "benchsuite.worker"
+"""Trial user attribute: ``host:pid`` of the worker running it."""
+RUN_ATTR = "benchsuite.run_id"
+"""Trial user attribute: the benchsuite run id (run folder name) of the trial's run."""
+INTERRUPTED_ATTR = "benchsuite.interrupted"
+"""Trial user attribute: True on a trial failed by Ctrl-C (``retry_interrupted`` queues it again)."""
+QUERIES_ATTR = "benchsuite.queries"
+"""Trial user attribute: oracle queries of the trial's run at its latest evaluation."""
+SURPLUS_ATTR = "benchsuite.surplus"
+"""Trial user attribute: True on a trial created past the last slot (it fails at once and runs nothing)."""
+MLFLOW_RUN_ATTR = "benchsuite.mlflow_run_id"
+"""Trial user attribute: the MLflow run id of the trial's run."""
+
+_TYPES = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "categorical": {"choices"}}
+_OBJECTIVE_STATS = ("mean", "median", "top10")
+_READY_TIMEOUT_S = 120.0
+_STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_PRUNE_WARMUP = 0.3  # no pruning before this fraction of the budget
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One entry of a search space: a method config field and the distribution it is sampled from.
+
+    Attributes:
+        name: the method config field.
+        type: ``"float"``, ``"int"`` or ``"categorical"``.
+        low, high: bounds (inclusive) of a float or int.
+        log: sample a float or int on a log scale (needs ``low > 0``).
+        choices: the values of a categorical.
+    """
+
+    name: str
+    type: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: optuna.Trial) -> Any:
+        """Ask ``trial`` for this field's value."""
+        if self.type == "float":
+            return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+        if self.type == "int":
+            return trial.suggest_int(self.name, self.low, self.high, log=self.log)
+        return trial.suggest_categorical(self.name, list(self.choices))
+
+    def extremes(self) -> tuple[Any, ...]:
+        """The values that bound the space (both bounds, or every choice), for checking it before a study."""
+        return self.choices if self.type == "categorical" else (self.low, self.high)
+
+
+def _dimension(name: str, raw: Any, where: str) -> Dimension:
+    if not isinstance(raw, dict) or raw.get("type") not in _TYPES:
+        raise ConfigError(f"{where}: {name} must be a mapping with type one of {sorted(_TYPES)}, got {raw!r}")
+    kind = raw["type"]
+    unknown = set(raw) - {"type"} - _TYPES[kind]
+    if unknown:
+        raise ConfigError(f"{where}: {name} ({kind}) has unknown key(s) {sorted(unknown)}")
+    if kind == "categorical":
+        choices = raw.get("choices")
+        if not isinstance(choices, list) or not choices or len(set(map(repr, choices))) != len(choices):
+            raise ConfigError(f"{where}: {name} needs a non-empty list of distinct choices")
+        return Dimension(name, kind, choices=tuple(choices))
+    number = int if kind == "int" else (int, float)
+    low, high, log = raw.get("low"), raw.get("high"), raw.get("log", False)
+    for label, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, number) or not math.isfinite(value):
+            raise ConfigError(f"{where}: {name}.{label} must be a finite {'integer' if kind == 'int' else 'number'}, "
+                              f"got {value!r}")
+    if not low < high:
+        raise ConfigError(f"{where}: {name} needs low < high, got {low} and {high}")
+    if not isinstance(log, bool) or (log and low <= 0):
+        raise ConfigError(f"{where}: {name}.log must be true or false, and log needs low > 0")
+    if kind == "float":
+        low, high = float(low), float(high)
+    return Dimension(name, kind, low, high, log)
+
+
+def load_search_space(method: str, names: tuple[str, ...] | None = None) -> tuple[Dimension, ...]:
+    """The method's search space from ``baselines/<method>/search_space.yaml``, or the ``names`` subset of it.
+
+    Raises:
+        ConfigError: no such file, a malformed entry, or a name the file does not list.
+    """
+    import yaml
+
+    path = data_dir("baselines") / method / "search_space.yaml"
+    if not path.exists():
+        raise ConfigError(f"method {method!r} has no search space; write {path} to tune it")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of field: {{type, ...}}")
+    space = {name: _dimension(str(name), value, str(path)) for name, value in raw.items()}
+    if names is None:
+        return tuple(space.values())
+    unknown = [n for n in names if n not in space]
+    if unknown:
+        raise ConfigError(f"{path} has no entry {', '.join(map(repr, unknown))}; tunable: {', '.join(space)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"tuned parameters repeat an entry: {list(names)}")
+    return tuple(space[n] for n in names)
+
+
+def objective_metric(name: str, task: str) -> str:
+    """The ``eval/`` metric an objective name stands for: ``reward`` = the mean of the task's gold judge (held
+    out, so tuning cannot overfit the proxy) or, without one, of its primary judge; ``diversity`` =
+    ``eval/diversity``; otherwise ``eval/<judge>_{mean,median,top10}``, ``eval/diversity`` or
+    ``eval/vendi`` as given. All objectives are maximised."""
+    spec = load_spec(task)
+    aliases = {"reward": f"eval/{spec.gold_judge or spec.primary_judge}_mean", "diversity": "eval/diversity"}
+    metric = aliases.get(name, name)
+    allowed = [f"eval/{judge}_{stat}" for judge, _ in spec.judges for stat in _OBJECTIVE_STATS]
+    allowed += ["eval/diversity", "eval/vendi"]
+    if metric not in allowed:
+        raise ConfigError(f"objective {name!r} is not a metric to maximise on {task}; use reward, diversity or one "
+                          f"of: {', '.join(allowed)}")
+    return metric
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """A tuning study.
+
+    Attributes:
+        task: task id.
+        method: method name.
+        n_trials: trials the study runs in total, over all workers and machines.
+        params: fields of the search space to tune; None tunes every entry of the file.
+        objectives: what to maximise (see ``objective_metric``); two or more make a multi-objective study.
+        budget: oracle queries of every trial; None: the task card's ``default_budget``.
+        seed: training seed of every trial (see the module docstring's seed policy).
+        sampler: ``"tpe"`` (``TPESampler``, constant liar for parallel workers) or ``"gp"`` (``GPSampler``).
+        sampler_seed: seeds each worker's sampler together with the worker index.
+        prune: stop single-objective trials that trail the median at equal query counts (``MedianPruner``).
+        prune_after_trials: completed trials before the pruner may stop one.
+        overrides: method settings fixed for every trial, as ``(field, value)`` pairs (exported with the best).
+        storage: a PostgreSQL (or MySQL) URL, a journal file path, or None: ``<output_root>/optuna/<study>.log``.
+        study_name: None: ``<method>--<task>--<objective metrics>``.
+        output_root: the trials' run folders go to ``<output_root>/optuna/<study>/runs/``, apart from other
+            runs, so that each study's runs and MLflow children are its own; retries of a trial share its folder.
+        heartbeat_interval: seconds between heartbeats of a running trial (database storage); a trial without
+            one for twice as long is failed and retried, at most ``max_retry`` times.
+        max_retry: retries of a trial whose worker died.
+    """
+
+    task: str
+    method: str
+    n_trials: int = 16
+    params: tuple[str, ...] | None = None
+    objectives: tuple[str, ...] = ("reward",)
+    budget: int | None = None
+    seed: int = 1000
+    sampler: str = "tpe"
+    sampler_seed: int = 0
+    prune: bool = True
+    prune_after_trials: int = 4
+    overrides: tuple[tuple[str, Any], ...] = ()
+    storage: str | None = None
+    study_name: str | None = None
+    output_root: str = "results"
+    heartbeat_interval: int = 30
+    max_retry: int = 3
+
+
+@dataclass
+class TuneReport:
+    """Where a study stands after ``Tuner.tune``.
+
+    Attributes:
+        study_name: the study.
+        storage: where it is stored (passwords hidden).
+        metrics: the objective metrics, all maximised.
+        n_trials: the study's target number of trials.
+        done: slots whose trial finished (COMPLETE, PRUNED, or FAIL after its retries; not one failed by Ctrl-C).
+        states: trials by state name (retried and surplus trials included).
+        best: the best trial (single objective) or the Pareto front sorted by the first metric; FrozenTrials.
+        dead_workers: ``(worker index, exit code)`` of worker processes that did not exit cleanly.
+        parent_run_id: the study's MLflow parent run, or None without MLflow.
+    """
+
+    study_name: str
+    storage: str
+    metrics: tuple[str, ...]
+    n_trials: int
+    done: int
+    states: dict[str, int]
+    best: list[Any]
+    dead_workers: list[tuple[int, int]]
+    parent_run_id: str | None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every slot's trial finished."""
+        return self.done == self.n_trials
+
+
+class _SurplusTrial(Exception):
+    """A trial was created after the last slot was taken (a race between workers); it runs nothing."""
+
+
+class Tuner:
+    """A validated ``TuneSpec``: everything is checked on construction, before any file or study exists.
+
+    Picklable (it holds no storage connection), so that spawned worker processes receive it whole.
+    """
+
+    def __init__(self, spec: TuneSpec):
+        """Check names, search space bounds, objectives, storage and trial count. Raises ``ConfigError``."""
+        if isinstance(spec.n_trials, bool) or not isinstance(spec.n_trials, int) or spec.n_trials < 0:
+            raise ConfigError(f"the number of trials must be a non-negative integer, got {spec.n_trials!r}")
+        if spec.sampler not in ("tpe", "gp"):
+            raise ConfigError(f"sampler must be tpe or gp, got {spec.sampler!r}")
+        integers = (("sampler seed", spec.sampler_seed, 0), ("heartbeat interval", spec.heartbeat_interval, 1),
+                    ("max retry", spec.max_retry, 0), ("prune after trials", spec.prune_after_trials, 0))
+        for label, value, low in integers:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{label} must be an integer >= {low}, got {value!r}")
+        if not spec.objectives:
+            raise ConfigError("a study needs at least one objective")
+        self.spec = spec
+        self.metrics = tuple(objective_metric(o, spec.task) for o in spec.objectives)
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ConfigError(f"objectives repeat a metric: {list(self.metrics)}")
+        self.pruning = spec.prune and len(self.metrics) == 1
+        short = "+".join(m.removeprefix("eval/") for m in self.metrics)
+        self.study_name = spec.study_name or f"{spec.method}--{spec.task}--{short}"
+        if not _STUDY_NAME.match(self.study_name):
+            raise ConfigError(f"study name {self.study_name!r} must use only letters, digits, '.', '_', '+' and '-'")
+        self.study_dir = Path(spec.output_root) / "optuna" / self.study_name
+        overrides = dict(spec.overrides)
+        self.base: RunConfig = self._config(overrides)
+        self.space = load_search_space(spec.method, spec.params)
+        fixed = [d.name for d in self.space if d.name in overrides]
+        if fixed:
+            raise ConfigError(f"{', '.join(fixed)} is both tuned and fixed by an override; drop one")
+        for dim in self.space:  # every bound must make a valid config, or trials would fail one by one
+            for value in dim.extremes():
+                self._config({**overrides, dim.name: value})
+        self.storage_url, self.storage_label = self._storage_location()
+
+    def _config(self, overrides: dict[str, Any]) -> RunConfig:
+        return resolve(self.spec.task, self.spec.method, seed=self.spec.seed, budget=self.spec.budget,
+                       overrides=overrides, output_root=str(self.study_dir))
+
+    def _storage_location(self) -> tuple[str, str]:
+        storage = self.spec.storage
+        if storage is None:
+            path = self.study_dir.with_name(self.study_name + ".log")
+            return str(path), str(path)
+        if "://" not in storage:
+            return storage, storage
+        scheme = storage.split("://", 1)[0].split("+", 1)[0]
+        if scheme == "sqlite":
+            raise ConfigError("sqlite is not a tuning storage (parallel writers corrupt it); use the default journal "
+                              "file on one machine or a postgresql:// URL for many")
+        if scheme not in ("postgresql", "mysql"):
+            raise ConfigError(f"storage {scheme}:// is not supported; give a postgresql:// URL or a journal file path")
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return storage, make_url(storage).render_as_string(hide_password=True)
+        except ArgumentError:
+            raise ConfigError(f"storage URL {storage!r} is malformed") from None
+
+    @property
+    def fingerprint(self) -> str:
+        """What the study's trials depend on, as JSON: a rerun into an existing study must match it."""
+        return json.dumps({
+            "task": self.spec.task, "method": self.spec.method, "budget": self.base.budget, "seed": self.spec.seed,
+            "metrics": self.metrics, "space": [dataclasses.asdict(d) for d in self.space],
+            "overrides": sorted(map(list, self.spec.overrides)),
+        }, sort_keys=True, default=str)
+
+    # --- Optuna objects (built in each process) ---
+
+    def storage(self) -> optuna.storages.BaseStorage:
+        """The study's storage: ``RDBStorage`` with heartbeats and retries for a URL, else a journal file."""
+        import optuna
+        from optuna.exceptions import ExperimentalWarning
+
+        if "://" not in self.storage_url:
+            path = Path(self.storage_url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            try:
+                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(self.spec.max_retry)
+                return optuna.storages.RDBStorage(self.storage_url, heartbeat_interval=self.spec.heartbeat_interval,
+                                                  heartbeat_stale_trial_callback=retry)
+            except ImportError:
+                raise BenchsuiteError(f"no database driver for {self.storage_label}; for PostgreSQL: "
+                                      "pip install 'psycopg[binary]' and use a postgresql+psycopg:// URL") from None
+            except Exception as exc:  # noqa: BLE001 - sqlalchemy's connection errors have no common public base
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise BenchsuiteError(f"cannot open tuning storage {self.storage_label}: {first}") from None
+
+    def sampler(self, worker: int) -> optuna.samplers.BaseSampler:
+        """Worker ``worker``'s sampler, seeded from (``sampler_seed``, ``worker``); half the trials (at most
+        10, Optuna's default) are random start points."""
+        import numpy as np
+        import optuna
+
+        seed = int(np.random.SeedSequence([self.spec.sampler_seed, worker]).generate_state(1)[0])
+        startup = min(10, max(2, self.spec.n_trials // 2))
+        if self.spec.sampler == "gp":
+            from optuna.exceptions import ExperimentalWarning
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
+
+    def pruner(self) -> optuna.pruners.BasePruner:
+        """``MedianPruner`` from ``prune_after_trials`` completed trials and 30% of the budget on; else none."""
+        import optuna
+
+        if not self.pruning:
+            return optuna.pruners.NopPruner()
+        return optuna.pruners.MedianPruner(n_startup_trials=self.spec.prune_after_trials,
+                                           n_warmup_steps=math.ceil(_PRUNE_WARMUP * self.base.budget))
+
+    # --- study set-up (main process) ---
+
+    def open_study(self, storage, tracking: tuple[str, str] | None):
+        """Create the study (or join it), queue its missing slots and get or create its MLflow parent run.
+
+        The process whose ``create_study`` succeeds queues the slots and opens the parent before it marks the
+        study ready; other processes wait for that mark (up to 2 minutes), then check the settings match.
+
+        Returns:
+            ``(study, parent)``: the parent is an open ``MlflowTracker`` or None without MLflow.
+        """
+        import optuna
+
+        try:
+            study = optuna.create_study(storage=storage, study_name=self.study_name,
+                                        directions=["maximize"] * len(self.metrics))
+            study.set_user_attr(SPEC_ATTR, self.fingerprint)
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=self.study_name, storage=storage)
+            created = False
+        if not created:
+            deadline = time.monotonic() + _READY_TIMEOUT_S
+            while not study.user_attrs.get(READY_ATTR):
+                if time.monotonic() > deadline:
+                    raise BenchsuiteError(f"study {self.study_name} in {self.storage_label} was never made ready by "
+                                          "the process that created it; delete it (optuna delete-study) or pass "
+                                          "another --study-name")
+                time.sleep(0.5)
+            if study.user_attrs.get(SPEC_ATTR) != self.fingerprint:
+                raise BenchsuiteError(self._mismatch(study.user_attrs.get(SPEC_ATTR)))
+        self._queue_slots(study)
+        parent = None
+        if tracking is not None:
+            parent = open_parent_run(
+                tracking[0], Path(tracking[1]), self.spec.task, f"study--{self.study_name}", f"study {self.study_name}",
+                {KIND_TAG: "study", "benchsuite.study": self.study_name, "benchsuite.storage": self.storage_label},
+                params={"method": self.spec.method, "budget": self.base.budget, "seed": self.spec.seed,
+                        "objectives": ",".join(self.metrics), "n_trials": self.spec.n_trials,
+                        **{f"space.{d.name}": _describe(d) for d in self.space},
+                        **{f"fixed.{k}": v for k, v in self.spec.overrides}})
+        if created:
+            study.set_user_attr(READY_ATTR, True)
+        return study, parent
+
+    def _mismatch(self, stored: str | None) -> str:
+        theirs = json.loads(stored) if stored else {}
+        ours = json.loads(self.fingerprint)
+        differ = [k for k in ours if theirs.get(k) != ours[k]]
+        return (f"study {self.study_name} in {self.storage_label} was created with other settings ({', '.join(differ)} "
+                "differ); pass another --study-name")
+
+    def _queue_slots(self, study) -> None:
+        taken = {t.user_attrs[SLOT_ATTR] for t in study.get_trials(deepcopy=False) if SLOT_ATTR in t.user_attrs}
+        if len(taken) > self.spec.n_trials:
+            raise BenchsuiteError(f"study {self.study_name} already has {len(taken)} trials; a study can grow, not "
+                                  f"shrink: pass --trials {len(taken)} or more")
+        for slot in range(self.spec.n_trials):
+            if slot not in taken:
+                study.enqueue_trial({}, user_attrs={SLOT_ATTR: slot})
+
+    def retry_interrupted(self, study) -> list[int]:
+        """Fail the trials left RUNNING and queue them again, with the trials failed by Ctrl-C; each keeps its
+        parameters and slot and resumes its run's checkpoint. For a tune that was killed or interrupted, when no
+        other worker runs: a journal file has no heartbeat to tell a dead worker's trial from a live one.
+
+        Returns:
+            The numbers of the trials queued again.
+        """
+        import optuna
+        from optuna.exceptions import ExperimentalWarning
+        from optuna.trial import TrialState
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(self.spec.max_retry)
+        again = []
+        for trial in _latest_per_slot(study.get_trials(deepcopy=False)).values():
+            if trial.state == TrialState.RUNNING:
+                trial = study.tell(trial.number, state=TrialState.FAIL)
+            elif not (trial.state == TrialState.FAIL and trial.user_attrs.get(INTERRUPTED_ATTR)):
+                continue
+            retry(study, trial)
+            again.append(trial.number)
+        return again
+
+    # --- workers ---
+
+    def work(self, worker: int, tracking: tuple[str, str] | None, parent_run_id: str | None) -> None:
+        """Run queued trials until none is left. With a database storage, also fail and retry the trials of
+        dead workers, and wait while other workers' trials run (one of them may die and be retried)."""
+        import optuna
+        from optuna.exceptions import ExperimentalWarning
+        from optuna.trial import TrialState
+
+        storage = self.storage()
+        study = optuna.load_study(study_name=self.study_name, storage=storage, sampler=self.sampler(worker),
+                                  pruner=self.pruner())
+        heartbeat = "://" in self.storage_url
+        objective = functools.partial(self._objective, tracking=tracking, parent_run_id=parent_run_id)
+        while True:
+            if heartbeat:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
+            states = Counter(t.state for t in study.get_trials(deepcopy=False))
+            if states[TrialState.WAITING]:
+                try:  # a failing run fails its trial, not the worker; Optuna logs the error
+                    study.optimize(objective, n_trials=1, catch=(Exception,))
+                except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+                    # Optuna cannot record the outcome: a late heartbeat got the trial failed and retried elsewhere
+                    optuna.logging.get_logger("optuna").warning("worker %d: %s; its retry carries on", worker, exc)
+            elif heartbeat and states[TrialState.RUNNING]:
+                time.sleep(min(5, self.spec.heartbeat_interval))
+            else:
+                return
+
+    def _objective(self, trial: optuna.Trial, tracking: tuple[str, str] | None, parent_run_id: str | None):
+        import optuna
+
+        from .runner import eval_points, run
+
+        if SLOT_ATTR not in trial.user_attrs:
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            raise _SurplusTrial(f"trial {trial.number} was created after all {self.spec.n_trials} slots were taken")
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+        if trial.user_attrs.get(INTERRUPTED_ATTR):  # a retry inherits its predecessor's attributes
+            trial.set_user_attr(INTERRUPTED_ATTR, False)
+        overrides = {**dict(self.spec.overrides), **{d.name: d.suggest(trial) for d in self.space}}
+        config = self._config(overrides)
+        trial.set_user_attr(RUN_ATTR, config.run_id)
+        tracker = None if tracking is None else _TrialTracker(tracking, parent_run_id, trial, self.study_name)
+        points = eval_points(config.budget, config.eval_fractions)
+
+        def on_eval(queries: int, metrics: dict[str, float]) -> None:
+            try:
+                trial.set_user_attr(QUERIES_ATTR, queries)
+            except optuna.exceptions.UpdateFinishedTrialError:  # failed for a late heartbeat: stop, do not race
+                raise StopRun("the trial was failed for a stale heartbeat; its retry continues the run") from None
+            if self.pruning:
+                step = max(p for p in points if p <= queries)  # the scheduled point: equal across trials
+                trial.report(float(metrics[self.metrics[0]]), step)
+                if trial.should_prune():
+                    raise StopRun(f"pruned at {step} queries")
+
+        try:
+            result = run(config, tracker=tracker, resume=True, on_eval=on_eval)
+        except StopRun as stop:
+            raise optuna.TrialPruned(str(stop)) from None
+        except KeyboardInterrupt:
+            trial.set_user_attr(INTERRUPTED_ATTR, True)  # Optuna fails the trial; a rerun may retry it
+            raise
+        values = [float(result.final[m]) for m in self.metrics]
+        return values[0] if len(values) == 1 else values
+
+    # --- the whole tune (main process) ---
+
+    def tune(self, workers: int = 1, tracking: tuple[str, str] | None = None,
+             retry_interrupted: bool = False) -> TuneReport:
+        """Open the study, run ``workers`` worker processes (1: in this process) until no queued trial is
+        left, log the outcome to the MLflow parent run and return it.
+
+        Args:
+            workers: worker processes on this machine (other machines may join with the same command).
+            tracking: ``(tracking_uri, artifact_root)`` of the MLflow store, or None.
+            retry_interrupted: first queue again the trials of a killed or interrupted tune (see
+                ``retry_interrupted``).
+        """
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+        study, parent = self.open_study(self.storage(), tracking)
+        if retry_interrupted:
+            self.retry_interrupted(study)
+        parent_id = None if parent is None else parent.run_id
+        dead: list[tuple[int, int]] = []
+        try:
+            if workers == 1:
+                self.work(0, tracking, parent_id)
+            else:
+                context = multiprocessing.get_context("spawn")  # fork would copy torch's threads, open connections
+                procs = [context.Process(target=self.work, args=(i, tracking, parent_id), name=f"tune-worker-{i}")
+                         for i in range(workers)]
+                for proc in procs:
+                    proc.start()
+                for i, proc in enumerate(procs):
+                    proc.join()
+                    if proc.exitcode != 0:
+                        dead.append((i, proc.exitcode))
+        except KeyboardInterrupt:
+            if parent is not None:
+                parent.end_run("KILLED")
+            raise
+        report = self.report(study, dead, parent_id)
+        if parent is not None:
+            _log_outcome(parent, study, report)
+            if report.complete:
+                parent.end_run("FINISHED")  # otherwise other machines are still at it: the parent stays open
+        return report
+
+    def report(self, study, dead_workers: list[tuple[int, int]] = (), parent_run_id: str | None = None) -> TuneReport:
+        """Count finished slots and find the best trial or the Pareto front."""
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        latest = _latest_per_slot(trials)
+        done = sum(t.state.is_finished() and not t.user_attrs.get(INTERRUPTED_ATTR) for t in latest.values())
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if not complete:
+            best = []
+        elif len(self.metrics) == 1:
+            best = [study.best_trial]
+        else:
+            best = sorted(study.best_trials, key=lambda t: t.values[0], reverse=True)
+        return TuneReport(self.study_name, self.storage_label, self.metrics, self.spec.n_trials, done,
+                          dict(Counter(t.state.name for t in trials)), best, list(dead_workers), parent_run_id)
+
+    def export(self, study, trial_number: int | None = None) -> Path:
+        """Write a trial's parameters (with the fixed overrides) to ``baselines/<method>/tuned/<task>.yaml``.
+
+        Args:
+            study: the study.
+            trial_number: a COMPLETE trial; None: the best trial of a single-objective study.
+
+        Raises:
+            ConfigError: no such complete trial, or None for a multi-objective study.
+        """
+        import optuna
+        import yaml
+        from optuna.trial import TrialState
+
+        if trial_number is None:
+            if len(self.metrics) > 1:
+                raise ConfigError("a multi-objective study has no single best trial; pick one of its Pareto front "
+                                  "with --export-trial N")
+            try:
+                trial = study.best_trial
+            except ValueError:
+                raise ConfigError(f"study {self.study_name} has no complete trial to export") from None
+        else:
+            found = [t for t in study.get_trials(deepcopy=False) if t.number == trial_number]
+            if not found or found[0].state != TrialState.COMPLETE:
+                raise ConfigError(f"study {self.study_name} has no complete trial {trial_number}")
+            trial = found[0]
+        values = {**dict(self.spec.overrides), **trial.params}
+        self._config(values)  # the exported file must resolve
+        if len(self.metrics) == 1:
+            rank = "best"
+        else:
+            rank = "Pareto-optimal" if trial.number in {t.number for t in study.best_trials} else "dominated"
+        scores = ", ".join(f"{m} {v:.6g}" for m, v in zip(self.metrics, trial.values))
+        header = (f"# Written by `benchsuite tune` (optuna {optuna.__version__}) on "
+                  f"{datetime.now(UTC).date().isoformat()}: study {self.study_name},\n"
+                  f"# trial {trial.number} ({rank}): {scores};\n"
+                  f"# budget {self.base.budget}, training seed {self.spec.seed}, storage {self.storage_label}.\n"
+                  f"# `benchsuite run` layers it over baselines/{self.spec.method}/defaults.yaml "
+                  f"for {self.spec.task}.\n")
+        path = data_dir("baselines") / self.spec.method / "tuned" / f"{self.spec.task}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(header + yaml.safe_dump(values, sort_keys=True))
+        os.replace(tmp, path)
+        return path
+
+
+def _latest_per_slot(trials) -> dict[int, Any]:
+    """Each slot's latest trial: its retry, if it had one."""
+    latest: dict[int, Any] = {}
+    for trial in trials:
+        slot = trial.user_attrs.get(SLOT_ATTR)
+        if slot is not None and (slot not in latest or trial.number > latest[slot].number):
+            latest[slot] = trial
+    return latest
+
+
+def _describe(dim: Dimension) -> str:
+    if dim.type == "categorical":
+        return f"categorical {list(dim.choices)}"
+    return f"{dim.type} [{dim.low}, {dim.high}]{' log' if dim.log else ''}"
+
+
+def _log_outcome(parent, study, report: TuneReport) -> None:
+    """Log the best values (single objective) and the trials table with the Pareto flag to the parent run."""
+    import tempfile
+
+    frame = study.trials_dataframe(attrs=("number", "state", "values", "params", "user_attrs", "duration"))
+    frame["best"] = frame["number"].isin([t.number for t in report.best])
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "trials.csv"
+        frame.to_csv(path, index=False)
+        parent.log_artifact(path)
+    if len(report.metrics) == 1 and report.best:
+        parent.log_metrics({f"best/{report.metrics[0]}": report.best[0].value}, step=len(study.trials))
+    parent.log_metrics({"trials_done": float(report.done)}, step=len(study.trials))
+
+
+class _TrialTracker(MlflowTracker):
+    """The MLflow side of one trial: a child of the study's parent run, named ``trial-<number>`` and tagged with
+    the study and trial. Its run id is stored on the trial, so that a retry which cannot resume its
+    predecessor's run (killed before its first checkpoint) closes that run as KILLED."""
+
+    def __init__(self, tracking: tuple[str, str], parent_run_id: str | None, trial, study_name: str):
+        """Log to ``tracking = (uri, artifact_root)`` under ``parent_run_id`` for ``trial`` of ``study_name``."""
+        super().__init__(tracking[0], Path(tracking[1]), parent_run_id)
+        self._trial = trial
+        self._study_name = study_name
+
+    def start_run(self, *, experiment, run_name, run_key, params, tags, resume_step=None) -> None:
+        """Open the run as ``MlflowTracker`` does, under the trial's name and tags."""
+        name = f"trial-{self._trial.number}"
+        extra = {"benchsuite.study": self._study_name, "benchsuite.trial": str(self._trial.number),
+                 "mlflow.runName": name}
+        super().start_run(experiment=experiment, run_name=name, run_key=run_key, params=params,
+                          tags={**tags, **extra}, resume_step=resume_step)
+        client = self._client()
+        for key, value in extra.items():  # a reopened run (a retry resuming a checkpoint) takes the retry's tags
+            client.set_tag(self.run_id, key, value)
+        previous = self._trial.user_attrs.get(MLFLOW_RUN_ATTR)
+        if previous not in (None, self.run_id) and client.get_run(previous).info.status == "RUNNING":
+            client.set_terminated(previous, "KILLED")
+        self._trial.set_user_attr(MLFLOW_RUN_ATTR, self.run_id)

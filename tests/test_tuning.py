@@ -1,0 +1,245 @@
+"""Tuning on the toy task with the journal-file storage: seeded studies repeat their parameters, pruning stops
+trials at equal query counts, multi-objective studies give a non-dominated front, the exported preset resolves
+and `run` picks it up, MLflow shows every trial under one parent, and bad input is refused before anything is
+written."""
+
+import shutil
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from benchsuite.cli import main
+from benchsuite.config import resolve
+from benchsuite.errors import ConfigError
+from benchsuite.tuning import SLOT_ATTR, Tuner, TuneSpec, load_search_space
+from benchsuite.tracking import default_tracking_uri
+
+ROOT = Path(__file__).resolve().parents[1]
+TOY = "toy-brightness-v0"
+SPACE = ("lr", "kl_coef", "discount")
+
+
+@pytest.fixture
+def baselines(tmp_path, monkeypatch):
+    """A private copy of baselines/ (exports go there, not into the repository)."""
+    folder = tmp_path / "baselines"
+    shutil.copytree(ROOT / "baselines", folder, ignore=shutil.ignore_patterns("tuned"))
+    monkeypatch.setenv("BENCHSUITE_BASELINES_DIR", str(folder))
+    return folder
+
+
+def _spec(root, **kwargs):
+    defaults = dict(task=TOY, method="sqdf", n_trials=6, params=SPACE, budget=128, prune_after_trials=1,
+                    output_root=str(root))
+    return TuneSpec(**{**defaults, **kwargs})
+
+
+def _study(tuner):
+    return optuna.load_study(study_name=tuner.study_name, storage=tuner.storage())
+
+
+@pytest.fixture(scope="module")
+def pruned_study(tmp_path_factory):
+    """A 6-trial single-objective study with pruning, logged to MLflow."""
+    root = tmp_path_factory.mktemp("tune")
+    tracking = default_tracking_uri(root / "mlflow"), str(root / "mlflow" / "artifacts")
+    tuner = Tuner(_spec(root))
+    report = tuner.tune(1, tracking)
+    return root, tracking, tuner, report
+
+
+def test_single_objective_study_prunes_at_equal_query_counts(pruned_study):
+    _, _, tuner, report = pruned_study
+    study = _study(tuner)
+    trials = study.get_trials()
+    assert report.complete and report.done == 6 and len(trials) == 6
+    assert sorted(t.user_attrs[SLOT_ATTR] for t in trials) == list(range(6))
+    states = {t.state for t in trials}
+    assert states == {TrialState.COMPLETE, TrialState.PRUNED}, states
+    points = {0, 26, 64, 90, 128}  # the scheduled evaluation points that batches of 32 reach
+    assert all(set(t.intermediate_values) <= points for t in trials)
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert all(max(t.intermediate_values) < 128 for t in pruned), "a pruned trial stops before its budget"
+    assert report.best == [study.best_trial]
+
+
+def test_every_trial_is_an_mlflow_child_of_one_study_parent(pruned_study):
+    from mlflow.tracking import MlflowClient
+
+    _, tracking, tuner, _ = pruned_study
+    client = MlflowClient(tracking[0])
+    exp = client.get_experiment_by_name(TOY)
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("benchsuite.kind") == "study"]
+    assert parent.info.run_name == f"study {tuner.study_name}" and parent.info.status == "FINISHED"
+    assert parent.data.params["space.kl_coef"] == "float [0.001, 4.0] log"
+    assert client.list_artifacts(parent.info.run_id)[0].path == "trials.csv"
+    children = {int(r.data.tags["benchsuite.trial"]): r for r in runs
+                if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    study = _study(tuner)
+    assert sorted(children) == [t.number for t in study.trials]
+    for trial in study.trials:
+        run = children[trial.number]
+        assert run.info.run_name == f"trial-{trial.number}"
+        assert run.info.status == {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}[trial.state]
+        assert float(run.data.params["method.kl_coef"]) == pytest.approx(trial.params["kl_coef"])
+
+
+def test_same_sampler_seed_same_parameters_and_rerun_runs_nothing(pruned_study):
+    root, _, tuner, _ = pruned_study
+    # another study in other folders, same seeds: the same parameters in the same order and the same outcomes
+    twin = Tuner(_spec(root / "twin", study_name="twin"))
+    twin.tune(1)
+    first, second = _study(tuner).trials, _study(twin).trials
+    assert [t.params for t in first] == [t.params for t in second]
+    assert [t.state for t in first] == [t.state for t in second]
+
+    other = Tuner(_spec(root, study_name="other-seed", sampler_seed=1, n_trials=2))
+    other.tune(1)
+    assert _study(other).trials[0].params != first[0].params
+
+    again = tuner.tune(1)  # the same study again: complete, so no new trial
+    assert again.complete and len(_study(tuner).trials) == 6
+
+
+def test_export_writes_a_preset_that_run_picks_up(pruned_study, baselines):
+    _, _, tuner, _ = pruned_study
+    study = _study(tuner)
+    path = tuner.export(study)
+    assert path == baselines / "sqdf" / "tuned" / f"{TOY}.yaml"
+    text = path.read_text()
+    assert text.startswith("# Written by `benchsuite tune`") and f"trial {study.best_trial.number} (best)" in text
+    assert yaml.safe_load(text) == study.best_trial.params
+    config = dict(resolve(TOY, "sqdf").method_config)
+    assert all(config[k] == pytest.approx(v) for k, v in study.best_trial.params.items())
+    assert dict(resolve(TOY, "sqdf", overrides={"lr": 0.5}).method_config)["lr"] == 0.5, "--set still wins"
+
+
+def test_multi_objective_front_is_non_dominated(tmp_path, baselines):
+    tuner = Tuner(_spec(tmp_path, n_trials=5, budget=64, objectives=("reward", "diversity")))
+    assert tuner.metrics == ("eval/brightness_mean", "eval/diversity") and not tuner.pruning
+    report = tuner.tune(1)
+    study = _study(tuner)
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert report.complete and len(complete) == 5
+
+    def dominates(a, b):
+        return all(x >= y for x, y in zip(a.values, b.values)) and a.values != b.values
+
+    front = report.best
+    assert front and [t.values[0] for t in front] == sorted((t.values[0] for t in front), reverse=True)
+    for trial in complete:
+        dominated = any(dominates(other, trial) for other in complete)
+        assert dominated == (trial.number not in {t.number for t in front})
+
+    with pytest.raises(ConfigError, match="Pareto front"):
+        tuner.export(study)
+    with pytest.raises(ConfigError, match="no complete trial 99"):
+        tuner.export(study, 99)
+    path = tuner.export(study, front[-1].number)
+    assert "(Pareto-optimal)" in path.read_text()
+    assert yaml.safe_load(path.read_text()) == front[-1].params
+
+
+def test_parallel_workers_share_one_journal_study(tmp_path):
+    tuner = Tuner(_spec(tmp_path, n_trials=4, budget=64, prune=False))
+    report = tuner.tune(2)
+    trials = _study(tuner).trials
+    assert report.complete and not report.dead_workers and len(trials) == 4
+    assert sorted(t.user_attrs[SLOT_ATTR] for t in trials) == [0, 1, 2, 3]
+    assert len({t.user_attrs["benchsuite.worker"] for t in trials}) == 2, "both workers ran trials"
+    assert len({tuple(t.params.values()) for t in trials}) == 4
+
+
+def test_retry_interrupted_requeues_a_trial_left_running(tmp_path):
+    tuner = Tuner(_spec(tmp_path, n_trials=2, budget=64, prune=False))
+    study, _ = tuner.open_study(tuner.storage(), None)
+    stuck = study.ask()  # a worker took slot 0 and died: the journal file has no heartbeat to notice
+    for dim in tuner.space:
+        dim.suggest(stuck)
+    assert not tuner.tune(1).complete, "without the flag a trial left RUNNING stays so"
+    report = tuner.tune(1, retry_interrupted=True)
+    trials = _study(tuner).trials
+    assert report.complete and [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE,
+                                                             TrialState.COMPLETE]
+    retry = trials[2]
+    assert retry.system_attrs["failed_trial"] == stuck.number and retry.params == trials[0].params
+    assert retry.user_attrs[SLOT_ATTR] == trials[0].user_attrs[SLOT_ATTR]
+
+
+def test_reward_objective_is_the_gold_judge_when_the_task_has_one(tmp_path, monkeypatch):
+    from benchsuite.tuning import objective_metric
+
+    assert objective_metric("reward", TOY) == "eval/brightness_mean"
+    card = yaml.safe_load((ROOT / "tasks" / f"{TOY}.yaml").read_text())
+    card.update(id="toy-gold-v0", judges={**card["judges"], "held_out": card["judges"]["brightness"]},
+                gold_judge="held_out")
+    (tmp_path / "toy-gold-v0.yaml").write_text(yaml.safe_dump(card))
+    monkeypatch.setenv("BENCHSUITE_TASKS_DIR", str(tmp_path))
+    assert objective_metric("reward", "toy-gold-v0") == "eval/held_out_mean"
+    assert objective_metric("eval/brightness_mean", "toy-gold-v0") == "eval/brightness_mean"
+
+
+def test_search_space_files_load():
+    for method in ("ddpo", "sqdf", "vard"):
+        assert load_search_space(method)
+    assert [d.name for d in load_search_space("sqdf", ("discount", "kl_coef"))] == ["discount", "kl_coef"]
+
+
+@pytest.mark.parametrize("entry, expect", [
+    ("{type: float, low: 1.0, high: 0.5}", "low < high"),
+    ("{type: float, low: 0.0, high: 1.0, log: true}", "log needs low > 0"),
+    ("{type: int, low: 1.5, high: 4}", "must be a finite integer"),
+    ("{type: categorical, choices: []}", "non-empty list"),
+    ("{type: uniform, low: 0, high: 1}", "type one of"),
+    ("{type: float, low: 0.1, high: 1, choices: [1]}", "unknown key(s) ['choices']"),
+    ("{type: float, low: -1.0, high: 1.0}", "lr must be > 0"),
+])
+def test_bad_search_space_is_refused_before_a_study(baselines, tmp_path, entry, expect):
+    (baselines / "sqdf" / "search_space.yaml").write_text(f"lr: {entry}\n")
+    with pytest.raises(ConfigError, match=expect.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        Tuner(_spec(tmp_path, params=None))
+    assert not (tmp_path / "optuna").exists()
+
+
+@pytest.mark.parametrize("argv, expect", [
+    (["--method", "nope"], "unknown method 'nope'"),
+    (["--params", "lr,nope"], "has no entry 'nope'"),
+    (["--objective", "eval/kl"], "not a metric to maximise"),
+    (["--objective", "reward", "--objective", "eval/brightness_mean"], "objectives repeat a metric"),
+    (["--storage", "sqlite:///x.db"], "sqlite is not a tuning storage"),
+    (["--storage", "redis://host"], "redis:// is not supported"),
+    (["--set", "method.kl_coef=1"], "both tuned and fixed"),
+    (["--set", "method.nope=1"], "unknown field 'nope'"),
+    (["--budget", "5"], "below one batch"),
+    (["--trials", "-1"], "--trials must be >= 0"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--sampler", "cmaes"], "invalid choice"),
+    (["--export-trial", "1", "--no-export"], "not allowed with"),
+    (["--study-name", "../x"], "study name '../x' must use only"),
+])
+def test_bad_tune_input_one_line_exit_2_nothing_written(tmp_path, capsys, argv, expect):
+    out = tmp_path / "out"
+    base = {"--task": TOY, "--method": "sqdf", "--params": "lr,kl_coef"}
+    for flag in argv[::2]:
+        base.pop(flag, None)
+    code = main(["tune", *[x for kv in base.items() for x in kv], *argv, "--output", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("benchsuite: error: ") and "\n" not in err, err
+    assert expect in err
+    assert not out.exists()
+
+
+def test_cli_tune_prints_front_and_exports_on_request(tmp_path, capsys, baselines):
+    out = tmp_path / "out"
+    argv = ["tune", "--task", TOY, "--method", "sqdf", "--params", "kl_coef,discount", "--trials", "3", "--budget",
+            "32", "--objective", "reward", "--objective", "diversity", "--output", str(out), "--no-mlflow"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "3/3 trials done (COMPLETE 3)" in text and "Pareto front" in text and "--export-trial N" in text
+    assert not (baselines / "sqdf" / "tuned").exists()
+    assert main([*argv, "--export-trial", "0"]) == 0
+    assert (baselines / "sqdf" / "tuned" / f"{TOY}.yaml").exists()
