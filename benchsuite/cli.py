@@ -1,4 +1,4 @@
-"""Command line: ``benchsuite list``, ``benchsuite run``, ``benchsuite sweep`` and ``benchsuite tune``.
+"""Command line: ``benchsuite list``, ``run``, ``sweep``, ``tune`` and ``report``.
 
 User errors (unknown names, bad values, malformed files, missing weights) print one line,
 ``benchsuite: error: <what to do>``, exit with code 2 and write nothing: every check runs before the first file
@@ -175,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-export", action="store_true",
                         help="do not write baselines/<method>/tuned/<task>.yaml")
     _add_output_args(t)
+
+    rep = sub.add_parser("report", help="leaderboard (md/csv/tex) and paper figures from finished runs")
+    rep.add_argument("--runs", default="results",
+                     help="folder whose runs/ holds the run folders (default: results); ignored with --mlflow-uri")
+    rep.add_argument("--mlflow-uri", default=None, help="read runs from this MLflow store instead of run folders")
+    rep.add_argument("--tasks", type=_names("--tasks"), default=None,
+                     help="comma-separated task ids (default: every task found; required with --mlflow-uri)")
+    rep.add_argument("--out", default="results/report", help="where to write (default: results/report)")
     return parser
 
 
@@ -372,6 +380,31 @@ def format_summary(result) -> str:
     return "\n".join(lines)
 
 
+def _cmd_report(args) -> int:
+    from .report import load_mlflow, load_runs, write_report
+
+    if args.mlflow_uri:
+        if not args.tasks:
+            raise BenchsuiteError("--mlflow-uri needs --tasks (the experiments to read)")
+        tidy = load_mlflow(args.mlflow_uri, list(args.tasks))
+    else:
+        if not (Path(args.runs) / "runs").is_dir():
+            raise BenchsuiteError(f"no run folders in {Path(args.runs) / 'runs'}; pass --runs <folder with runs/>")
+        tidy = load_runs(args.runs, list(args.tasks) if args.tasks else None)
+    if tidy.empty:
+        raise BenchsuiteError("no finished runs found; finish some with 'benchsuite run' or 'benchsuite sweep'")
+    for task in tidy["task"].unique():
+        from .tasks import load_spec
+
+        load_spec(task)  # a run of a task whose card is gone cannot be reported: say so before writing
+    out = Path(args.out)
+    _check_output(out)
+    report = write_report(tidy, out)
+    print((out / "leaderboard.md").read_text())
+    print("figures:", *[str(p) for p in report["figures"]], sep="\n  ")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -382,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_sweep(args)
         if args.command == "tune":
             return _cmd_tune(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_run(args)
     except BenchsuiteError as exc:
         print(f"benchsuite: error: {exc}", file=sys.stderr)

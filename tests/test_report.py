@@ -76,3 +76,18 @@ def test_two_configs_of_one_seed_refuse_to_mix(runs_root, tmp_path):
                 output_root=str(tmp_path)))
     with pytest.raises(ConfigError, match="one config per"):
         load_runs(tmp_path)
+
+
+def test_report_cli_writes_files_and_rejects_bad_input(runs_root, tmp_path, capsys):
+    from benchsuite.cli import main
+
+    out = tmp_path / "rep"
+    assert main(["report", "--runs", str(runs_root), "--out", str(out)]) == 0
+    assert "| ddpo | 2 |" in capsys.readouterr().out
+    assert (out / "leaderboard.md").exists() and list((out / "figures").glob("*.pdf"))
+    empty = tmp_path / "empty"
+    assert main(["report", "--runs", str(empty), "--out", str(tmp_path / "x")]) == 2
+    assert main(["report", "--mlflow-uri", "sqlite:///nowhere.db", "--out", str(tmp_path / "y")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "no run folders" in err and "needs --tasks" in err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
