@@ -68,11 +68,11 @@ from ..budget import BudgetedOracle
 from ..policies.base import DiffusionPolicy
 from .base import Method, MethodConfig, check
 from .surrogate import SurrogateFields, SurrogateReward
-from .value import ValueFunction, num_conditions, state_timesteps
+from .value import ValueFields, ValueFunction, num_conditions, state_timesteps
 
 
 @dataclass(frozen=True)
-class CTRLConfig(SurrogateFields, MethodConfig):
+class CTRLConfig(SurrogateFields, ValueFields, MethodConfig):
     batch_size: int = 64
     """Chains sampled (= oracle queries) per iteration; their states are the policy update's inputs."""
     kl_coef: float = 0.1
@@ -95,18 +95,6 @@ class CTRLConfig(SurrogateFields, MethodConfig):
     same states, so the reference's Tweedie estimates are computed only there."""
     train_chunk: int = 4096
     """(chain, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
-    value_lr: float = 1e-3
-    """Adam learning rate of the value correction h_phi."""
-    value_steps: int = 100
-    """Regression steps of h_phi after each new batch of rollouts."""
-    value_warmup_steps: int = 300
-    """Regression steps of h_phi after the first batch."""
-    value_batch: int = 256
-    """(rollout, state) pairs per regression step of h_phi."""
-    value_width: int = 32
-    """Channel width of h_phi."""
-    replay_size: int = 256
-    """Most recent rollouts kept for the regression of h_phi."""
     surrogate_fit_steps: int = 100
     """Adam steps of the surrogate r_hat after each new batch (r_hat is always fit: see the module docstring)."""
 
@@ -121,12 +109,6 @@ class CTRLConfig(SurrogateFields, MethodConfig):
         check(self.num_inner_epochs >= 1, "num_inner_epochs must be >= 1")
         check(0 < self.timestep_fraction <= 1, "timestep_fraction must be in (0, 1]")
         check(self.train_chunk >= 1, "train_chunk must be >= 1")
-        check(self.value_lr > 0, "value_lr must be > 0")
-        check(self.value_steps >= 0, "value_steps must be >= 0")
-        check(self.value_warmup_steps >= 0, "value_warmup_steps must be >= 0")
-        check(self.value_batch >= 1, "value_batch must be >= 1")
-        check(self.value_width >= 2 and self.value_width % 2 == 0, "value_width must be an even integer >= 2")
-        check(self.replay_size >= 1, "replay_size must be >= 1")
 
 
 def vp_sde_grid(timesteps: Tensor, alpha: Tensor, alpha_prev: Tensor,

@@ -16,13 +16,42 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..policies.base import DiffusionPolicy
+from .base import check
 
+
+@dataclass(frozen=True)
+class ValueFields:
+    """Config fields of a method that fits ``ValueFunction`` (VARD, ctrl), mixed into its ``Config`` dataclass
+    and validated here once."""
+
+    value_lr: float = 1e-3
+    """Adam learning rate of the value network."""
+    value_steps: int = 100
+    """Value regression steps after each new batch of rollouts."""
+    value_warmup_steps: int = 300
+    """Value regression steps after the first batch (the network starts from scratch)."""
+    value_batch: int = 256
+    """(rollout, state) pairs per value regression step."""
+    value_width: int = 32
+    """Channel width of the value network."""
+    replay_size: int = 256
+    """Most recent rollouts kept for the value regression."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # cooperative: the other config bases' checks run too
+        check(self.value_lr > 0, "value_lr must be > 0")
+        check(self.value_steps >= 0, "value_steps must be >= 0")
+        check(self.value_warmup_steps >= 0, "value_warmup_steps must be >= 0")
+        check(self.value_batch >= 1, "value_batch must be >= 1")
+        check(self.value_width >= 2 and self.value_width % 2 == 0, "value_width must be an even integer >= 2")
+        check(self.replay_size >= 1, "replay_size must be >= 1")
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
     """Sinusoidal embedding of (possibly fractional) model timesteps: ``B`` -> ``B x dim`` (dim even)."""

@@ -34,11 +34,11 @@ from torch import Tensor
 
 from ..budget import BudgetedOracle
 from .base import Method, MethodConfig, check
-from .value import ValueFunction, num_conditions, state_timesteps
+from .value import ValueFields, ValueFunction, num_conditions, state_timesteps
 
 
 @dataclass(frozen=True)
-class VARDConfig(MethodConfig):
+class VARDConfig(ValueFields, MethodConfig):
     batch_size: int = 64
     """Chains sampled (= oracle queries) per iteration; their states are the policy update's inputs."""
     kl_coef: float = 0.01
@@ -59,18 +59,6 @@ class VARDConfig(MethodConfig):
     """Fraction of the T steps of each chain trained on (drawn at random per chain)."""
     train_chunk: int = 4096
     """(chain, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
-    value_lr: float = 1e-3
-    """Adam learning rate of the value network."""
-    value_steps: int = 100
-    """Value regression steps after each new batch of rollouts."""
-    value_warmup_steps: int = 300
-    """Value regression steps after the first batch (the network starts from scratch)."""
-    value_batch: int = 256
-    """(rollout, state) pairs per value regression step."""
-    value_width: int = 32
-    """Channel width of the value network."""
-    replay_size: int = 256
-    """Most recent rollouts kept for the value regression."""
     reward_grad_weight: float = 1.0
     """Differentiable oracles only: weight of matching d V / d x_0 at t = 0 to the paid-for d r / d x_0."""
 
@@ -85,12 +73,6 @@ class VARDConfig(MethodConfig):
         check(self.num_inner_epochs >= 1, "num_inner_epochs must be >= 1")
         check(0 < self.timestep_fraction <= 1, "timestep_fraction must be in (0, 1]")
         check(self.train_chunk >= 1, "train_chunk must be >= 1")
-        check(self.value_lr > 0, "value_lr must be > 0")
-        check(self.value_steps >= 0, "value_steps must be >= 0")
-        check(self.value_warmup_steps >= 0, "value_warmup_steps must be >= 0")
-        check(self.value_batch >= 1, "value_batch must be >= 1")
-        check(self.value_width >= 2 and self.value_width % 2 == 0, "value_width must be an even integer >= 2")
-        check(self.replay_size >= 1, "replay_size must be >= 1")
         check(self.reward_grad_weight >= 0, "reward_grad_weight must be >= 0")
 
 

@@ -86,7 +86,7 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
 
     y = torch.tensor(np.asarray(points), dtype=torch.double)
     y = y[pareto_front(points)]
-    return float(Hypervolume(torch.as_tensor(reference, dtype=torch.double)).compute(y))
+    return float(Hypervolume(torch.tensor(np.asarray(reference), dtype=torch.double)).compute(y))
 
 
 def plot_pareto(final: pd.DataFrame, task: str, reward: str, diversity: str, path: Path) -> tuple[Path, float]:
