@@ -79,6 +79,17 @@ class Method(ABC):
         return None
 
     # ---- shared helpers ----------------------------------------------------------------------------------
+    def make_optimizer(self, lr: float, weight_decay: float) -> None:
+        """``self.params`` (the policy's trainable parameters) and an AdamW over them as ``self.optimizer``."""
+        self.params = [p for p in self.policy.denoiser.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, eps=1e-8)
+
+    def clip_and_step(self, max_grad_norm: float) -> float:
+        """Clip the accumulated gradient to ``max_grad_norm``, take the optimizer step; returns the pre-clip norm."""
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_grad_norm)
+        self.optimizer.step()
+        return float(grad_norm)
+
     def batch_for(self, oracle: BudgetedOracle) -> int:
         """This step's batch: the configured size, or what is left of the budget if that is less."""
         return min(self.config.batch_size, oracle.remaining)

@@ -183,8 +183,7 @@ class ContinuousTimeRL(Method):
         device = policy.stds.device
         self.reference = policy.frozen_copy()
         self.old = policy.frozen_copy()  # the sampling policy of the current batch, for the trust region
-        self.params = [p for p in policy.denoiser.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-8)
+        self.make_optimizer(c.lr, c.weight_decay)
         self.state_t = state_timesteps(policy)
         # N: trailing spacing starts at t_0 = N - 1; only dtau * g2 enters the loss and it does not depend on N
         _, dtau, g2 = vp_sde_grid(policy.timesteps, policy.alpha, policy.alpha_prev, policy.num_train_timesteps)
@@ -322,8 +321,7 @@ class ContinuousTimeRL(Method):
             sums["reward_term"] += terms["reward_term"].sum().item() * step_scale / num_chains
             sums["kl_path"] += terms["kl_path"].sum().item() * step_scale / num_chains
             sums["value"] += terms["value"].sum().item() / len(rows)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
-        self.optimizer.step()
+        grad_norm = self.clip_and_step(c.max_grad_norm)
         return {**sums, "grad_norm": float(grad_norm)}
 
     def _state(self) -> dict[str, Any]:

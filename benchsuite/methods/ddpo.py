@@ -126,8 +126,7 @@ class DDPO(Method):
     def setup(self, policy, task, generator) -> None:
         super().setup(policy, task, generator)
         c = self.config
-        self.params = [p for p in policy.denoiser.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-8)
+        self.make_optimizer(c.lr, c.weight_decay)
         self.stats = PerConditionStats(c.stat_buffer_size, c.stat_min_count)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
@@ -189,8 +188,7 @@ class DDPO(Method):
                 clipfrac_sum += ((ratio - 1).abs() > c.clip_range).float().sum().item()
                 approx_kl_sum += (0.5 * (log_prob - old).square()).sum().item()
                 loss_sum += loss.item() * len(r)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
-        self.optimizer.step()
+        grad_norm = self.clip_and_step(c.max_grad_norm)
         return {
             "loss": loss_sum / total,
             "clipfrac": clipfrac_sum / total,

@@ -99,8 +99,7 @@ class DRaFT(Method):
         if c.k > policy.num_steps:
             raise ConfigError(f"draft: k={c.k} exceeds the sampler's {policy.num_steps} steps")
         self.reference = policy.frozen_copy()
-        self.params = [p for p in policy.denoiser.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, weight_decay=c.weight_decay)
+        self.make_optimizer(c.lr, c.weight_decay)
         self.surrogate: SurrogateReward | None = None
         if check_reward_gradients(c.reward_gradients, task.oracle_differentiable, self.name):
             device = policy.stds.device
@@ -116,8 +115,7 @@ class DRaFT(Method):
         loss, info = self._loss(oracle)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
-        self.optimizer.step()
+        grad_norm = self.clip_and_step(self.config.max_grad_norm)
         self.policy.eval()
         info["train/grad_norm"] = float(grad_norm)
         return info

@@ -239,8 +239,7 @@ class SQDF(Method):
         super().setup(policy, task, generator)
         c = self.config
         self.reference = policy.frozen_copy()
-        self.params = [p for p in policy.denoiser.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-8)
+        self.make_optimizer(c.lr, c.weight_decay)
         conditional = task.train_conditions is not None
         self.buffer = ReplayBuffer(c.buffer_capacity, (policy.num_steps + 1, *policy.sample_shape), conditional)
         self.surrogate: SurrogateReward | None = None
@@ -320,8 +319,7 @@ class SQDF(Method):
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
-        self.optimizer.step()
+        grad_norm = self.clip_and_step(c.max_grad_norm)
         return {"loss": loss.item(), "q_mean": q.mean().item(), "kl": kl.mean().item(),
                 "keep_frac": keep.mean().item(), "grad_norm": float(grad_norm)}
 

@@ -105,8 +105,7 @@ class VARD(Method):
         super().setup(policy, task, generator)
         c = self.config
         self.reference = policy.frozen_copy()
-        self.params = [p for p in policy.denoiser.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=c.lr, weight_decay=c.weight_decay, eps=1e-8)
+        self.make_optimizer(c.lr, c.weight_decay)
         self.state_t = state_timesteps(policy)
         self.value = ValueFunction(policy.sample_shape, num_conditions(task.train_conditions), self.state_t,
                                    width=c.value_width, lr=c.value_lr, capacity=c.replay_size,
@@ -178,8 +177,7 @@ class VARD(Method):
             loss_sum += loss.item()
             value_sum += v_next.detach().sum().item()
             kl_sum += kl.detach().sum().item() * step_scale
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
-        self.optimizer.step()
+        grad_norm = self.clip_and_step(c.max_grad_norm)
         return {"loss": loss_sum, "value_next": value_sum / len(rows), "kl": kl_sum / num_chains,
                 "grad_norm": float(grad_norm)}
 
