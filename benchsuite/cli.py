@@ -122,6 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--oracle-timeout", type=_positive_float("--oracle-timeout"), default=None, metavar="SECONDS",
                    help="an oracle call taking longer counts as failed (default: wait)")
 
+    a = sub.add_parser("ask", help="ask/tell: write the next batch of candidates for an oracle outside Python")
+    a.add_argument("--state", required=True, metavar="FOLDER", help="the session folder (created on the first ask)")
+    a.add_argument("--task", help="task id (first ask only: starts the session)")
+    a.add_argument("--method", help="method name (first ask only)")
+    a.add_argument("--budget", type=_nonneg_int("--budget"), default=None, help="oracle queries (first ask only)")
+    a.add_argument("--seed", type=_nonneg_int("--seed"), default=0, help="training seed (first ask only)")
+    a.add_argument("--set", dest="overrides", action="append", default=[], metavar="method.FIELD=VALUE",
+                   help="override a method setting (first ask only), repeatable")
+    a.add_argument("--format", choices=["csv", "json"], default="csv", help="candidate file format (default csv)")
+    tl = sub.add_parser("tell", help="ask/tell: give the scores of the pending batch and continue the method")
+    tl.add_argument("--state", required=True, metavar="FOLDER", help="the session folder")
+    tl.add_argument("scores", help="the ask file with its score column filled in (CSV or JSON)")
+
+    w = sub.add_parser("weights", help="list the model files the real-weights rewards need, or fetch them")
+    w.add_argument("action", choices=["list", "fetch"], help="list: where each file is looked for; fetch: make "
+                   "the named files local (downloads only with --allow-download)")
+    w.add_argument("names", nargs="*", help="weights names (see 'benchsuite weights list')")
+    w.add_argument("--allow-download", action="store_true",
+                   help="download missing files from the Hugging Face hub into the weights folder")
+
     sw = sub.add_parser("sweep", help="run tasks x methods x seeds under equal budgets, in parallel, resumably")
     sw.add_argument("file", nargs="?", help="sweep file (YAML: name, tasks, methods, seeds, budget); flags given "
                                             "with it override its entries")
@@ -366,7 +386,9 @@ def format_tune(report, tuner) -> str:
 def format_summary(result) -> str:
     """A plain-text table of the first and last evaluation (the first is the pretrained model)."""
     first, last = result.curve[0], result.curve[-1]
-    keys = [k for k in last if k.endswith("_mean") or k in ("eval/kl", "eval/diversity")]
+    extra = ("eval/kl", "eval/diversity", "eval/vendi", "eval/fd_pretrained", "eval/drift_tv", "eval/novelty_hamming",
+             "eval/tanimoto_diversity", "eval/gold_proxy_gap")
+    keys = [k for k in last if (k.startswith("eval/") and k.endswith("_mean")) or k in extra or k.startswith("query/")]
     cfg = result.config
     lines = [
         f"{cfg.method} on {cfg.task}, seed {cfg.seed}: {last['queries']:.0f} oracle queries, "
@@ -374,7 +396,10 @@ def format_summary(result) -> str:
         f"  {'metric':28s} {'pretrained':>12s} {'final':>12s} {'change':>12s}",
     ]
     for k in keys:
-        lines.append(f"  {k:28s} {first[k]:12.5g} {last[k]:12.5g} {last[k] - first[k]:+12.4g}")
+        if k in first:
+            lines.append(f"  {k:28s} {first[k]:12.5g} {last[k]:12.5g} {last[k] - first[k]:+12.4g}")
+        else:  # oracle-side metrics (query/...) start after the first query
+            lines.append(f"  {k:28s} {'-':>12s} {last[k]:12.5g} {'':>12s}")
     if result.run_dir is not None:
         lines.append(f"  run folder: {result.run_dir}")
     return "\n".join(lines)
@@ -405,6 +430,41 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _cmd_ask(args) -> int:
+    from .asktell import SESSION, AskTellSession
+
+    state = Path(args.state)
+    if (state / SESSION).exists():
+        if args.task or args.method or args.overrides or args.budget is not None:
+            raise BenchsuiteError(f"{state} already holds a session; ask again without --task/--method/--budget/--set")
+        session = AskTellSession(state)
+    else:
+        if not (args.task and args.method):
+            raise BenchsuiteError(f"{state} holds no session; start one with --task and --method")
+        from .config import parse_overrides, resolve
+
+        config = resolve(args.task, args.method, seed=args.seed, budget=args.budget,
+                         overrides=parse_overrides(args.overrides))
+        _check_output(state)
+        session = AskTellSession.create(state, config)
+    batch = session.ask(args.format)
+    print(f"ask: {len(batch.ids)} candidates ({batch.ids[0]}..{batch.ids[-1]}), {session.used} of "
+          f"{session.config.budget} queries told so far")
+    print(f"fill in the score column of {batch.path}, then: benchsuite tell --state {state} {batch.path}")
+    return 0
+
+
+def _cmd_tell(args) -> int:
+    from .asktell import AskTellSession
+
+    session = AskTellSession(args.state)
+    summary = session.tell_file(args.scores)
+    print(f"told: batch mean {summary['batch_mean']:.6g}, max {summary['batch_max']:.6g}, best so far "
+          f"{summary['best_so_far']:.6g}; {session.used} of {session.config.budget} queries used"
+          + ("; budget spent, session finished" if session.finished else f"; next: benchsuite ask --state {args.state}"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -417,6 +477,18 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_tune(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "weights":
+            from .weights import fetch_weights_main
+
+            if args.action == "list" and args.names:
+                raise BenchsuiteError("'weights list' takes no names; use 'weights fetch NAME ...'")
+            if args.action == "fetch" and not args.names:
+                raise BenchsuiteError("'weights fetch' needs at least one name; see 'benchsuite weights list'")
+            return fetch_weights_main(args.names, args.allow_download)
+        if args.command == "ask":
+            return _cmd_ask(args)
+        if args.command == "tell":
+            return _cmd_tell(args)
         return _cmd_run(args)
     except BenchsuiteError as exc:
         print(f"benchsuite: error: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ from .budget import QueryLog
 from .config import RunConfig
 from .errors import StopRun
 from .evaluation import cost_metrics, evaluate, sample_grid
+from .metrics.sequences import query_metrics, sequence_grid
 from .registry import METHODS
 from .tasks import make_task
 
@@ -116,6 +117,26 @@ def _load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
     return state
 
 
+def build_method(config: RunConfig, task, policy, generator: torch.Generator, external_oracle: bool = False):
+    """The method of ``config``, set up on ``policy``. On a task with online rounds (``online:`` in its card) a
+    method that trains the policy runs inside ``OnlineRounds``: one oracle batch per round, then training against
+    a surrogate refitted on every query so far. ``external_oracle``: the oracle is answered from outside (ask/tell)
+    and gives no gradients, whatever the task's reward could."""
+    method_cls = METHODS.load(config.method)
+    method = method_cls(method_cls.Config(**dict(config.method_config)))
+    if task.spec.online is not None and method_cls.trains_policy:
+        from .methods.online import OnlineRounds
+
+        method = OnlineRounds(method, task.spec.online, config.budget)
+    info = task.info
+    if external_oracle:
+        import dataclasses
+
+        info = dataclasses.replace(info, oracle_differentiable=False)
+    method.setup(policy, info, generator)
+    return method
+
+
 def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = True, resume: bool = False,
         restart: bool = False, oracle_options: OracleOptions = OracleOptions(),
         on_eval: Callable[[int, dict[str, float]], None] | None = None) -> RunResult:
@@ -163,9 +184,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     reference = policy.frozen_copy()
     oracle = task.train_oracle(config.budget, retries=oracle_options.retries, backoff_s=oracle_options.backoff_s,
                                timeout_s=oracle_options.timeout_s)
-    method_cls = METHODS.load(config.method)
-    method = method_cls(method_cls.Config(**dict(config.method_config)))
-    method.setup(policy, task.info, generator)
+    method = build_method(config, task, policy, generator)
 
     points = eval_points(config.budget, config.eval_fractions)
     curve: list[dict[str, float]] = []
@@ -224,10 +243,16 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
             metrics["eval/fd_pretrained"] = 0.0
         metrics.update(cost_metrics(oracle.used, policy.nfe,
                                     elapsed_before + time.perf_counter() - start))
+        metrics.update(query_metrics(oracle.query_log().reward,
+                                     infeasible_value=getattr(task.oracle_reward, "infeasible_value", None)))
         curve.append({"queries": oracle.used, **metrics})
         done.update(p for p in points if p <= oracle.used)
         pending.append(("metrics", metrics, oracle.used))
-        grid = sample_grid(images, conds, scores[task.spec.primary_judge], label=f"{task.spec.primary_judge} reward")
+        label = f"{task.spec.primary_judge} reward"
+        if images.ndim == 3:  # sequences
+            grid = sequence_grid(images.argmax(1), images.shape[1], scores[task.spec.primary_judge], label=label)
+        else:
+            grid = sample_grid(images, conds, scores[task.spec.primary_judge], label=label)
         pending.append(("image", torch.from_numpy(grid),
                         f"samples/queries_{oracle.used:07d}.png"))
 

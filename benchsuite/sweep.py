@@ -16,6 +16,7 @@ A sweep file is YAML (see ``results/sweeps/digits-smoke.yaml``)::
     methods: [pretrained, ddpo, sqdf]
     seeds: [0, 1]
     budget: 512                               # optional; default: each task card's default_budget
+    eval_fractions: [0, 0.25, 0.5, 0.75, 1]   # optional; default: every 10% of the budget
 
 mlflow is imported only when a sweep logs to it: ``import benchsuite.sweep`` stays light.
 """
@@ -37,7 +38,7 @@ from .config import RunConfig, resolve
 from .errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_FILE_KEYS = {"name", "tasks", "methods", "seeds", "budget"}
+_FILE_KEYS = {"name", "tasks", "methods", "seeds", "budget", "eval_fractions"}
 KIND_TAG = "benchsuite.kind"
 """Tag marking a parent run: ``"sweep"`` or ``"study"``."""
 
@@ -54,6 +55,9 @@ class SweepSpec:
         seeds: training seeds, each >= 0.
         budget: oracle queries of every run; None: each task card's ``default_budget``. Either way every method
             of a task gets the same budget.
+        eval_fractions: fractions of the budget at which every run evaluates; None: the runner's default
+            (0, 0.1, ..., 1). Fewer points make a large grid cheaper (an evaluation costs about as much as a
+            training step on the digits backbone).
     """
 
     name: str
@@ -61,6 +65,7 @@ class SweepSpec:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     budget: int | None = None
+    eval_fractions: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -107,7 +112,12 @@ def load_sweep_file(path: Path) -> SweepSpec:
             raise ConfigError(f"{path}: {key} must be a list, got {value!r}")
         lists[key] = tuple(value)
     try:
+        fractions = raw.get("eval_fractions")
+        if fractions is not None and (not isinstance(fractions, list)
+                                      or not all(isinstance(f, int | float) for f in fractions)):
+            raise ConfigError(f"eval_fractions must be a list of numbers in [0, 1], got {fractions!r}")
         return SweepSpec(name=str(raw.get("name", path.stem)), budget=raw.get("budget"),
+                         eval_fractions=None if fractions is None else tuple(float(f) for f in fractions),
                          tasks=tuple(map(str, lists["tasks"])), methods=tuple(map(str, lists["methods"])),
                          seeds=lists["seeds"])
     except ConfigError as exc:
@@ -120,7 +130,8 @@ def plan(spec: SweepSpec, output_root: str | Path = "results") -> list[RunConfig
     Raises:
         ConfigError: an unknown name, or a budget below one batch of some method.
     """
-    return [resolve(task, method, seed=seed, budget=spec.budget, output_root=str(output_root))
+    extra = {} if spec.eval_fractions is None else {"eval_fractions": spec.eval_fractions}
+    return [resolve(task, method, seed=seed, budget=spec.budget, output_root=str(output_root), **extra)
             for task in spec.tasks for method in spec.methods for seed in spec.seeds]
 
 

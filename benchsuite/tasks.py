@@ -8,6 +8,8 @@ bump its version.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import os
 import re
@@ -56,6 +58,55 @@ class RewardSpec:
 
 
 @dataclass(frozen=True)
+class OnlineSpec:
+    """Online rounds with a limited number of oracle queries (the protocol of SEIKO, arXiv 2402.16359, and
+    SQDF's online setting): the budget is spent in ``rounds`` equal batches. A batch is sampled from the current
+    policy and scored by the oracle; a bootstrap ensemble surrogate is refitted on every query so far; the
+    method then trains for ``inner_steps`` steps against the optimistic surrogate ``mean + bonus * std`` (free:
+    only oracle queries count) with its own KL to the pretrained model. Methods that do not train a policy
+    (best-of-N, BO) spend the same rounds their own way.
+
+    Attributes:
+        rounds: oracle rounds; the budget is split evenly (the last round takes the remainder).
+        inner_steps: method steps against the surrogate after each round.
+        ensemble_size: bootstrap members of the surrogate (>= 2 for a std).
+        bonus: UCB coefficient on the ensemble's standard deviation (0 = the mean only).
+        fit_steps: Adam steps per member per refit (each refit starts from the previous fit).
+        fit_batch: minibatch size of the refit.
+        lr: Adam learning rate of the refit.
+        width: hidden width of each member.
+    """
+
+    rounds: int = 4
+    inner_steps: int = 8
+    ensemble_size: int = 4
+    bonus: float = 1.0
+    fit_steps: int = 200
+    fit_batch: int = 128
+    lr: float = 1e-3
+    width: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "inner_steps", "fit_steps", "fit_batch", "width"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"online.{name} must be a positive integer, got {v!r}")
+        if isinstance(self.ensemble_size, bool) or not isinstance(self.ensemble_size, int) or self.ensemble_size < 2:
+            raise ConfigError(f"online.ensemble_size must be an integer >= 2, got {self.ensemble_size!r}")
+        if not (isinstance(self.bonus, int | float) and self.bonus >= 0):
+            raise ConfigError(f"online.bonus must be >= 0, got {self.bonus!r}")
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ConfigError(f"online.lr must be > 0, got {self.lr!r}")
+
+    def round_sizes(self, budget: int) -> list[int]:
+        """Queries per round: ``budget // rounds`` each, the last one taking the remainder."""
+        base = budget // self.rounds
+        if base == 0:
+            return [budget] if budget else []
+        return [base] * (self.rounds - 1) + [budget - base * (self.rounds - 1)]
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """Everything that defines a task. Built from a card by ``load_spec``; see tasks/*.yaml for examples.
 
@@ -67,6 +118,7 @@ class TaskSpec:
         oracle: the training reward; the only one a method can query, through the budget.
         judges: evaluation rewards by label; never charged to the budget.
         primary_judge: the judge label whose mean is the headline number (the proxy: the training reward).
+        online: online rounds (``OnlineSpec``) for black-box tasks with few queries, or None.
         gold_judge: optional label of a held-out judge on the primary's scale (e.g. a classifier trained on
             other data); the evaluation then logs ``eval/gold_proxy_gap`` = gold mean - proxy mean.
         train_conditions / eval_conditions: condition ids (class ids for digits); None = unconditional.
@@ -91,6 +143,7 @@ class TaskSpec:
     default_budget: int
     allow_eval_on_train_conditions: bool = False
     gold_judge: str | None = None
+    online: OnlineSpec | None = None
     source: str = field(default="", compare=False)
 
 
@@ -117,7 +170,7 @@ def _conditions(raw: Any, where: str) -> tuple[int, ...] | None:
 
 _CARD_KEYS = {
     "id", "description", "backbone", "sampler", "oracle", "judges", "primary_judge", "conditions", "eval",
-    "default_budget", "allow_eval_on_train_conditions", "gold_judge",
+    "default_budget", "allow_eval_on_train_conditions", "gold_judge", "online",
 }
 
 
@@ -166,6 +219,14 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
     sampler = raw.get("sampler") or {}
     if not isinstance(sampler, dict):
         raise ConfigError(f"{source}: sampler must be a mapping")
+    online = raw.get("online")
+    if online is not None:
+        if not isinstance(online, dict):
+            raise ConfigError(f"{source}: online must be a mapping of OnlineSpec fields")
+        allowed = {f.name for f in dataclasses.fields(OnlineSpec)}
+        if set(online) - allowed:
+            raise ConfigError(f"{source}: unknown online key(s) {sorted(set(online) - allowed)}; allowed: {sorted(allowed)}")
+        online = OnlineSpec(**online)
     spec = TaskSpec(
         id=task_id,
         description=str(raw.get("description", "")),
@@ -181,6 +242,7 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         default_budget=budget,
         allow_eval_on_train_conditions=bool(raw.get("allow_eval_on_train_conditions", False)),
         gold_judge=None if gold is None else str(gold),
+        online=online,
         source=source,
     )
     overlap = set(spec.train_conditions or ()) & set(spec.eval_conditions or ())
@@ -244,6 +306,11 @@ class Task:
         self.spec = spec
         self._oracle_reward = spec.oracle.build()
         self.judges = {label: rs.build() for label, rs in spec.judges}
+
+    @property
+    def oracle_reward(self):
+        """The training reward object (for the runner's bookkeeping; methods only get the budgeted oracle)."""
+        return self._oracle_reward
 
     @property
     def info(self) -> TaskInfo:

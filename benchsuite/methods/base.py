@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .. import distributed
 from ..budget import BudgetedOracle
 from ..policies.base import DiffusionPolicy
 from ..tasks import TaskInfo
@@ -42,6 +43,9 @@ class Method(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    trains_policy: ClassVar[bool] = True
+    """False for methods that only choose which samples to query (pretrained, best-of-N, BO): on a task with
+    online rounds they are not wrapped in ``OnlineRounds``."""
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.Config()
@@ -65,11 +69,11 @@ class Method(ABC):
         return copy.deepcopy(self._state())
 
     def _state(self) -> dict[str, Any]:
-        return {"policy": self.policy.denoiser.state_dict(), "generator": self.generator.get_state()}
+        return {"policy": self.policy.trainable_state_dict(), "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         assert self.policy is not None, "setup() first"
-        self.policy.denoiser.load_state_dict(state["policy"])
+        self.policy.load_trainable_state_dict(state["policy"])
         self.generator.set_state(state["generator"])
 
     def eval_samples(self, conditions: torch.Tensor | None, n: int) -> tuple[torch.Tensor, float] | None:
@@ -83,6 +87,8 @@ class Method(ABC):
         """``self.params`` (the policy's trainable parameters) and an AdamW over them as ``self.optimizer``."""
         self.params = [p for p in self.policy.denoiser.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, eps=1e-8)
+        # under `accelerate launch`: DDP-wrap the denoiser so every backward averages gradients over processes
+        self.policy.denoiser, self.optimizer = distributed.prepare(self.policy.denoiser, self.optimizer)
 
     def clip_and_step(self, max_grad_norm: float) -> float:
         """Clip the accumulated gradient to ``max_grad_norm``, take the optimizer step; returns the pre-clip norm."""

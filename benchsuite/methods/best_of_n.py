@@ -67,6 +67,7 @@ class BestOfN(Method):
     """Best-of-N from the frozen pretrained model; its product is the per-condition set of top samples."""
 
     name = "best-of-n"
+    trains_policy = False
     Config = BestOfNConfig
     config: BestOfNConfig
 

@@ -11,6 +11,7 @@ class Pretrained(Method):
     with the fine-tuning methods', but its policy never changes."""
 
     name = "pretrained"
+    trains_policy = False
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         n = self.batch_for(oracle)

@@ -22,7 +22,8 @@ RewardGradients = Literal["auto", "oracle", "surrogate"]
 
 
 class RewardModel(nn.Module):
-    """A small CNN regressor ``images (B x C x H x W) -> (B,)`` with an optional condition embedding.
+    """A small CNN regressor ``images (B x C x H x W) -> (B,)`` with an optional condition embedding; sequence
+    samples ``B x V x L`` (token probabilities) are read as ``B x V x 1 x L``.
 
     Global average pooling makes it independent of the image size.
     """
@@ -39,6 +40,8 @@ class RewardModel(nn.Module):
         self.head = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, 1))
 
     def forward(self, images: Tensor, conditions: Tensor | None) -> Tensor:
+        if images.ndim == 3:  # sequences B x V x L: a 1 x L "image" with V channels (3x3 kernels act as width 3)
+            images = images.unsqueeze(2)
         h = self.features(images)
         if self.embed is not None:
             idx = conditions if conditions is not None else torch.full((len(h),), self.embed.num_embeddings - 1)

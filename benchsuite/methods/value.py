@@ -105,6 +105,8 @@ class ValueNetwork(nn.Module):
         if self.embed is not None:
             idx = cond if cond is not None else torch.full((len(x),), self.embed.num_embeddings - 1)
             emb = emb + self.embed(idx.to(x.device))
+        if x.ndim == 3:  # sequence states B x V x L: a 1 x L "image" with V channels
+            x = x.unsqueeze(2)
         h = F.silu(self.conv_in(x))
         h = F.silu(self.conv_down(h) + emb[:, :, None, None])
         h = F.silu(self.conv_out(h) + emb[:, :, None, None])

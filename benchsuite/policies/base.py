@@ -289,6 +289,20 @@ class DiffusionPolicy(nn.Module):
         """Final samples -> reward inputs (images ``B x C x H x W`` in [0, 1])."""
         return self.decoder(x0)
 
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """The weights a method trains, all a checkpoint needs to restore the policy: by default the denoiser's
+        whole state dict (a policy with adapters returns only those; the SD backbone its LoRA weights). Keys never
+        carry a distributed wrapper's prefix."""
+        from ..distributed import unwrap
+
+        return unwrap(self.denoiser).state_dict()
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Load what ``trainable_state_dict`` returned (in place: optimizers keep their parameters)."""
+        from ..distributed import unwrap
+
+        unwrap(self.denoiser).load_state_dict(state)
+
     def frozen_copy(self) -> DiffusionPolicy:
         """A deep copy with gradients off, in eval mode: the reference policy for KL terms. It shares this
         policy's ``nfe`` counter."""

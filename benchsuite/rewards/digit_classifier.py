@@ -95,3 +95,101 @@ class DigitClassProbability(Reward):
             raise ValueError(f"{self.name}: conditions must be digits 0..9, got {cond.unique().tolist()}")
         probs = digit_probabilities(samples)
         return probs.gather(1, cond[:, None]).squeeze(1).to(samples.device)
+
+
+# ---- a proxy / gold pair for over-optimisation studies ------------------------------------------------------
+# The proxy is what a method trains against (differentiable, fitted on one half of the digits); the gold judge
+# is a different kind of model fitted on the other half, used only for evaluation. The gap between the two as
+# training proceeds measures how much of the reward gain is exploitation of the proxy (the setup of Gao et al.
+# 2023, "Scaling laws for reward model overoptimization", transplanted to digits).
+
+PROXY_CONFIG = {"hidden": 64, "steps": 200, "lr": 2e-2, "weight_decay": 1e-3, "seed": 0, "split_seed": 0}
+"""Proxy classifier: an MLP 64 -> hidden -> 10 (SiLU), full-batch AdamW on half A of the digits."""
+
+
+def digits_halves() -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """The real digits split in two disjoint halves by a fixed permutation (``PROXY_CONFIG['split_seed']``):
+    ``((images_a, labels_a), (images_b, labels_b))`` with images ``N x 64`` float32 in [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.as_tensor(digits.data / 16.0, dtype=torch.float32)
+    y = torch.as_tensor(digits.target, dtype=torch.int64)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(PROXY_CONFIG["split_seed"]))
+    a, b = perm[: len(x) // 2], perm[len(x) // 2:]
+    return (x[a], y[a]), (x[b], y[b])
+
+
+@lru_cache(maxsize=1)
+def fit_proxy_classifier() -> torch.nn.Module:
+    """Fit (once per process, deterministically, well under a second) the proxy MLP on half A; eval mode,
+    gradients off for its parameters (gradients still flow to its inputs)."""
+    (x, y), _ = digits_halves()
+    cfg = PROXY_CONFIG
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    model = torch.nn.Sequential(torch.nn.Linear(64, cfg["hidden"]), torch.nn.SiLU(), torch.nn.Linear(cfg["hidden"], 10))
+    with torch.no_grad():
+        for p in model.parameters():  # seeded init independent of the global RNG
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.1 if p.ndim == 1 else (1.0 / p.shape[1]) ** 0.5))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    with torch.enable_grad():
+        for _ in range(cfg["steps"]):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    return model.eval().requires_grad_(False)
+
+
+@lru_cache(maxsize=1)
+def fit_gold_classifier():
+    """Fit (once per process) the gold judge: a calibrated RBF SVC (as ``fit_digit_classifier``) on half B."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.svm import SVC
+    from threadpoolctl import threadpool_limits
+
+    _, (x, y) = digits_halves()
+    clf = CalibratedClassifierCV(SVC(kernel="rbf"), method="sigmoid", cv=5, ensemble=False)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return clf.fit(x.double().numpy(), y.numpy())
+
+
+class _TargetDigit(Reward):
+    """Probability that an (unconditional) sample shows the digit ``target``."""
+
+    version = "0"
+
+    def __init__(self, target: int = 0):
+        if not (isinstance(target, int) and 0 <= target <= 9):
+            raise ValueError(f"target must be a digit 0..9, got {target!r}")
+        self.target = target
+
+    def _check_size(self, samples: Tensor) -> None:
+        if samples.shape[1:] != (1, IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"{self.name}: expects B x 1 x {IMAGE_SIZE} x {IMAGE_SIZE} images, got {tuple(samples.shape)}")
+
+
+class DigitTargetProxy(_TargetDigit):
+    """Proxy reward: the MLP's probability (fitted on half A of the digits) that the image shows ``target``.
+    Differentiable in the pixels; ``conditions`` are ignored (the task is unconditional)."""
+
+    name = "digit-target-proxy"
+    differentiable = True
+
+    def _score(self, samples: Tensor, conditions: Tensor | None) -> Tensor:
+        self._check_size(samples)
+        model = fit_proxy_classifier().to(samples.device)
+        logits = model(samples.float().clamp(0, 1).flatten(1))
+        return logits.log_softmax(1)[:, self.target].exp()
+
+
+class DigitTargetGold(_TargetDigit):
+    """Gold judge: the calibrated SVC's probability (fitted on half B) that the image shows ``target``.
+    Not differentiable; for evaluation only."""
+
+    name = "digit-target-gold"
+    differentiable = False
+
+    def _score(self, samples: Tensor, conditions: Tensor | None) -> Tensor:
+        self._check_size(samples)
+        probs = fit_gold_classifier().predict_proba(_features(samples))
+        return torch.as_tensor(probs[:, self.target], dtype=torch.float32, device=samples.device)

@@ -89,3 +89,53 @@ def test_reward_rejects_conditions_outside_the_digits():
 def test_predict_digits_rejects_colour_images():
     with pytest.raises(ValueError, match="B x 1 x 8 x 8"):
         predict_digits(torch.rand(2, 3, 8, 8))
+
+
+# ---- the proxy / gold pair of digits-classifier-v0 ----------------------------------------------------------
+from benchsuite.rewards.digit_classifier import (  # noqa: E402
+    DigitTargetGold,
+    DigitTargetProxy,
+    digits_halves,
+    fit_gold_classifier,
+    fit_proxy_classifier,
+)
+
+
+def test_halves_are_disjoint_and_cover_the_digits():
+    (xa, ya), (xb, yb) = digits_halves()
+    assert len(xa) + len(xb) == 1797 and abs(len(xa) - len(xb)) <= 1
+    rows_a = {tuple(r) for r in xa.tolist()}
+    # sklearn's digits hold a few exact duplicate images; all but those must be on one side only
+    assert sum(tuple(r) in rows_a for r in xb.tolist()) < 20
+
+
+def test_proxy_and_gold_generalise_to_the_half_they_never_saw():
+    (xa, ya), (xb, yb) = digits_halves()
+    proxy_acc = (fit_proxy_classifier()(xb).argmax(1) == yb).float().mean().item()
+    gold_acc = (torch.as_tensor(fit_gold_classifier().predict(xa.double().numpy())) == ya).float().mean().item()
+    assert proxy_acc > 0.9 and gold_acc > 0.9
+
+
+def test_proxy_is_the_softmax_probability_of_the_target_and_differentiable():
+    (xa, _), _ = digits_halves()
+    images = xa[:6].reshape(6, 1, 8, 8).clone().requires_grad_(True)
+    r = DigitTargetProxy(target=3)(images)
+    by_hand = torch.softmax(fit_proxy_classifier()(xa[:6]), dim=1)[:, 3]
+    torch.testing.assert_close(r, by_hand)
+    r.sum().backward()
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_gold_is_the_svc_probability_and_not_differentiable():
+    _, (xb, yb) = digits_halves()
+    images = xb[:8].reshape(8, 1, 8, 8)
+    r = DigitTargetGold(target=int(yb[0]))(images)
+    by_hand = torch.as_tensor(fit_gold_classifier().predict_proba(xb[:8].double().numpy())[:, int(yb[0])]).float()
+    torch.testing.assert_close(r, by_hand)
+    assert DigitTargetGold.differentiable is False and DigitTargetProxy.differentiable is True
+
+
+@pytest.mark.parametrize("bad", [-1, 10, 2.5, "3"])
+def test_target_must_be_a_digit(bad):
+    with pytest.raises(ValueError, match="target"):
+        DigitTargetProxy(target=bad)

@@ -1,0 +1,120 @@
+"""Data-parallel training over several processes (one per GPU) through accelerate.
+
+Launch any script that builds a method with ``accelerate launch --multi_gpu --num_processes N script.py`` (or
+``torchrun --nproc_per_node N``). On a machine without CUDA the same command starts N CPU processes that sync
+over gloo (tests/test_distributed.py does this; accelerate's ``--cpu`` flag starts several processes only through
+mpirun). Nothing here imports accelerate unless the process was started by such a launcher (``WORLD_SIZE`` > 1):
+a plain ``python``/``benchsuite`` run takes the single-process path untouched.
+
+Batch semantics (as in kvablack/ddpo-pytorch, whose sample and train batch sizes are per GPU):
+- a method's ``batch_size`` (and ``train_batch_size``) is **per process**; one step of N processes draws
+  ``batch_size x N`` samples in all (the global batch), each process from its own generator;
+- gradients are averaged over processes by DistributedDataParallel hooks during ``backward``, so an optimizer
+  step on per-process batches of b equals (to float tolerance) a single-process step on the 2b, 3b, ... samples
+  together: every process ends the step with the same weights (tests/test_distributed.py checks this with
+  ``accelerate launch --multi_gpu --num_processes 2`` on CPUs; ddpo-pytorch once shipped without this sync: its
+  issue #10);
+- the oracle budget is **global**: N processes share one budget of B queries, each spending ``B / N``
+  (``local_budget``); per-condition reward statistics should be computed on ``gather``-ed rewards.
+
+How methods use it: ``Method.make_optimizer`` passes the denoiser and its optimizer through ``prepare`` (a
+no-op in one process), so the methods' own ``loss.backward()`` calls already synchronise gradients; no method
+file changes. Mixed precision is the policy's business (the SD backbone keeps fp32 LoRA weights and autocasts
+itself), so the accelerator is created with ``mixed_precision="no"`` and ``backward`` here is ``loss.backward``
+with DDP's sync.
+
+Limits: DDP requires that a parameter gets its gradient once per backward; a method that runs the denoiser
+with gradients several times before one backward (DRaFT with K > 1) needs ``static_graph`` and is not covered.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+_ACCELERATOR: Any = None
+
+
+def launched() -> bool:
+    """True in a process started by ``accelerate launch``/``torchrun`` with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def accelerator():
+    """The process's ``accelerate.Accelerator`` (created on first use), or None when not launched."""
+    global _ACCELERATOR
+    if not launched():
+        return None
+    if _ACCELERATOR is None:
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+
+        # cpu=True on a machine without CUDA: gloo processes (accelerate's own CPU mode needs mpirun to start
+        # several processes; its GPU launcher, torchrun, starts them anywhere). The prompt-embedding buffers are
+        # identical on every process: no need to broadcast them every forward.
+        _ACCELERATOR = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no",
+                                   kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    return _ACCELERATOR
+
+
+def num_processes() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def process_index() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Rank 0: the process that logs, evaluates and writes checkpoints."""
+    return process_index() == 0
+
+
+def device(default: str | torch.device = "cpu") -> torch.device:
+    """This process's device (``cuda:<local rank>`` under a GPU launch), else ``default``."""
+    acc = accelerator()
+    return torch.device(default) if acc is None else acc.device
+
+
+def local_budget(global_budget: int) -> int:
+    """This process's share of a global oracle budget (the remainder goes to the first processes)."""
+    n, rank = num_processes(), process_index()
+    return global_budget // n + (1 if rank < global_budget % n else 0)
+
+
+def prepare(module: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """Wrap a trainable module (DistributedDataParallel) and its optimizer for gradient sync when launched;
+    return both unchanged otherwise. The module must already be on ``device()`` (no placement happens here, so
+    the policy's buffers and the module stay together)."""
+    acc = accelerator()
+    if acc is None:
+        return module, optimizer
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not isinstance(module, DistributedDataParallel):  # a second optimizer over the same module: wrap once
+        module = acc.prepare_model(module, device_placement=False)
+    return module, acc.prepare_optimizer(optimizer, device_placement=False)
+
+
+def backward(loss: torch.Tensor) -> None:
+    """``loss.backward()``, through the accelerator when launched."""
+    acc = accelerator()
+    if acc is None:
+        loss.backward()
+    else:
+        acc.backward(loss)
+
+
+def gather(tensor: torch.Tensor) -> torch.Tensor:
+    """The concatenation over processes of ``tensor`` (same shape on each), in rank order; itself in one process."""
+    acc = accelerator()
+    return tensor if acc is None else acc.gather(tensor)
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (itself if not wrapped)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return module.module if isinstance(module, DistributedDataParallel) else module

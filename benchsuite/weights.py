@@ -1,0 +1,213 @@
+"""Explicit resolution of model weights that do not ship with the package.
+
+Nothing downloads inside a constructor. Model classes take a resolved local path; factories call ``resolve``
+first, which looks, in this order, at:
+
+1. an explicit path (a task card's ``weights`` kwarg or a function argument): it must exist;
+2. the environment variable named by the spec (e.g. ``BENCHSUITE_AESTHETIC_WEIGHTS``);
+3. ``<weights dir>/<filename>``, where the weights dir is ``$BENCHSUITE_WEIGHTS_DIR`` or
+   ``~/.cache/benchsuite/weights``;
+4. the Hugging Face hub, only when downloads are allowed (``allow_download=True`` or
+   ``BENCHSUITE_ALLOW_DOWNLOADS=1``); the file is stored under the weights dir.
+
+When none applies, ``MissingWeightsError`` names the file, where it was looked for and how to get it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BenchsuiteError, MissingWeightsError
+
+DOWNLOADS_ENV = "BENCHSUITE_ALLOW_DOWNLOADS"
+WEIGHTS_DIR_ENV = "BENCHSUITE_WEIGHTS_DIR"
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """Where a model file (or a model folder) comes from.
+
+    Attributes:
+        name: what it is, for messages (``"LAION aesthetic head"``).
+        filename: file or folder name under the weights dir.
+        env_var: environment variable that may hold its path.
+        hub_repo: Hugging Face repo id to download from when allowed, or None.
+        hub_filename: file inside ``hub_repo``; None downloads the whole repo snapshot (a diffusers folder).
+        source: where a person gets it by hand (a URL), shown in the error.
+        hub_allow_patterns: for a snapshot (``hub_filename=None``), the only files to fetch (glob patterns as
+            ``huggingface_hub.snapshot_download``'s ``allow_patterns``); None fetches the whole repository.
+    """
+
+    name: str
+    filename: str
+    env_var: str
+    hub_repo: str | None = None
+    hub_filename: str | None = None
+    source: str = ""
+    hub_allow_patterns: tuple[str, ...] | None = None
+
+
+def weights_dir() -> Path:
+    """``$BENCHSUITE_WEIGHTS_DIR`` or ``~/.cache/benchsuite/weights``."""
+    return Path(os.environ.get(WEIGHTS_DIR_ENV) or Path.home() / ".cache" / "benchsuite" / "weights")
+
+
+def downloads_allowed() -> bool:
+    """True when ``BENCHSUITE_ALLOW_DOWNLOADS`` is 1, true or yes."""
+    return os.environ.get(DOWNLOADS_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
+def resolve(spec: WeightSpec, path: str | os.PathLike | None = None, allow_download: bool | None = None) -> Path:
+    """The local path of ``spec``'s weights (see the module docstring for the search order).
+
+    Raises:
+        MissingWeightsError: not found locally and downloads not allowed (or the download failed).
+    """
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise MissingWeightsError(f"{spec.name} weights not found at {p}; {_how_to_get(spec)}")
+        return p
+    env = os.environ.get(spec.env_var)
+    if env:
+        p = Path(env).expanduser()
+        if not p.exists():
+            raise MissingWeightsError(f"${spec.env_var} points to {p}, which does not exist; {_how_to_get(spec)}")
+        return p
+    local = weights_dir() / spec.filename
+    if local.exists():
+        return local
+    allow = downloads_allowed() if allow_download is None else allow_download
+    if allow and spec.hub_repo:
+        return _download(spec, local)
+    raise MissingWeightsError(f"{spec.name} weights not found (looked for ${spec.env_var} and {local}); "
+                              f"{_how_to_get(spec)}")
+
+
+def _how_to_get(spec: WeightSpec) -> str:
+    ways = [f"put {spec.filename} in {weights_dir()}", f"set ${spec.env_var} to its path"]
+    if spec.hub_repo:
+        ways.append(f"or set {DOWNLOADS_ENV}=1 to download it from the hub ({spec.hub_repo}"
+                    + (f"/{spec.hub_filename})" if spec.hub_filename else ")"))
+    if spec.source:
+        ways.append(f"source: {spec.source}")
+    return ", ".join(ways)
+
+
+def _download(spec: WeightSpec, local: Path) -> Path:
+    try:
+        import huggingface_hub
+    except ImportError:  # pragma: no cover - huggingface_hub comes with diffusers
+        raise MissingWeightsError(f"downloading {spec.name} needs huggingface_hub; pip install huggingface_hub")
+    try:
+        if spec.hub_filename is None:
+            patterns = None if spec.hub_allow_patterns is None else list(spec.hub_allow_patterns)
+            return Path(huggingface_hub.snapshot_download(spec.hub_repo, local_dir=local, allow_patterns=patterns))
+        local.parent.mkdir(parents=True, exist_ok=True)
+        got = huggingface_hub.hf_hub_download(spec.hub_repo, spec.hub_filename, local_dir=local.parent)
+        got = Path(got)
+        if got != local:
+            os.replace(got, local)
+        return local
+    except Exception as exc:  # noqa: BLE001 - network, auth and missing-file errors all end the same way
+        raise MissingWeightsError(f"could not download {spec.name} from {spec.hub_repo} "
+                                  f"({type(exc).__name__}); {_how_to_get(spec)}") from None
+
+
+class WeightsFormatError(BenchsuiteError):
+    """A weights file exists but does not fit the model (wrong keys or shapes, not a checkpoint)."""
+
+
+# --- the weights benchsuite knows how to get (``benchsuite weights fetch <name>``) ---------------------------
+# Specs live here, in one catalog, so the fetch command can list them without importing any model code.
+
+AESTHETIC_HEAD = WeightSpec(
+    name="LAION aesthetic predictor v2 head",
+    filename="sac+logos+ava1-l14-linearMSE.pth",
+    env_var="BENCHSUITE_AESTHETIC_WEIGHTS",
+    hub_repo="camenduru/improved-aesthetic-predictor",
+    hub_filename="sac+logos+ava1-l14-linearMSE.pth",
+    source="https://github.com/christophschuhmann/improved-aesthetic-predictor",
+)
+CLIP_VIT_L_14_OPENAI = WeightSpec(
+    name="OpenAI CLIP ViT-L/14 (open_clip format)",
+    filename="clip-vit-l-14-openai.safetensors",
+    env_var="BENCHSUITE_CLIP_L14_WEIGHTS",
+    hub_repo="timm/vit_large_patch14_clip_224.openai",
+    hub_filename="open_clip_model.safetensors",
+    source="https://huggingface.co/timm/vit_large_patch14_clip_224.openai",
+)
+HPSV2 = WeightSpec(
+    name="HPS v2.0",
+    filename="HPS_v2_compressed.pt",
+    env_var="BENCHSUITE_HPSV2_WEIGHTS",
+    hub_repo="xswu/HPSv2",
+    hub_filename="HPS_v2_compressed.pt",
+    source="https://github.com/tgxs002/HPSv2",
+)
+HPSV2_1 = WeightSpec(
+    name="HPS v2.1",
+    filename="HPS_v2.1_compressed.pt",
+    env_var="BENCHSUITE_HPSV21_WEIGHTS",
+    hub_repo="xswu/HPSv2",
+    hub_filename="HPS_v2.1_compressed.pt",
+    source="https://github.com/tgxs002/HPSv2",
+)
+# A diffusers folder (backbone ``sd``). runwayml/stable-diffusion-v1-5 left the hub in 2024; this is the maintained
+# copy. Only the configs, the tokenizer and one fp32 safetensors file per model are fetched (the repository also
+# holds ~30 GB of .ckpt, .bin and fp16 variants that are never read).
+STABLE_DIFFUSION_V1_5 = WeightSpec(
+    name="Stable Diffusion v1.5 (diffusers folder)",
+    filename="runwayml--stable-diffusion-v1-5",
+    env_var="BENCHSUITE_SD_MODEL",
+    hub_repo="stable-diffusion-v1-5/stable-diffusion-v1-5",
+    source="https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5",
+    hub_allow_patterns=("*.json", "*.txt", "unet/diffusion_pytorch_model.safetensors",
+                        "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"),
+)
+
+KNOWN_WEIGHTS: dict[str, WeightSpec] = {
+    "laion-aesthetic-head": AESTHETIC_HEAD,
+    "clip-vit-l-14-openai": CLIP_VIT_L_14_OPENAI,
+    "hpsv2": HPSV2,
+    "hpsv2.1": HPSV2_1,
+    "stable-diffusion-v1-5": STABLE_DIFFUSION_V1_5,
+}
+"""Name (as typed after ``benchsuite weights fetch``) -> spec. A reward's docstring names the entries it needs."""
+
+
+def fetch_weights_main(names: list[str], allow_download: bool) -> int:
+    """``benchsuite weights fetch [NAME ...]``: make each named weights file local and print where it is.
+
+    With no names, prints every known name, its file and whether it is already local (nothing is fetched).
+    ``allow_download=False`` only looks (explicit path env var, then the weights dir); ``True`` also downloads
+    from the hub into the weights dir. Output: one ``name: path`` line per file on stdout; each failure is one
+    ``benchsuite: error: ...`` line on stderr.
+
+    Returns:
+        0 when every named file is local, 2 on an unknown name (nothing fetched) or any file still missing.
+    """
+    if not names:
+        for key, spec in KNOWN_WEIGHTS.items():
+            try:
+                where = str(resolve(spec, allow_download=False))
+            except MissingWeightsError:
+                where = f"missing (benchsuite weights fetch {key} --allow-download, or put {spec.filename} in {weights_dir()})"
+            print(f"{key}: {where}")
+        return 0
+    unknown = [n for n in names if n not in KNOWN_WEIGHTS]
+    if unknown:
+        print(f"benchsuite: error: unknown weights {', '.join(map(repr, unknown))}; "
+              f"choose from: {', '.join(KNOWN_WEIGHTS)}", file=sys.stderr)
+        return 2
+    status = 0
+    for key in dict.fromkeys(names):  # each once, in the given order
+        try:
+            print(f"{key}: {resolve(KNOWN_WEIGHTS[key], allow_download=allow_download)}")
+        except MissingWeightsError as exc:
+            print(f"benchsuite: error: {exc}", file=sys.stderr)
+            status = 2
+    return status

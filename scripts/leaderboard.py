@@ -1,0 +1,85 @@
+"""The committed leaderboard of the embedded suite: every method on every embedded task, 5 seeds, one command.
+
+    python scripts/leaderboard.py                      # runs what is missing, then writes results/leaderboard/
+    python scripts/leaderboard.py --report-only        # redraw the report from the finished runs
+
+Embedded tasks are the task cards whose backbone ships with the package (digits, sequence models), toy tasks
+excluded. Every (task, method, seed) is one ``benchsuite.runner.run`` in a worker process (1 torch thread each)
+through ``benchsuite.sweep`` (resumable: finished runs are skipped, interrupted ones resume), at each task's
+default budget, evaluated at 0, 25, 50, 75 and 100% of it. Run folders go to ``<out>/runs/`` (not committed);
+the report (leaderboard.md/.csv/.tex, figures) to ``<out>/``. The script prints the wall time of the whole
+suite and a table of CPU seconds per (task, method), so the one-hour target on 2 cores can be checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+EMBEDDED_BACKBONES = ("digits", "ehrlich", "selfies")
+EVAL_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def embedded_tasks() -> list[str]:
+    from benchsuite.tasks import task_specs
+
+    return sorted(t for t, spec in task_specs().items()
+                  if spec.backbone in EMBEDDED_BACKBONES and not t.startswith("toy-"))
+
+
+def main() -> None:
+    from benchsuite.registry import METHODS
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="*", default=None, help="default: every embedded task")
+    parser.add_argument("--methods", nargs="*", default=None, help="default: every registered method")
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="results/leaderboard")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+
+    tasks = args.tasks or embedded_tasks()
+    methods = args.methods or METHODS.names()
+    out = Path(args.out)
+    if not args.report_only:
+        from benchsuite.sweep import SweepSpec, sweep
+
+        spec = SweepSpec(name="leaderboard", tasks=tuple(tasks), methods=tuple(methods), seeds=tuple(args.seeds),
+                         eval_fractions=EVAL_FRACTIONS)
+        start = time.perf_counter()
+        done = [0]
+
+        def progress(o) -> None:
+            done[0] += 1
+            note = o.error or f"{o.final.get('cost/wall_s', float('nan')):.0f} s"
+            print(f"[{done[0]}] {o.config.task} {o.config.method} seed {o.config.seed}: {o.status} ({o.before}) {note}",
+                  flush=True)
+
+        outcomes = sweep(spec, output_root=out, workers=args.workers, on_outcome=progress)
+        wall = time.perf_counter() - start
+        failed = [o for o in outcomes if o.status != "FINISHED"]
+        print(f"suite: {len(outcomes)} runs, {len(failed)} failed, wall {wall / 60:.1f} min with {args.workers} workers")
+
+    from benchsuite.report import load_runs, write_report
+
+    tidy = load_runs(out, tasks=tasks)
+    report = write_report(tidy, out)
+    print((out / "leaderboard.md").read_text())
+    # CPU cost per (task, method): the run's own wall time in its single-threaded worker
+    rows = {}
+    for path in sorted(out.glob("runs/*/summary.json")):
+        s = json.loads(path.read_text())
+        key = (s["config"]["task"], s["config"]["method"])
+        rows.setdefault(key, []).append(s["wall_time_s"])
+    print("| task | method | runs | mean s/run | total s |\n|---|---|---|---|---|")
+    for (t, m), v in sorted(rows.items()):
+        print(f"| {t} | {m} | {len(v)} | {sum(v) / len(v):.0f} | {sum(v):.0f} |")
+    print(f"total run time {sum(sum(v) for v in rows.values()) / 60:.1f} min (sum over runs)")
+    print("figures:", *[str(p) for p in report["figures"]], sep="\n  ")
+
+
+if __name__ == "__main__":
+    main()

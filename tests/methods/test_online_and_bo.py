@@ -1,0 +1,138 @@
+"""Online rounds (surrogate ensemble + UCB), the BO baseline and the sequence metrics, on tiny inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from benchsuite.config import resolve
+from benchsuite.errors import ConfigError
+from benchsuite.methods.online import EnsembleSurrogate, OnlineRounds, SurrogateOracle
+from benchsuite.metrics.sequences import hamming_vendi, mean_pairwise_hamming, novelty, query_metrics
+from benchsuite.runner import run
+from benchsuite.tasks import OnlineSpec, parse_card
+
+torch.set_num_threads(1)
+
+
+def test_round_sizes_split_the_budget():
+    spec = OnlineSpec(rounds=4)
+    assert spec.round_sizes(2048) == [512] * 4
+    assert spec.round_sizes(10) == [2, 2, 2, 4]
+    assert sum(spec.round_sizes(1001)) == 1001
+    assert spec.round_sizes(3) == [3]  # fewer queries than rounds: one round
+    assert spec.round_sizes(0) == []
+
+
+@pytest.mark.parametrize("bad", [{"rounds": 0}, {"ensemble_size": 1}, {"bonus": -1.0}, {"lr": 0}, {"what": 1}])
+def test_online_card_values_are_checked(bad):
+    card = {"id": "x-v0", "backbone": "tiny", "oracle": {"name": "mean-brightness"},
+            "judges": {"b": {"name": "mean-brightness"}}, "primary_judge": "b", "eval": {"samples_per_condition": 2},
+            "default_budget": 8, "online": bad}
+    with pytest.raises(ConfigError, match="online"):
+        parse_card(card, "card.yaml")
+
+
+class _Const(nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = nn.Parameter(torch.tensor(value))
+
+    def forward(self, x, c):
+        return self.value.expand(len(x)) + 0 * x.flatten(1).sum(1)
+
+
+def test_ucb_is_mean_plus_bonus_times_member_std_on_the_reward_scale():
+    spec = OnlineSpec(ensemble_size=3, bonus=2.0)
+    s = EnsembleSurrogate((1, 2, 2), None, spec, torch.Generator().manual_seed(0))
+    s.members = nn.ModuleList([_Const(v) for v in (0.0, 1.0, 2.0)])
+    s.mean, s.std = 10.0, 3.0  # standardisation of the targets
+    x = torch.zeros(5, 1, 2, 2)
+    mean, std = s.predict(x, None)
+    # members predict 0, 1, 2 standardised: mean 1, unbiased std 1 -> reward scale 10 + 3*1 = 13, std 3
+    torch.testing.assert_close(mean, torch.full((5,), 13.0))
+    torch.testing.assert_close(std, torch.full((5,), 3.0))
+    torch.testing.assert_close(SurrogateOracle(s)(x), torch.full((5,), 13.0 + 2.0 * 3.0))
+
+
+def test_ensemble_fit_learns_a_simple_function():
+    spec = OnlineSpec(ensemble_size=2, fit_steps=300, width=16, lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    s = EnsembleSurrogate((1, 4, 4), None, spec, gen)
+    x = torch.rand(128, 1, 4, 4, generator=gen)
+    y = x.mean((1, 2, 3)) * 4
+    s.add(x, None, y)
+    s.fit()
+    pred, _ = s.predict(x, None)
+    assert torch.corrcoef(torch.stack([pred, y]))[0, 1] > 0.9
+
+
+def test_online_rounds_spend_one_oracle_call_per_round_and_train_on_the_surrogate():
+    config = resolve("toy-online-v0", "ddpo", seed=0, budget=100)
+    result = run(config, write=False)
+    calls = np.unique(result.query_log.call, return_counts=True)[1]
+    assert calls.tolist() == [25, 25, 25, 25]  # 4 rounds, one oracle call each: nothing else was charged
+    assert [t["train/round"] for t in result.train] == [1.0, 2.0, 3.0, 4.0]
+    assert all("inner/loss" in t or any(k.startswith("inner/") for k in t) for t in result.train)
+
+
+def test_online_wrapper_is_only_for_methods_that_train():
+    from benchsuite.registry import METHODS
+    from benchsuite.runner import build_method
+    from benchsuite.tasks import make_task
+
+    task = make_task("toy-online-v0")
+    for name, wrapped in (("ddpo", True), ("best-of-n", False), ("bo", False), ("pretrained", False)):
+        config = resolve("toy-online-v0", name, seed=0, budget=64)
+        m = build_method(config, task, task.make_policy(), torch.Generator().manual_seed(0))
+        assert isinstance(m, OnlineRounds) == wrapped
+        assert METHODS.load(name).trains_policy == wrapped
+
+
+def test_bo_queries_distinct_pool_members_and_beats_random_on_a_smooth_reward():
+    config = resolve("toy-brightness-v0", "bo", seed=0, budget=192)
+    result = run(config, write=False)
+    rewards = result.query_log.reward
+    first, later = rewards[:32].mean(), rewards[-64:].mean()  # the random start vs GP-chosen batches
+    assert later > first
+    config_bon = resolve("toy-brightness-v0", "best-of-n", seed=0, budget=192)
+    assert rewards.max() >= run(config_bon, write=False).query_log.reward.max() - 0.05
+
+
+def test_bo_never_queries_a_pool_member_twice():
+    from benchsuite.methods.bo import BayesianOptimization
+    from benchsuite.runner import build_method
+    from benchsuite.tasks import make_task
+
+    task = make_task("toy-brightness-v0")
+    config = resolve("toy-brightness-v0", "bo", seed=1, budget=160)
+    policy = task.make_policy()
+    m = build_method(config, task, policy, torch.Generator().manual_seed(1))
+    assert isinstance(m, BayesianOptimization)
+    oracle = task.train_oracle(160)
+    while not oracle.exhausted:
+        m.step(oracle)
+    assert len(torch.unique(m.queried)) == len(m.queried) == 160
+    np.testing.assert_allclose(m.scores.numpy(), oracle.query_log().reward)
+
+
+# ---- sequence metrics against hand computations -------------------------------------------------------------
+def test_hamming_metrics_by_hand():
+    t = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1]])
+    # pairwise normalised distances: (a,b)=0.5, (a,c)=1.0, (b,c)=0.5 -> mean 2/3
+    assert mean_pairwise_hamming(t) == pytest.approx(2 / 3)
+    # identical sequences: Vendi 1; n mutually disjoint sequences: K = I, Vendi n
+    assert hamming_vendi(torch.zeros(4, 5, dtype=torch.int64)) == pytest.approx(1.0)
+    assert hamming_vendi(torch.arange(3)[:, None].expand(3, 6)) == pytest.approx(3.0)
+    frac, dist = novelty(t, torch.tensor([[0, 0, 0, 0], [1, 1, 1, 0]]))
+    # a is in the reference (0); b: min(0.5, 0.75) = 0.5; c: min(1.0, 0.25) = 0.25
+    assert frac == pytest.approx(2 / 3) and dist == pytest.approx((0 + 0.5 + 0.25) / 3)
+
+
+def test_query_metrics_by_hand():
+    r = np.array([0.1, -1.0, 0.7, 0.3, -1.0])
+    m = query_metrics(r, top_k=2, infeasible_value=-1.0)
+    assert m == {"query/best": 0.7, "query/top2_mean": pytest.approx(0.5), "query/feasible_frac": 0.6}
+    assert query_metrics(np.zeros(0)) == {}
