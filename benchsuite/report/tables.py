@@ -32,7 +32,7 @@ def load_runs(root: Path | str, tasks: list[str] | None = None) -> pd.DataFrame:
         if summary["status"] != "FINISHED" or (tasks and cfg["task"] not in tasks):
             continue
         metrics = read_metrics(summary_path.parent)
-        cols = [c for c in metrics.columns if c.startswith(("eval/", "cost/"))]
+        cols = [c for c in metrics.columns if c.startswith(("eval/", "cost/", "query/"))]
         evals = metrics.dropna(subset=[c for c in cols if c.startswith("eval/")], how="all")[["step", *cols]]
         long = evals.melt(id_vars="step", var_name="metric", value_name="value").dropna(subset=["value"])
         long = long.rename(columns={"step": "queries"})
