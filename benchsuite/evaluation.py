@@ -84,27 +84,24 @@ def image_features(images: Tensor) -> Tensor:
     return torch.nn.functional.adaptive_avg_pool2d(images.float(), FEATURE_SIZE)
 
 
-REFERENCE_SET_SIZE = 2048
-"""Pretraining sequences drawn (with a fixed seed) to measure novelty against."""
-
-
 def sequence_metrics(samples: Tensor, conds: Tensor | None, policy: DiffusionPolicy, task: Task,
                      pretrained_samples: Tensor | None) -> dict[str, float]:
     """Domain metrics of decoded sequences (``B x V x L``): ``eval/diversity`` (mean pairwise normalised Hamming
     distance, per condition, averaged), ``eval/vendi`` (Hamming-kernel Vendi score), ``eval/novelty_frac`` and
-    ``eval/novelty_hamming`` against the backbone's pretraining data when it exposes ``pretraining_data``,
+    ``eval/novelty_hamming`` against the backbone's training set when the policy exposes it
+    (``pretraining_data()``, as the shipped sequence backbones do),
     ``eval/tanimoto_diversity`` when the oracle decodes molecules (``smiles``), and ``eval/drift_tv`` (mean over
     positions of the total-variation distance between token frequencies and the pretrained model's)."""
+    from .metrics.diversity import _groups
     from .metrics.sequences import hamming_vendi, mean_pairwise_hamming, novelty
 
     tokens = samples.argmax(1).cpu()
-    groups = [tokens] if conds is None else [tokens[conds.cpu() == c] for c in torch.unique(conds.cpu())]
+    groups = [tokens[idx] for idx in _groups(len(tokens), conds)]
     out = {"eval/diversity": float(np.mean([mean_pairwise_hamming(g) for g in groups])),
            "eval/vendi": float(np.mean([hamming_vendi(g) for g in groups]))}
     data = getattr(policy, "pretraining_data", None)
     if callable(data):
-        reference = data(REFERENCE_SET_SIZE, torch.Generator().manual_seed(0)).cpu()
-        out["eval/novelty_frac"], out["eval/novelty_hamming"] = novelty(tokens, reference)
+        out["eval/novelty_frac"], out["eval/novelty_hamming"] = novelty(tokens, data().cpu())
     smiles = getattr(task.oracle_reward, "smiles", None)
     if callable(smiles):
         from .rewards.molecules import tanimoto_diversity

@@ -100,6 +100,20 @@ class Method(ABC):
         """This step's batch: the configured size, or what is left of the budget if that is less."""
         return min(self.config.batch_size, oracle.remaining)
 
+    @torch.no_grad()
+    def sample_decoded(self, conditions: torch.Tensor | None, n: int, chunk: int = 256,
+                       device: torch.device | str | None = None) -> torch.Tensor:
+        """``n`` decoded samples of the current policy (``conditions``: ``n`` ids or None), rolled out ``chunk``
+        chains at a time with the method's generator so that memory does not grow with ``n``; each chunk is moved
+        to ``device`` as it is made (None: left where the policy is)."""
+        parts = []
+        for start in range(0, n, chunk):
+            b = min(chunk, n - start)
+            traj, _ = self.policy.rollout(None if conditions is None else conditions[start:start + b],
+                                          self.generator, batch=b)
+            parts.append(self.policy.decode(traj.x0).to(device))
+        return torch.cat(parts)
+
     def sample_conditions(self, n: int) -> torch.Tensor | None:
         """``n`` training conditions drawn uniformly with the method's generator (None if unconditional)."""
         conds = self.task.train_conditions

@@ -58,7 +58,6 @@ class BayesianOptimization(BestOfN):
 
     name = "bo"
     Config = BOConfig
-    trains_policy = False
 
     def setup(self, policy, task, generator: torch.Generator) -> None:
         super().setup(policy, task, generator)
@@ -73,12 +72,7 @@ class BayesianOptimization(BestOfN):
         c = self.config
         tc = self.task.train_conditions
         conds = None if tc is None else tc[torch.arange(c.pool_size) % len(tc)]
-        parts = []
-        for start in range(0, c.pool_size, c.sample_chunk):
-            b = min(c.sample_chunk, c.pool_size - start)
-            traj, _ = self.policy.rollout(None if conds is None else conds[start:start + b], self.generator, batch=b)
-            parts.append(self.policy.decode(traj.x0).cpu())
-        self.pool, self.pool_conditions = torch.cat(parts), conds
+        self.pool, self.pool_conditions = self.sample_decoded(conds, c.pool_size, c.sample_chunk, device="cpu"), conds
         flat = self.pool.flatten(1).double()
         flat = flat - flat.mean(0)
         q = min(c.feature_dim, flat.shape[1], flat.shape[0] - 1)

@@ -208,17 +208,9 @@ class OnlineRounds(Method):
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         n = min(self.sizes[self.round] if self.round < len(self.sizes) else oracle.remaining, oracle.remaining)
         conds = self.sample_conditions(n)
-        samples, conditions = [], []
-        chunk = 256  # bounds the memory of one rollout's latents
-        for start in range(0, n, chunk):
-            c = None if conds is None else conds[start:start + chunk]
-            traj, _ = self.policy.rollout(c, self.generator, batch=min(chunk, n - start))
-            samples.append(self.policy.decode(traj.x0))
-            conditions.append(c)
-        samples_t = torch.cat(samples)
-        conds_t = None if conds is None else torch.cat(conditions)
-        rewards = oracle(samples_t, conds_t).detach()  # the round's one charged call
-        self.surrogate.add(samples_t, conds_t, rewards)
+        samples = self.sample_decoded(conds, n)
+        rewards = oracle(samples, conds).detach()  # the round's one charged call
+        self.surrogate.add(samples, conds, rewards)
         fit_loss = self.surrogate.fit()
         self.round += 1
         proxy = SurrogateOracle(self.surrogate)

@@ -34,7 +34,8 @@ def hamming_vendi(tokens: Tensor) -> float:
 def novelty(tokens: Tensor, reference: Tensor) -> tuple[float, float]:
     """Novelty of ``tokens`` against a reference set (the pretraining data): the fraction of sequences not in it
     and the mean normalised Hamming distance to the nearest reference sequence."""
-    nearest = torch.cat([hamming_matrix(chunk, reference).min(1).values for chunk in tokens.split(256)])
+    rows = max(1, 2**24 // max(1, reference.numel()))  # bounds the N x M x L comparison tensor to ~16 M entries
+    nearest = torch.cat([hamming_matrix(chunk, reference).min(1).values for chunk in tokens.split(rows)])
     return float((nearest > 0).float().mean()), float(nearest.mean())
 
 

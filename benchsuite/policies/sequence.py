@@ -380,6 +380,15 @@ def shipped_model(name: str) -> ShippedModel:
     return models[name]
 
 
+@functools.lru_cache(maxsize=4)
+def training_tokens(name: str) -> Tensor:
+    """The exact training set of shipped model ``name`` (``N x L`` int64), drawn as
+    ``scripts/train_sequence_backbone.py`` draws it (the first draw of a generator seeded with the training seed).
+    Cached per process: it is the reference of the novelty metrics at every evaluation."""
+    model = shipped_model(name)
+    return model.sample_data(model.train.num_sequences, torch.Generator().manual_seed(model.train.seed))
+
+
 def build_denoiser(model: ShippedModel, seed: int = 0) -> SequenceDenoiser:
     """A randomly initialized denoiser of ``model``'s architecture (initialization seeded by ``seed``)."""
     with torch.random.fork_rng(devices=[]):
@@ -434,7 +443,7 @@ def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained
     """
     model = shipped_model(name)
     denoiser = load_denoiser(model) if pretrained else build_denoiser(model, init_seed)
-    return DiffusionPolicy(
+    policy = DiffusionPolicy(
         denoiser,
         scheduler_config=SEQUENCE_SCHEDULER_CONFIG,
         sample_shape=(model.denoiser.vocab_size, model.denoiser.length),
@@ -442,6 +451,9 @@ def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained
         num_steps=num_steps,
         eta=eta,
     )
+    # the novelty metrics of ``benchsuite.evaluation`` compare samples with this (a no-argument callable)
+    policy.pretraining_data = functools.partial(training_tokens, name)
+    return policy
 
 
 def ehrlich_policy(length: int = 32, num_states: int = 32, num_steps: int = 20, eta: float = 1.0,

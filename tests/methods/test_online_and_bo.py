@@ -136,3 +136,20 @@ def test_query_metrics_by_hand():
     m = query_metrics(r, top_k=2, infeasible_value=-1.0)
     assert m == {"query/best": 0.7, "query/top2_mean": pytest.approx(0.5), "query/feasible_frac": 0.6}
     assert query_metrics(np.zeros(0)) == {}
+
+
+def test_sequence_evaluation_measures_novelty_against_the_training_set():
+    from benchsuite.evaluation import evaluate
+    from benchsuite.policies.sequence import shipped_model, training_tokens
+    from benchsuite.tasks import make_task
+
+    train = training_tokens("ehrlich-s32-l32")
+    assert train.shape == (shipped_model("ehrlich-s32-l32").train.num_sequences, 32)
+    assert novelty(train[:64], train) == (0.0, 0.0)  # training sequences are not novel
+    task = make_task("ehrlich-s32-l32-v0")
+    policy = task.make_policy()
+    metrics, samples, _, _ = evaluate(policy, policy.frozen_copy(), task)
+    assert samples.shape[1:] == (32, 32)
+    assert 0.0 <= metrics["eval/novelty_frac"] <= 1.0 and 0.0 <= metrics["eval/novelty_hamming"] <= 1.0
+    # sampled sequences of length 32 over 32 states are almost never copies of one of 16384 training sequences
+    assert metrics["eval/novelty_frac"] > 0.9 and metrics["eval/novelty_hamming"] > 0.0
