@@ -406,8 +406,9 @@ def format_summary(result) -> str:
 
 
 def _cmd_report(args) -> int:
-    from .report import load_mlflow, load_runs, write_report
+    from .report import final_grids, load_mlflow, load_runs, write_report
 
+    grids = None
     if args.mlflow_uri:
         if not args.tasks:
             raise BenchsuiteError("--mlflow-uri needs --tasks (the experiments to read)")
@@ -416,6 +417,7 @@ def _cmd_report(args) -> int:
         if not (Path(args.runs) / "runs").is_dir():
             raise BenchsuiteError(f"no run folders in {Path(args.runs) / 'runs'}; pass --runs <folder with runs/>")
         tidy = load_runs(args.runs, list(args.tasks) if args.tasks else None)
+        grids = final_grids(args.runs, list(args.tasks) if args.tasks else None)
     if tidy.empty:
         raise BenchsuiteError("no finished runs found; finish some with 'benchsuite run' or 'benchsuite sweep'")
     for task in tidy["task"].unique():
@@ -424,7 +426,7 @@ def _cmd_report(args) -> int:
         load_spec(task)  # a run of a task whose card is gone cannot be reported: say so before writing
     out = Path(args.out)
     _check_output(out)
-    report = write_report(tidy, out)
+    report = write_report(tidy, out, grids=grids)
     print((out / "leaderboard.md").read_text())
     print("figures:", *[str(p) for p in report["figures"]], sep="\n  ")
     return 0

@@ -34,25 +34,18 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
     """
     nfe_before = policy.nfe  # shared with the reference and the method's frozen copies
     conds = task.eval_conditions()
-    generator = torch.Generator().manual_seed(task.spec.eval_seed)
     n = len(conds) if conds is not None else task.spec.eval_samples_per_condition
     own = method.eval_samples(conds, n) if method is not None else None
     kl_last = None
     if own is not None:
         images, kl = own
     else:
-        was_training = policy.training
-        policy.eval()
-        traj, kls = policy.rollout(conds, generator, batch=n, reference=reference)
-        policy.train(was_training)
-        images, kl = policy.decode(traj.x0), kls.sum(1).mean().item()
-        kl_last = kls[:, -1].mean().item()
+        images, kl, kl_last = _eval_rollout(policy, reference, task, conds, n)
+    scores = {label: judge(images, conds) for label, judge in task.judges.items()}
     policy.nfe = nfe_before
     metrics: dict[str, float] = {}
-    scores: dict[str, Tensor] = {}
-    for label, judge in task.judges.items():
-        scores[label] = judge(images, conds)
-        for stat, value in reward_summary(scores[label]).items():
+    for label, values in scores.items():
+        for stat, value in reward_summary(values).items():
             metrics[f"eval/{label}_{stat}"] = value
     gold = task.spec.gold_judge
     if gold is not None:
@@ -69,6 +62,59 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
     if pretrained_images is not None:
         metrics["eval/fd_pretrained"] = frechet_distance(feats, image_features(pretrained_images))
     return metrics, images, conds, scores
+
+
+_ROLLOUT_CACHE: dict[tuple, tuple[Tensor, float, float]] = {}
+"""Eval rollouts of unchanged pretrained policies, per process (see ``_eval_rollout``)."""
+CACHE_MAX_PARAMETERS = 20_000_000
+"""Policies up to this size are fingerprinted for the cache (hashing their weights costs milliseconds)."""
+
+
+def _fingerprint(module: torch.nn.Module) -> str | None:
+    """SHA-256 of every parameter and buffer (names, dtypes, shapes, bytes), or None for a large module."""
+    import hashlib
+
+    tensors = list(module.state_dict().items())
+    if sum(t.numel() for _, t in tensors) > CACHE_MAX_PARAMETERS:
+        return None
+    h = hashlib.sha256()
+    for name, t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _eval_rollout(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, conds: Tensor | None,
+                  n: int) -> tuple[Tensor, float, float]:
+    """The eval rollout on the task's fixed noise: decoded samples, path KL and last-step KL.
+
+    Deterministic given the task card and the policy's weights, so a process keeps the result for a policy whose
+    weights equal the reference's (the pretrained model: the first evaluation of every run, and every evaluation
+    of methods that never change the policy). A sweep worker then samples the pretrained eval set once per task
+    instead of once per run and evaluation point; a policy with other weights is never served from the cache.
+    Judges are not cached: they run on every evaluation.
+    """
+    key = None
+    shared = ({p.data_ptr() for p in policy.denoiser.parameters()}
+              & {p.data_ptr() for p in reference.denoiser.parameters()})
+    # shared storage (Stable Diffusion's reference is the policy's UNet with its adapters switched off): equal
+    # weights would not mean equal samples, so no cache
+    own_print = None if shared else _fingerprint(policy.denoiser)
+    if own_print is not None and own_print == _fingerprint(reference.denoiser):
+        key = (task.spec, type(policy).__qualname__, str(policy.stds.device), own_print)
+    if key is not None and key in _ROLLOUT_CACHE:
+        images, kl, kl_last = _ROLLOUT_CACHE[key]
+        return images.clone(), kl, kl_last
+    generator = torch.Generator().manual_seed(task.spec.eval_seed)
+    was_training = policy.training
+    policy.eval()
+    traj, kls = policy.rollout(conds, generator, batch=n, reference=reference)
+    policy.train(was_training)
+    images, kl, kl_last = policy.decode(traj.x0), kls.sum(1).mean().item(), kls[:, -1].mean().item()
+    if key is not None:
+        _ROLLOUT_CACHE[key] = (images.clone(), kl, kl_last)
+    return images, kl, kl_last
 
 
 FEATURE_SIZE = 32

@@ -9,8 +9,8 @@ bump its version.
 from __future__ import annotations
 
 import dataclasses
-
 import functools
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -71,7 +71,10 @@ class OnlineSpec:
         inner_steps: method steps against the surrogate after each round.
         ensemble_size: bootstrap members of the surrogate (>= 2 for a std).
         bonus: UCB coefficient on the ensemble's standard deviation (0 = the mean only).
-        fit_steps: Adam steps per member per refit (each refit starts from the previous fit).
+        fit_steps: Adam steps per member per refit (each refit starts from the previous fit), at most.
+        fit_epochs: passes over the data per refit, at most: a refit on n queries takes
+            ``min(fit_steps, ceil(fit_epochs * n / fit_batch))`` steps, so small early rounds (and small budgets)
+            are not fitted for hundreds of epochs. The defaults give 200 steps from n = 512 on.
         fit_batch: minibatch size of the refit.
         lr: Adam learning rate of the refit.
         width: hidden width of each member.
@@ -82,12 +85,13 @@ class OnlineSpec:
     ensemble_size: int = 4
     bonus: float = 1.0
     fit_steps: int = 200
+    fit_epochs: int = 50
     fit_batch: int = 128
     lr: float = 1e-3
     width: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "inner_steps", "fit_steps", "fit_batch", "width"):
+        for name in ("rounds", "inner_steps", "fit_steps", "fit_epochs", "fit_batch", "width"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"online.{name} must be a positive integer, got {v!r}")
@@ -97,6 +101,10 @@ class OnlineSpec:
             raise ConfigError(f"online.bonus must be >= 0, got {self.bonus!r}")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ConfigError(f"online.lr must be > 0, got {self.lr!r}")
+
+    def refit_steps(self, n: int) -> int:
+        """Adam steps per member of a refit on ``n`` queries (see ``fit_epochs``)."""
+        return max(1, min(self.fit_steps, math.ceil(self.fit_epochs * n / self.fit_batch)))
 
     def round_sizes(self, budget: int) -> list[int]:
         """Queries per round: ``budget // rounds`` each, the last one taking the remainder."""
@@ -292,11 +300,14 @@ class TaskInfo:
         id: task id.
         train_conditions: ``C`` int64 tensor of condition ids to sample training queries from, or None.
         oracle_differentiable: whether oracle rewards carry gradients to the samples.
+        online: the task's online rounds, or None. Methods that train a policy get them through the runner's
+            ``OnlineRounds`` wrapper; methods that do not (best-of-N, BO) spend their queries in the same rounds.
     """
 
     id: str
     train_conditions: Tensor | None
     oracle_differentiable: bool
+    online: OnlineSpec | None = None
 
 
 class Task:
@@ -319,6 +330,7 @@ class Task:
             id=self.spec.id,
             train_conditions=None if tc is None else torch.tensor(tc, dtype=torch.int64),
             oracle_differentiable=self._oracle_reward.differentiable,
+            online=self.spec.online,
         )
 
     def train_oracle(self, budget: int, retries: int = 0, backoff_s: float = 1.0, timeout_s: float | None = None):

@@ -61,3 +61,36 @@ def test_gold_proxy_gap_logged_when_the_card_names_a_gold_judge(tmp_path, monkey
     card["gold_judge"] = "brightness"
     with pytest.raises(Exception, match="other than the primary"):
         tasks.parse_card(card, "toy.yaml")
+
+
+def test_eval_rollouts_of_the_unchanged_pretrained_policy_are_cached_and_nothing_else():
+    """The evaluation cache serves a pretrained policy's rollout again (same samples and metrics, no model call),
+    never a policy whose weights changed, and never one sharing weights with its reference."""
+    from benchsuite import evaluation
+    from benchsuite.tasks import make_task
+
+    task = make_task("toy-brightness-v0")
+    policy = task.make_policy()
+    reference = policy.frozen_copy()
+    evaluation._ROLLOUT_CACHE.clear()
+    first, images, _, _ = evaluation.evaluate(policy, reference, task)
+    assert len(evaluation._ROLLOUT_CACHE) == 1
+    calls = []
+    handle = policy.denoiser.register_forward_hook(lambda *a: calls.append(1))
+    again, images_again, _, _ = evaluation.evaluate(policy, reference, task)
+    assert calls == [] and again == first and torch.equal(images, images_again)
+
+    with torch.no_grad():  # a changed policy is sampled afresh, and its result is not cached
+        next(policy.denoiser.parameters()).add_(0.1)
+    changed, images_changed, _, _ = evaluation.evaluate(policy, reference, task)
+    assert calls and changed["eval/kl"] > 0 and not torch.equal(images, images_changed)
+    assert len(evaluation._ROLLOUT_CACHE) == 1
+    handle.remove()
+
+    shared = task.make_policy()
+    calls.clear()
+    shared.denoiser.register_forward_hook(lambda *a: calls.append(1))
+    evaluation.evaluate(shared, shared, task)  # shared storage: never cached, always sampled
+    evaluation.evaluate(shared, shared, task)
+    assert len(calls) >= 2 and len(evaluation._ROLLOUT_CACHE) == 1
+    evaluation._ROLLOUT_CACHE.clear()

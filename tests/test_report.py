@@ -6,7 +6,7 @@ import pytest
 
 from benchsuite.config import resolve
 from benchsuite.errors import ConfigError
-from benchsuite.report import load_runs, write_report
+from benchsuite.report import final_grids, load_runs, write_report
 from benchsuite.report.plots import hypervolume, pareto_front
 from benchsuite.report.tables import bootstrap_ci, final_values, iqm, leaderboard, normalized_scores
 from benchsuite.runner import run
@@ -65,6 +65,37 @@ def test_report_from_run_folders(runs_root):
     assert all(p.exists() and p.with_suffix(".pdf").exists() for p in report["figures"])
     agg = report["aggregate"].set_index("method")
     assert agg.loc["pretrained", "iqm"] == 0.0
+
+
+def test_sample_grid_figure_uses_each_methods_final_grid_of_its_lowest_seed(runs_root):
+    grids = final_grids(runs_root)
+    assert set(grids) == {"toy-brightness-v0"} and set(grids["toy-brightness-v0"]) == {"pretrained", "ddpo"}
+    png = grids["toy-brightness-v0"]["ddpo"]
+    assert "seed0" in png.parent.parent.name and png.name == "queries_0000096.png"
+    report = write_report(load_runs(runs_root), runs_root / "with_grids", grids=grids)
+    assert (runs_root / "with_grids" / "figures" / "toy-brightness-v0_samples.png") in report["figures"]
+    assert final_grids(runs_root, tasks=["digits-jpeg-compress-v0"]) == {}
+
+
+def test_leaderboard_protocol_covers_every_embedded_task():
+    """scripts/leaderboard.py gives every embedded task a budget of at least one online round per query batch."""
+    import importlib.util
+    from pathlib import Path
+
+    from benchsuite.tasks import task_specs
+
+    path = Path(__file__).parents[1] / "scripts" / "leaderboard.py"
+    spec = importlib.util.spec_from_file_location("leaderboard", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tasks = module.embedded_tasks()
+    assert len(tasks) == 7 and not any(t.startswith(("toy-", "sd15-")) for t in tasks)
+    for task in tasks:
+        card = task_specs()[task]
+        budget = module.LEADERBOARD_BUDGET[card.backbone]
+        assert 0 < budget <= card.default_budget
+        if card.online is not None:
+            assert min(card.online.round_sizes(budget)) >= 64
 
 
 def test_two_configs_of_one_seed_refuse_to_mix(runs_root, tmp_path):

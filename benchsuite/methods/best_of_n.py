@@ -48,7 +48,8 @@ UNCONDITIONAL = -1
 @dataclass(frozen=True)
 class BestOfNConfig(MethodConfig):
     batch_size: int = 64
-    """Samples (= oracle queries) drawn per step; only sets how the budget is spent, not what is kept."""
+    """Samples (= oracle queries) drawn per step; only sets how the budget is spent, not what is kept. Ignored on
+    tasks with online rounds: a step is then one round."""
     keep_per_condition: int = 16
     """m: top samples kept per condition. With N candidates per condition, n = N / m candidates per kept sample;
     a smaller m means a stronger selection (higher reward, higher KL, fewer distinct images)."""
@@ -76,6 +77,19 @@ class BestOfN(Method):
         self.kept: dict[int, tuple[Tensor, Tensor]] = {}  # condition -> (images m' x C x H x W, rewards m'), best first
         self.drawn: dict[int, int] = {}  # condition -> candidates scored so far
         self.cursor = 0  # samples drawn so far: the next one's position in the round-robin over conditions
+
+    def batch_for(self, oracle: BudgetedOracle) -> int:
+        """The configured batch; on a task with online rounds, what is left of the current round instead, so
+        that the reference baselines query in the same rounds as the fine-tuners (``OnlineSpec.round_sizes``)."""
+        online = getattr(self.task, "online", None)
+        if online is None:
+            return super().batch_for(oracle)
+        end = 0
+        for size in online.round_sizes(oracle.budget):
+            end += size
+            if end > oracle.used:
+                return end - oracle.used
+        return 0
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         n = self.batch_for(oracle)

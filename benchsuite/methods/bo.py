@@ -2,15 +2,18 @@
 
 The pretrained model proposes, a GP decides what to query:
 
-1. At the first step, draw ``pool_size`` samples from the frozen pretrained policy (free: only oracle queries
-   count), decode them and embed them in ``feature_dim`` dimensions by PCA of the flattened decoded samples
+1. At the first step, draw ``pool_size`` samples (default: twice the budget) from the frozen pretrained policy
+   (free: only oracle queries count), decode them and embed them in ``feature_dim`` dimensions by PCA of the flattened decoded samples
    (token probabilities for sequences, pixels for images), scaled to the unit cube; a condition adds a one-hot
    block. Training conditions are assigned round-robin over the pool.
 2. Every step queries ``batch_size`` pool members not queried before. While fewer than ``initial_queries`` have
    been scored, they are drawn uniformly at random. After that, a ``SingleTaskGP`` (botorch) is fitted by
-   marginal likelihood on all scored features (targets standardised) and the batch is chosen by Thompson sampling
-   over the unqueried pool without replacement (botorch ``MaxPosteriorSampling``), which scales to large batches
-   where sequential greedy q-acquisition does not.
+   marginal likelihood on all scored features (targets standardised; warm-started, refitted only when the
+   scored set has grown by ``gp_refit_growth``) and the batch is chosen by Thompson sampling
+   over ``ts_candidates`` random unqueried pool members without replacement (botorch ``MaxPosteriorSampling``), which scales to large batches
+   where sequential greedy q-acquisition does not. On a task with online rounds a step is one round (see
+   ``BestOfN.batch_for``) and the first round is the random start, whatever ``batch_size`` and
+   ``initial_queries`` say.
 3. The product is what best-of-N keeps: per condition, the top samples by observed reward (inherited from
    ``BestOfN``, with its eval rules). The reported KL is best-of-N's formula with n = queried / kept: BO selects
    more sharply than random draws, so it is a lower estimate.
@@ -36,18 +39,34 @@ from .best_of_n import BestOfN, BestOfNConfig
 
 @dataclass(frozen=True)
 class BOConfig(BestOfNConfig):
-    pool_size: int = 4096
-    """Pretrained samples the GP chooses from (drawn once; must be at least the budget)."""
+    pool_size: int = 0
+    """Pretrained samples the GP chooses from (drawn once; must be at least the budget); 0: twice the budget."""
     feature_dim: int = 16
     """PCA dimensions of the GP's input features."""
     initial_queries: int = 64
-    """Queries drawn uniformly from the pool before the first GP fit."""
+    """Queries drawn uniformly from the pool before the first GP fit (on tasks with online rounds: the first
+    round)."""
     sample_chunk: int = 256
     """Pool samples drawn per rollout (bounds memory)."""
+    gp_fit_iterations: int = 100
+    """L-BFGS iterations per GP fit, at most; every fit after the first starts from the last one's
+    hyperparameters. Unbounded fits took about 500 marginal-likelihood evaluations each (minutes per run at
+    1024 points on one CPU core)."""
+    gp_refit_growth: float = 1.5
+    """The hyperparameters are refitted once the scored set has grown by this factor since the last fit; in
+    between, the GP conditions on the new data with the last hyperparameters (1 = refit every step)."""
+    ts_candidates: int = 1024
+    """Unqueried pool members, drawn at random each step, over which the posterior is sampled jointly (at least
+    twice the batch). A joint draw costs a Cholesky factorisation cubic in this number: over all of a 4096 pool
+    it took minutes per run on one CPU core. Random candidate subsets for Thompson sampling follow TuRBO
+    (Eriksson et al. 2019, which uses min(5000, 200 d))."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.pool_size >= 2, "pool_size must be >= 2")
+        check(self.pool_size == 0 or self.pool_size >= 2, "pool_size must be 0 (twice the budget) or >= 2")
+        check(self.ts_candidates >= 2, "ts_candidates must be >= 2")
+        check(self.gp_fit_iterations >= 1, "gp_fit_iterations must be >= 1")
+        check(self.gp_refit_growth >= 1, "gp_refit_growth must be >= 1")
         check(self.feature_dim >= 1, "feature_dim must be >= 1")
         check(self.initial_queries >= 1, "initial_queries must be >= 1")
         check(self.sample_chunk >= 1, "sample_chunk must be >= 1")
@@ -66,13 +85,16 @@ class BayesianOptimization(BestOfN):
         self.features: Tensor | None = None  # P x d in [0, 1]
         self.queried = torch.zeros(0, dtype=torch.int64)  # pool indices, in query order
         self.scores = torch.zeros(0, dtype=torch.float64)
+        self.hyperparameters: dict[str, Tensor] | None = None  # the GP's last fitted kernel/likelihood/mean
+        self.fitted_on = 0  # scored points at that fit
 
     @torch.no_grad()
-    def _make_pool(self) -> None:
+    def _make_pool(self, budget: int) -> None:
         c = self.config
+        size = c.pool_size or max(2, 2 * budget)
         tc = self.task.train_conditions
-        conds = None if tc is None else tc[torch.arange(c.pool_size) % len(tc)]
-        self.pool, self.pool_conditions = self.sample_decoded(conds, c.pool_size, c.sample_chunk, device="cpu"), conds
+        conds = None if tc is None else tc[torch.arange(size) % len(tc)]
+        self.pool, self.pool_conditions = self.sample_decoded(conds, size, c.sample_chunk, device="cpu"), conds
         flat = self.pool.flatten(1).double()
         flat = flat - flat.mean(0)
         q = min(c.feature_dim, flat.shape[1], flat.shape[0] - 1)
@@ -90,9 +112,17 @@ class BayesianOptimization(BestOfN):
         free = torch.ones(len(self.pool), dtype=torch.bool)
         free[self.queried] = False
         candidates = free.nonzero().squeeze(1)
-        if len(self.queried) < self.config.initial_queries:
+        # with online rounds the first round is the random start, as a fine-tuner's first round is pretrained
+        if getattr(self.task, "online", None) is not None:
+            random_start = len(self.queried) == 0
+        else:
+            random_start = len(self.queried) < self.config.initial_queries
+        if random_start:
             perm = torch.randperm(len(candidates), generator=self.generator)
             return candidates[perm[:n]]
+        limit = max(self.config.ts_candidates, 2 * n)
+        if len(candidates) > limit:
+            candidates = candidates[torch.randperm(len(candidates), generator=self.generator)[:limit]]
         from botorch.fit import fit_gpytorch_mll
         from botorch.generation.sampling import MaxPosteriorSampling
         from botorch.models import SingleTaskGP
@@ -106,7 +136,15 @@ class BayesianOptimization(BestOfN):
             x = self.features[self.queried]
             y = self.scores[:, None]
             gp = SingleTaskGP(x, y, outcome_transform=Standardize(m=1))
-            fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp))
+            if self.hyperparameters is not None:  # warm start from the last fit (not the data transform)
+                gp.load_state_dict(self.hyperparameters, strict=False)
+            if self.hyperparameters is None or len(x) >= self.config.gp_refit_growth * self.fitted_on:
+                fit_gpytorch_mll(ExactMarginalLogLikelihood(gp.likelihood, gp),
+                                 optimizer_kwargs={"options": {"maxiter": self.config.gp_fit_iterations}})
+                self.hyperparameters = {k: v.detach().clone() for k, v in gp.state_dict().items()
+                                        if not k.startswith("outcome_transform")}
+                self.fitted_on = len(x)
+            gp.eval()
             with torch.no_grad(), warnings.catch_warnings():
                 # the joint posterior over thousands of pool points is near-singular; gpytorch adds diagonal
                 # jitter (1e-8 and up) and warns each time: expected here, so not shown
@@ -124,7 +162,7 @@ class BayesianOptimization(BestOfN):
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         if self.pool is None:
-            self._make_pool()
+            self._make_pool(oracle.budget)
         n = min(self.batch_for(oracle), len(self.pool) - len(self.queried))
         if n <= 0:
             from ..errors import ConfigError
@@ -143,9 +181,11 @@ class BayesianOptimization(BestOfN):
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "pool": self.pool, "pool_conditions": self.pool_conditions,
-                "features": self.features, "queried": self.queried, "scores": self.scores}
+                "features": self.features, "queried": self.queried, "scores": self.scores,
+                "hyperparameters": self.hyperparameters, "fitted_on": self.fitted_on}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.pool, self.pool_conditions, self.features = state["pool"], state["pool_conditions"], state["features"]
         self.queried, self.scores = state["queried"].clone(), state["scores"].clone()
+        self.hyperparameters, self.fitted_on = state.get("hyperparameters"), state.get("fitted_on", 0)

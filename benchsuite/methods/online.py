@@ -117,7 +117,7 @@ class EnsembleSurrogate:
         for member, opt in zip(self.members, self.optimizers):
             boot = torch.randint(n, (n,), generator=self.generator)
             loss = torch.zeros(())
-            for _ in range(self.spec.fit_steps):
+            for _ in range(self.spec.refit_steps(n)):
                 idx = boot[torch.randint(n, (min(n, self.spec.fit_batch),), generator=self.generator)]
                 conds = None if self.conditions is None else self.conditions[idx]
                 loss = (member(self.samples[idx], conds) - targets[idx]).square().mean()

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 
 from .plots import grid_figure, plot_curves, plot_overoptimization, plot_pareto
-from .tables import (aggregate_iqm, final_values, leaderboard, load_mlflow, load_runs, normalized_scores,
-                     to_latex, to_markdown)
+from .tables import (aggregate_iqm, final_grids, final_values, leaderboard, load_mlflow, load_runs,
+                     normalized_scores, to_latex, to_markdown)
 
-__all__ = ["load_mlflow", "load_runs", "task_metrics", "write_report"]
+__all__ = ["final_grids", "load_mlflow", "load_runs", "task_metrics", "write_report"]
 
 
 def task_metrics(task_id: str) -> tuple[str, list[str], list[str]]:

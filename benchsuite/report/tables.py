@@ -53,6 +53,25 @@ def load_runs(root: Path | str, tasks: list[str] | None = None) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def final_grids(root: Path | str, tasks: list[str] | None = None) -> dict[str, dict[str, Path]]:
+    """``{task: {method: PNG}}``: the last sample grid (the final evaluation) of each method's finished run with
+    the lowest seed under ``root/runs``, for ``write_report``'s sample-grid figure."""
+    best: dict[tuple[str, str], tuple[int, Path]] = {}
+    for summary_path in sorted(Path(root).glob("runs/*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        cfg = summary["config"]
+        pngs = sorted((summary_path.parent / "samples").glob("queries_*.png"))
+        if summary["status"] != "FINISHED" or not pngs or (tasks and cfg["task"] not in tasks):
+            continue
+        key = (cfg["task"], cfg["method"])
+        if key not in best or cfg["seed"] < best[key][0]:
+            best[key] = (cfg["seed"], pngs[-1])
+    grids: dict[str, dict[str, Path]] = {}
+    for (task, method), (_, png) in sorted(best.items()):
+        grids.setdefault(task, {})[method] = png
+    return grids
+
+
 def load_mlflow(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
     """The same tidy frame from an MLflow store: finished runs of the named experiments (= task ids)."""
     import os

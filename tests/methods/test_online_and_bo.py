@@ -26,7 +26,15 @@ def test_round_sizes_split_the_budget():
     assert spec.round_sizes(0) == []
 
 
-@pytest.mark.parametrize("bad", [{"rounds": 0}, {"ensemble_size": 1}, {"bonus": -1.0}, {"lr": 0}, {"what": 1}])
+def test_refit_steps_are_capped_by_epochs_then_by_steps():
+    spec = OnlineSpec(fit_steps=200, fit_epochs=50, fit_batch=128)
+    assert spec.refit_steps(128) == 50  # 50 epochs of one minibatch
+    assert spec.refit_steps(300) == 118  # ceil(50 * 300 / 128)
+    assert spec.refit_steps(512) == spec.refit_steps(4096) == 200
+    assert spec.refit_steps(1) == 1
+
+
+@pytest.mark.parametrize("bad", [{"rounds": 0}, {"fit_epochs": 0}, {"ensemble_size": 1}, {"bonus": -1.0}, {"lr": 0}, {"what": 1}])
 def test_online_card_values_are_checked(bad):
     card = {"id": "x-v0", "backbone": "tiny", "oracle": {"name": "mean-brightness"},
             "judges": {"b": {"name": "mean-brightness"}}, "primary_judge": "b", "eval": {"samples_per_condition": 2},
@@ -58,7 +66,7 @@ def test_ucb_is_mean_plus_bonus_times_member_std_on_the_reward_scale():
 
 
 def test_ensemble_fit_learns_a_simple_function():
-    spec = OnlineSpec(ensemble_size=2, fit_steps=300, width=16, lr=3e-3)
+    spec = OnlineSpec(ensemble_size=2, fit_steps=300, fit_epochs=300, width=16, lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     s = EnsembleSurrogate((1, 4, 4), None, spec, gen)
     x = torch.rand(128, 1, 4, 4, generator=gen)
@@ -89,6 +97,15 @@ def test_online_wrapper_is_only_for_methods_that_train():
         m = build_method(config, task, task.make_policy(), torch.Generator().manual_seed(0))
         assert isinstance(m, OnlineRounds) == wrapped
         assert METHODS.load(name).trains_policy == wrapped
+
+
+@pytest.mark.parametrize("name", ["best-of-n", "bo"])
+def test_reference_baselines_query_in_the_online_rounds(name):
+    """On a task with online rounds the baselines spend each round in one oracle call, whatever their preset batch
+    (toy-online-v0: 4 rounds; 100 queries -> 25 + 25 + 25 + 25, 103 -> 25 + 25 + 25 + 28)."""
+    for budget, sizes in ((100, [25, 25, 25, 25]), (103, [25, 25, 25, 28])):
+        result = run(resolve("toy-online-v0", name, seed=0, budget=budget), write=False)
+        assert np.unique(result.query_log.call, return_counts=True)[1].tolist() == sizes
 
 
 def test_bo_queries_distinct_pool_members_and_beats_random_on_a_smooth_reward():

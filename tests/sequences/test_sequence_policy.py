@@ -17,6 +17,7 @@ from benchsuite.policies.sequence import (
     SEQUENCE_SCHEDULER_CONFIG,
     SequenceDenoiser,
     build_denoiser,
+    chain_marginal_logits,
     ehrlich_policy,
     load_denoiser,
     one_hot_relaxation,
@@ -49,6 +50,35 @@ def test_relaxation_decoder_and_tokens_round_trip():
     x.requires_grad_()
     token_probabilities(x)[:, 0].sum().backward()  # differentiable
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_chain_marginals_match_enumeration_of_every_sequence():
+    """Hand check: for V = 3, L = 4 the 81 sequences are enumerated, p(x) ~ exp(sum u_i(x_i) + sum W[x_i, x_i+1])
+    is normalised, and each position's marginal must equal softmax over V of the forward-backward output."""
+    import itertools
+
+    g = torch.Generator().manual_seed(3)
+    unary = torch.randn(2, 3, 4, generator=g, dtype=torch.float64) * 2
+    pair = -torch.rand(3, 3, generator=g, dtype=torch.float64) * 6
+    seqs = torch.tensor(list(itertools.product(range(3), repeat=4)))  # 81 x 4
+    for b in range(2):
+        score = unary[b, seqs, torch.arange(4)].sum(1) + pair[seqs[:, :-1], seqs[:, 1:]].sum(1)
+        p = torch.softmax(score, 0)
+        expected = torch.stack([torch.stack([p[seqs[:, i] == v].sum() for v in range(3)]) for i in range(4)], 1)
+        got = torch.softmax(chain_marginal_logits(unary[b:b + 1], pair), dim=1)[0]
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-10)
+
+
+def test_chain_marginals_stay_accurate_at_the_scale_of_low_noise_steps():
+    """At low noise the unary log-likelihoods reach the hundreds: float32 marginals must stay within 2e-3 of the
+    float64 ones (the logsumexp recursion this replaced was measured at 6e-4 at scale 300)."""
+    g = torch.Generator().manual_seed(0)
+    unary = torch.randn(16, 32, 32, generator=g) * 300
+    pair = -torch.rand(32, 32, generator=g) * 14
+    truth = torch.softmax(chain_marginal_logits(unary.double(), pair.double()), 1)
+    got = torch.softmax(chain_marginal_logits(unary, pair), 1).double()
+    assert (got - truth).abs().max().item() < 2e-3
+    assert torch.isfinite(chain_marginal_logits(unary, pair)).all()
 
 
 def test_denoiser_is_x0_parameterized():
