@@ -127,7 +127,7 @@ def build_method(config: RunConfig, task, policy, generator: torch.Generator, ex
     if task.spec.online is not None and method_cls.trains_policy:
         from .methods.online import OnlineRounds
 
-        method = OnlineRounds(method, task.spec.online, config.budget)
+        method = OnlineRounds(method, task.spec.online)
     info = task.info
     if external_oracle:
         import dataclasses

@@ -106,6 +106,16 @@ class OnlineSpec:
         """Adam steps per member of a refit on ``n`` queries (see ``fit_epochs``)."""
         return max(1, min(self.fit_steps, math.ceil(self.fit_epochs * n / self.fit_batch)))
 
+    def round_left(self, budget: int, used: int) -> int:
+        """Queries left in the round that ``used`` queries have reached (0 once the budget is spent): the batch of
+        the next oracle call for every method on the task, fine-tuner or reference baseline."""
+        end = 0
+        for size in self.round_sizes(budget):
+            end += size
+            if end > used:
+                return end - used
+        return 0
+
     def round_sizes(self, budget: int) -> list[int]:
         """Queries per round: ``budget // rounds`` each, the last one taking the remainder."""
         base = budget // self.rounds

@@ -81,15 +81,9 @@ class BestOfN(Method):
     def batch_for(self, oracle: BudgetedOracle) -> int:
         """The configured batch; on a task with online rounds, what is left of the current round instead, so
         that the reference baselines query in the same rounds as the fine-tuners (``OnlineSpec.round_sizes``)."""
-        online = getattr(self.task, "online", None)
-        if online is None:
+        if self.task.online is None:
             return super().batch_for(oracle)
-        end = 0
-        for size in online.round_sizes(oracle.budget):
-            end += size
-            if end > oracle.used:
-                return end - oracle.used
-        return 0
+        return self.task.online.round_left(oracle.budget, oracle.used)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         n = self.batch_for(oracle)

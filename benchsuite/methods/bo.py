@@ -3,15 +3,15 @@
 The pretrained model proposes, a GP decides what to query:
 
 1. At the first step, draw ``pool_size`` samples (default: twice the budget) from the frozen pretrained policy
-   (free: only oracle queries count), decode them and embed them in ``feature_dim`` dimensions by PCA of the flattened decoded samples
-   (token probabilities for sequences, pixels for images), scaled to the unit cube; a condition adds a one-hot
-   block. Training conditions are assigned round-robin over the pool.
+   (free: only oracle queries count), decode them and embed them in ``feature_dim`` dimensions by PCA of the
+   flattened decoded samples (token probabilities for sequences, pixels for images), scaled to the unit cube; a
+   condition adds a one-hot block. Training conditions are assigned round-robin over the pool.
 2. Every step queries ``batch_size`` pool members not queried before. While fewer than ``initial_queries`` have
    been scored, they are drawn uniformly at random. After that, a ``SingleTaskGP`` (botorch) is fitted by
    marginal likelihood on all scored features (targets standardised; warm-started, refitted only when the
-   scored set has grown by ``gp_refit_growth``) and the batch is chosen by Thompson sampling
-   over ``ts_candidates`` random unqueried pool members without replacement (botorch ``MaxPosteriorSampling``), which scales to large batches
-   where sequential greedy q-acquisition does not. On a task with online rounds a step is one round (see
+   scored set has grown by ``gp_refit_growth``) and the batch is chosen by Thompson sampling over
+   ``ts_candidates`` random unqueried pool members without replacement (botorch ``MaxPosteriorSampling``), which
+   scales to large batches where sequential greedy q-acquisition does not. On a task with online rounds a step is one round (see
    ``BestOfN.batch_for``) and the first round is the random start, whatever ``batch_size`` and
    ``initial_queries`` say.
 3. The product is what best-of-N keeps: per condition, the top samples by observed reward (inherited from
@@ -113,7 +113,7 @@ class BayesianOptimization(BestOfN):
         free[self.queried] = False
         candidates = free.nonzero().squeeze(1)
         # with online rounds the first round is the random start, as a fine-tuner's first round is pretrained
-        if getattr(self.task, "online", None) is not None:
+        if self.task.online is not None:
             random_start = len(self.queried) == 0
         else:
             random_start = len(self.queried) < self.config.initial_queries

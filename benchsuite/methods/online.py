@@ -184,15 +184,13 @@ class OnlineRounds(Method):
 
     Args:
         inner: the method to run against the surrogate (not yet set up).
-        spec: the task card's ``online`` settings.
-        budget: the run's oracle budget (split into rounds by ``spec.round_sizes``).
+        spec: the task card's ``online`` settings; each step is one round of ``spec.round_left`` queries.
     """
 
-    def __init__(self, inner: Method, spec: OnlineSpec, budget: int):
+    def __init__(self, inner: Method, spec: OnlineSpec):
         super().__init__(inner.config)
         self.inner, self.spec = inner, spec
         self.name = inner.name
-        self.sizes = spec.round_sizes(budget)
         self.round = 0
 
     def setup(self, policy: DiffusionPolicy, task: TaskInfo, generator: torch.Generator) -> None:
@@ -206,7 +204,7 @@ class OnlineRounds(Method):
                                            policy.stds.device)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
-        n = min(self.sizes[self.round] if self.round < len(self.sizes) else oracle.remaining, oracle.remaining)
+        n = self.spec.round_left(oracle.budget, oracle.used)
         conds = self.sample_conditions(n)
         samples = self.sample_decoded(conds, n)
         rewards = oracle(samples, conds).detach()  # the round's one charged call

@@ -24,6 +24,9 @@ def test_round_sizes_split_the_budget():
     assert sum(spec.round_sizes(1001)) == 1001
     assert spec.round_sizes(3) == [3]  # fewer queries than rounds: one round
     assert spec.round_sizes(0) == []
+    # queries left in the current round: rounds of 2, 2, 2, 4 end at 2, 4, 6, 10
+    assert [spec.round_left(10, used) for used in (0, 1, 2, 5, 6, 9, 10)] == [2, 1, 2, 1, 4, 1, 0]
+    assert spec.round_left(0, 0) == 0
 
 
 def test_refit_steps_are_capped_by_epochs_then_by_steps():
