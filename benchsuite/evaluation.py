@@ -179,7 +179,21 @@ MAX_TILE = 128
 """Largest tile width (px) of a sample grid."""
 
 
-def sample_grid(images: Tensor, conditions: Tensor | None, rewards: Tensor | None = None, per_row: int = 8,
+GRID_HEADER_PX = 16
+"""Height of the one-line header of the runner's sample and sequence grids (report panels crop it)."""
+_GRID_LEFT, _GRID_PAD, _GRID_PER_ROW = 18, 4, 8
+
+
+def sample_grid_panel(grid, columns: int = 4):
+    """A report panel cut from a ``sample_grid`` image (PIL) drawn with the default ``per_row``: the header line
+    dropped and the first ``columns`` samples of every row kept, so that the reward captions stay legible at a
+    paper's column width. The canvas is ``left + per_row * (cell + pad) + pad`` wide, so the cut is exact."""
+    width, height = grid.size
+    step = (width - _GRID_LEFT - _GRID_PAD) // _GRID_PER_ROW  # cell width + pad
+    return grid.crop((0, GRID_HEADER_PX, min(width, _GRID_LEFT + _GRID_PAD + columns * step), height))
+
+
+def sample_grid(images: Tensor, conditions: Tensor | None, rewards: Tensor | None = None, per_row: int = _GRID_PER_ROW,
                 scale: int = 4, label: str = "reward") -> np.ndarray:
     """A captioned ``H x W x 3`` uint8 grid: one row per condition (its first ``per_row`` samples), upscaled
     ``scale`` times, the condition id left of each row and each sample's reward under it.
@@ -207,7 +221,7 @@ def sample_grid(images: Tensor, conditions: Tensor | None, rewards: Tensor | Non
         rows = [(str(int(c)), index[conds == c][:per_row]) for c in torch.unique(conds)]
     font = ImageFont.load_default()
     h, w = imgs.shape[-2] * scale, imgs.shape[-1] * scale
-    cell_w, cap_h, left, pad, top = max(w, 42), (12 if rewards is not None else 0), 18, 4, 16
+    cell_w, cap_h, left, pad, top = max(w, 42), (12 if rewards is not None else 0), _GRID_LEFT, _GRID_PAD, GRID_HEADER_PX
     canvas = Image.new("RGB", (left + per_row * (cell_w + pad) + pad, top + len(rows) * (h + cap_h + pad) + pad),
                        "white")
     draw = ImageDraw.Draw(canvas)

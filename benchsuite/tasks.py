@@ -62,36 +62,41 @@ class OnlineSpec:
     """Online rounds with a limited number of oracle queries (the protocol of SEIKO, arXiv 2402.16359, and
     SQDF's online setting): the budget is spent in ``rounds`` equal batches. A batch is sampled from the current
     policy and scored by the oracle; a bootstrap ensemble surrogate is refitted on every query so far; the
-    method then trains for ``inner_steps`` steps against the optimistic surrogate ``mean + bonus * std`` (free:
-    only oracle queries count) with its own KL to the pretrained model. Methods that do not train a policy
-    (best-of-N, BO) spend the same rounds their own way.
+    method then trains against the optimistic surrogate ``mean + bonus * std`` (free: only oracle queries
+    count) with its own KL to the pretrained model, for ``inner_steps(round queries, method batch)`` steps.
+    Methods that do not train a policy (best-of-N, BO) spend the same rounds their own way.
 
     Attributes:
         rounds: oracle rounds; the budget is split evenly (the last round takes the remainder).
-        inner_steps: method steps against the surrogate after each round.
+        inner_sample_ratio: policy samples the method trains on against the surrogate per oracle query of the
+            round: after a round of q queries it takes ``ceil(ratio * q / batch_size)`` steps of its own
+            ``batch_size``. Training compute then scales with the budget as on tasks without rounds (one policy
+            sample per query at ratio 1). At the cards' 2048 queries (4 rounds of 512) and batch 64 that is 8
+            steps per round, the fixed count these cards used before; at a 512-query budget, 2.
         ensemble_size: bootstrap members of the surrogate (>= 2 for a std).
         bonus: UCB coefficient on the ensemble's standard deviation (0 = the mean only).
         fit_steps: Adam steps per member per refit (each refit starts from the previous fit), at most.
         fit_epochs: passes over the data per refit, at most: a refit on n queries takes
             ``min(fit_steps, ceil(fit_epochs * n / fit_batch))`` steps, so small early rounds (and small budgets)
-            are not fitted for hundreds of epochs. The defaults give 200 steps from n = 512 on.
+            are not fitted for hundreds of epochs. Refits start from the previous fit, so a few passes suffice;
+            the defaults give 80 steps at n = 512 and 200 from n = 1280 on.
         fit_batch: minibatch size of the refit.
         lr: Adam learning rate of the refit.
         width: hidden width of each member.
     """
 
     rounds: int = 4
-    inner_steps: int = 8
+    inner_sample_ratio: float = 1.0
     ensemble_size: int = 4
     bonus: float = 1.0
     fit_steps: int = 200
-    fit_epochs: int = 50
+    fit_epochs: int = 20
     fit_batch: int = 128
     lr: float = 1e-3
-    width: int = 64
+    width: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "inner_steps", "fit_steps", "fit_epochs", "fit_batch", "width"):
+        for name in ("rounds", "fit_steps", "fit_epochs", "fit_batch", "width"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"online.{name} must be a positive integer, got {v!r}")
@@ -101,6 +106,13 @@ class OnlineSpec:
             raise ConfigError(f"online.bonus must be >= 0, got {self.bonus!r}")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ConfigError(f"online.lr must be > 0, got {self.lr!r}")
+        ratio = self.inner_sample_ratio
+        if isinstance(ratio, bool) or not (isinstance(ratio, int | float) and 0 < ratio <= 64):
+            raise ConfigError(f"online.inner_sample_ratio must be in (0, 64], got {ratio!r}")
+
+    def inner_steps(self, queries: int, batch_size: int) -> int:
+        """Method steps against the surrogate after a round of ``queries`` (see ``inner_sample_ratio``)."""
+        return max(1, math.ceil(self.inner_sample_ratio * queries / batch_size - 1e-9))
 
     def refit_steps(self, n: int) -> int:
         """Adam steps per member of a refit on ``n`` queries (see ``fit_epochs``)."""
@@ -312,12 +324,14 @@ class TaskInfo:
         oracle_differentiable: whether oracle rewards carry gradients to the samples.
         online: the task's online rounds, or None. Methods that train a policy get them through the runner's
             ``OnlineRounds`` wrapper; methods that do not (best-of-N, BO) spend their queries in the same rounds.
+        eval_samples_per_condition: samples the runner judges per eval condition (what a kept set should hold).
     """
 
     id: str
     train_conditions: Tensor | None
     oracle_differentiable: bool
     online: OnlineSpec | None = None
+    eval_samples_per_condition: int = 16
 
 
 class Task:
@@ -341,6 +355,7 @@ class Task:
             train_conditions=None if tc is None else torch.tensor(tc, dtype=torch.int64),
             oracle_differentiable=self._oracle_reward.differentiable,
             online=self.spec.online,
+            eval_samples_per_condition=self.spec.eval_samples_per_condition,
         )
 
     def train_oracle(self, budget: int, retries: int = 0, backoff_s: float = 1.0, timeout_s: float | None = None):

@@ -7,7 +7,7 @@ import pytest
 from benchsuite.config import resolve
 from benchsuite.errors import ConfigError
 from benchsuite.report import final_grids, load_runs, write_report
-from benchsuite.report.plots import hypervolume, pareto_front
+from benchsuite.report.plots import front_boundary, hypervolume, pareto_front
 from benchsuite.report.tables import bootstrap_ci, final_values, iqm, leaderboard, normalized_scores
 from benchsuite.runner import run
 
@@ -45,6 +45,30 @@ def runs_root(tmp_path_factory):
         for seed in (0, 1):
             run(resolve("toy-brightness-v0", method, seed=seed, budget=96, output_root=str(root)))
     return root
+
+
+def test_front_boundary_by_hand():
+    # two front points (1, 3) and (2, 1) above the reference (0, 0): across at 3 to x=1, down to 1, across to
+    # x=2, down to the reference
+    assert front_boundary(np.array([1.0, 2.0]), np.array([3.0, 1.0]), 0.0, 0.0) == (
+        [0.0, 1.0, 1.0, 2.0, 2.0], [3.0, 3.0, 1.0, 1.0, 0.0])
+    # a one-point front is an L (it used to be a zero-length step, i.e. invisible)
+    assert front_boundary(np.array([1.0]), np.array([2.0]), 0.5, -1.0) == ([0.5, 1.0, 1.0], [2.0, 2.0, -1.0])
+
+
+def test_report_panels_cut_the_runner_grids_exactly():
+    import torch
+    from PIL import Image
+
+    from benchsuite.evaluation import GRID_HEADER_PX, sample_grid, sample_grid_panel
+    from benchsuite.metrics.sequences import sequence_grid, sequence_grid_panel
+
+    imgs = torch.rand(24, 1, 8, 8)
+    grid = Image.fromarray(sample_grid(imgs, torch.arange(24) % 3, torch.rand(24)))  # 3 rows of 8, cells of 42
+    panel = sample_grid_panel(grid, columns=4)
+    assert panel.size == (18 + 4 + 4 * (42 + 4), grid.size[1] - GRID_HEADER_PX)
+    seqs = Image.fromarray(sequence_grid(torch.randint(5, (40, 10)), 5, torch.rand(40)))  # best 32 rows of 12 px
+    assert sequence_grid_panel(seqs, rows=16).size == (seqs.size[0], 16 * 12 + 4)
 
 
 def test_report_from_run_folders(runs_root):

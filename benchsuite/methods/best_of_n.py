@@ -50,13 +50,14 @@ class BestOfNConfig(MethodConfig):
     batch_size: int = 64
     """Samples (= oracle queries) drawn per step; only sets how the budget is spent, not what is kept. Ignored on
     tasks with online rounds: a step is then one round."""
-    keep_per_condition: int = 16
+    keep_per_condition: int = 0
     """m: top samples kept per condition. With N candidates per condition, n = N / m candidates per kept sample;
-    a smaller m means a stronger selection (higher reward, higher KL, fewer distinct images)."""
+    a smaller m means a stronger selection (higher reward, higher KL, fewer distinct images). 0: the task's eval
+    samples per condition, so that the eval set holds no repeats once enough candidates were drawn."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.keep_per_condition >= 1, "keep_per_condition must be >= 1")
+        check(self.keep_per_condition >= 0, "keep_per_condition must be >= 0 (0: the task's eval samples per condition)")
 
 
 def best_of_n_kl(n: float) -> float:
@@ -77,6 +78,7 @@ class BestOfN(Method):
         self.kept: dict[int, tuple[Tensor, Tensor]] = {}  # condition -> (images m' x C x H x W, rewards m'), best first
         self.drawn: dict[int, int] = {}  # condition -> candidates scored so far
         self.cursor = 0  # samples drawn so far: the next one's position in the round-robin over conditions
+        self.keep_m = self.config.keep_per_condition or task.eval_samples_per_condition
 
     def batch_for(self, oracle: BudgetedOracle) -> int:
         """The configured batch; on a task with online rounds, what is left of the current round instead, so
@@ -125,7 +127,7 @@ class BestOfN(Method):
             if key in self.kept:  # earlier samples first, so that the stable sort lets them win ties
                 old_images, old_rewards = self.kept[key]
                 new_images, new_rewards = torch.cat([old_images, new_images]), torch.cat([old_rewards, new_rewards])
-            order = torch.sort(new_rewards, descending=True, stable=True).indices[: self.config.keep_per_condition]
+            order = torch.sort(new_rewards, descending=True, stable=True).indices[: self.keep_m]
             self.kept[key] = (new_images[order], new_rewards[order])
 
     def eval_samples(self, conditions: Tensor | None, n: int) -> tuple[Tensor, float] | None:

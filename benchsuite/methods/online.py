@@ -8,7 +8,7 @@ any method that trains a policy:
         y_i = oracle(x_i)                        # the only queries charged to the budget
         D <- D + {(x_i, y_i)}
         refit a bootstrap ensemble f_1..f_M on D
-        run ``inner_steps`` steps of the method against  r_hat(x) = mean_m f_m(x) + bonus * std_m f_m(x)
+        run ceil(ratio * n / B) steps of the method (batch B) against  r_hat(x) = mean_m f_m(x) + bonus * std_m f_m(x)
         (free: the method's own KL to the pretrained model keeps it near the data)
 
 The ensemble stands in for SEIKO's uncertainty oracle (bootstrap ensembles are one of its two variants; the
@@ -212,9 +212,10 @@ class OnlineRounds(Method):
         fit_loss = self.surrogate.fit()
         self.round += 1
         proxy = SurrogateOracle(self.surrogate)
-        inner_infos = [self.inner.step(proxy) for _ in range(self.spec.inner_steps)]
+        steps = self.spec.inner_steps(n, self.inner.config.batch_size)
+        inner_infos = [self.inner.step(proxy) for _ in range(steps)]
         info = {"train/reward_mean": rewards.mean().item(), "train/reward_max": rewards.max().item(),
-                "train/round": float(self.round), "train/surrogate_loss": fit_loss}
+                "train/round": float(self.round), "train/surrogate_loss": fit_loss, "train/inner_steps": float(steps)}
         for key in inner_infos[-1] if inner_infos else ():
             values = [d[key] for d in inner_infos if key in d]
             info[f"inner/{key.split('/', 1)[-1]}"] = sum(values) / len(values)

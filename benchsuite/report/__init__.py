@@ -31,6 +31,16 @@ def task_metrics(task_id: str) -> tuple[str, list[str], list[str]]:
     return primary, judges, [*judges, *rest]
 
 
+def _grid_panel(task_id: str):
+    """The crop that turns the runner's sample grid of this task into a legible report panel."""
+    from ..evaluation import sample_grid_panel
+    from ..metrics.sequences import sequence_grid_panel
+    from ..policies.sequence import SEQUENCE_BACKBONES
+    from ..tasks import load_spec
+
+    return sequence_grid_panel if load_spec(task_id).backbone in SEQUENCE_BACKBONES else sample_grid_panel
+
+
 def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[str, Path]] | None = None) -> dict:
     """Write the leaderboard and figures for every task in ``tidy`` into ``out_dir``.
 
@@ -59,7 +69,8 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
             figures.append(plot_overoptimization(tidy, task, primary, judges[1],
                                                  out / "figures" / f"{task}_overoptimization"))
         if grids and task in grids:
-            figures.append(grid_figure(grids[task], out / "figures" / f"{task}_samples", title=task))
+            figures.append(grid_figure(grids[task], out / "figures" / f"{task}_samples", title=task,
+                                       crop=_grid_panel(task)))
     board = pd.concat(boards, ignore_index=True)
     norm = normalized_scores(final, headline)
     aggregate = aggregate_iqm(norm)

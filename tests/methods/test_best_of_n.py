@@ -122,3 +122,13 @@ def test_state_survives_a_weights_only_round_trip():
 def test_best_of_n_kl_formula():
     assert best_of_n_kl(1) == 0.0
     assert best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
+
+
+def test_keep_zero_keeps_the_tasks_eval_samples_per_condition():
+    info = TaskInfo("toy", None, oracle_differentiable=True, eval_samples_per_condition=3)
+    m = make(keep=0, info=info)
+    m.keep(images([1, 2, 3, 4, 5]), None, torch.tensor([0.1, 0.5, 0.3, 0.2, 0.4]))
+    _, rewards = next(iter(m.kept.values()))
+    assert rewards.tolist() == pytest.approx([0.5, 0.4, 0.3])  # the top 3, not the old fixed 16
+    with pytest.raises(ValueError, match="keep_per_condition"):
+        BestOfN.Config(keep_per_condition=-1)

@@ -37,7 +37,16 @@ def test_refit_steps_are_capped_by_epochs_then_by_steps():
     assert spec.refit_steps(1) == 1
 
 
-@pytest.mark.parametrize("bad", [{"rounds": 0}, {"fit_epochs": 0}, {"ensemble_size": 1}, {"bonus": -1.0}, {"lr": 0}, {"what": 1}])
+def test_inner_steps_scale_with_the_rounds_queries():
+    spec = OnlineSpec(inner_sample_ratio=1.0)
+    assert spec.inner_steps(512, 64) == 8  # the cards' default budget: 4 rounds of 512, batch 64
+    assert spec.inner_steps(128, 64) == 2  # a 512-query budget
+    assert spec.inner_steps(100, 64) == 2  # ceil(100 / 64)
+    assert spec.inner_steps(3, 64) == 1  # never 0: every round trains
+    assert OnlineSpec(inner_sample_ratio=2.5).inner_steps(128, 64) == 5  # ceil(2.5 * 2)
+
+
+@pytest.mark.parametrize("bad", [{"rounds": 0}, {"fit_epochs": 0}, {"inner_sample_ratio": 0}, {"inner_steps": 8}, {"ensemble_size": 1}, {"bonus": -1.0}, {"lr": 0}, {"what": 1}])
 def test_online_card_values_are_checked(bad):
     card = {"id": "x-v0", "backbone": "tiny", "oracle": {"name": "mean-brightness"},
             "judges": {"b": {"name": "mean-brightness"}}, "primary_judge": "b", "eval": {"samples_per_condition": 2},
@@ -86,6 +95,8 @@ def test_online_rounds_spend_one_oracle_call_per_round_and_train_on_the_surrogat
     calls = np.unique(result.query_log.call, return_counts=True)[1]
     assert calls.tolist() == [25, 25, 25, 25]  # 4 rounds, one oracle call each: nothing else was charged
     assert [t["train/round"] for t in result.train] == [1.0, 2.0, 3.0, 4.0]
+    # 25 queries per round, the toy DDPO batch is 32: ceil(25 / 32) = 1 inner step per round
+    assert [t["train/inner_steps"] for t in result.train] == [1.0] * 4
     assert all("inner/loss" in t or any(k.startswith("inner/") for k in t) for t in result.train)
 
 
