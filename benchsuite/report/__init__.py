@@ -32,13 +32,16 @@ def task_metrics(task_id: str) -> tuple[str, list[str], list[str]]:
 
 
 def _grid_panel(task_id: str):
-    """The crop that turns the runner's sample grid of this task into a legible report panel."""
+    """(crop, panels per row) that turn the runner's sample grids of this task into legible report panels:
+    images 4 per row, sequences (wide: one row per sequence) 2 per row."""
     from ..evaluation import sample_grid_panel
     from ..metrics.sequences import sequence_grid_panel
     from ..policies.sequence import SEQUENCE_BACKBONES
     from ..tasks import load_spec
 
-    return sequence_grid_panel if load_spec(task_id).backbone in SEQUENCE_BACKBONES else sample_grid_panel
+    if load_spec(task_id).backbone in SEQUENCE_BACKBONES:
+        return sequence_grid_panel, 2
+    return sample_grid_panel, 4
 
 
 def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[str, Path]] | None = None) -> dict:
@@ -61,16 +64,20 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
         headline[task] = primary
         board = leaderboard(final[final["task"] == task], metrics)
         boards.append(board)
-        figures.append(plot_curves(tidy, task, primary, out / "figures" / f"{task}_curves",
-                                   ylabel=primary.removeprefix("eval/").removesuffix("_mean") + " (eval)"))
+        ylabel = ("top-10 mean of the queries" if primary == "query/top10_mean"
+                  else primary.removeprefix("eval/").removesuffix("_mean") + " (eval)")
+        figures.append(plot_curves(tidy, task, primary, out / "figures" / f"{task}_curves", ylabel=ylabel))
         path, hv[task] = plot_pareto(final, task, primary, "eval/diversity", out / "figures" / f"{task}_pareto")
         figures.append(path)
         if len(judges) > 1:
-            figures.append(plot_overoptimization(tidy, task, primary, judges[1],
+            # the policy's own eval samples on both axes (judges[0] is the training reward's judge; on online
+            # tasks the headline is a query statistic, which is not a function of the policy's KL)
+            figures.append(plot_overoptimization(tidy, task, judges[0], judges[1],
                                                  out / "figures" / f"{task}_overoptimization"))
         if grids and task in grids:
+            crop, per_row = _grid_panel(task)
             figures.append(grid_figure(grids[task], out / "figures" / f"{task}_samples", title=task,
-                                       crop=_grid_panel(task)))
+                                       crop=crop, per_row=per_row))
     board = pd.concat(boards, ignore_index=True)
     norm = normalized_scores(final, headline)
     aggregate = aggregate_iqm(norm)

@@ -61,6 +61,15 @@ def _setup():
     return plt, sns
 
 
+def _legend_below(fig, ax, ncol: int = 4) -> None:
+    """The axes' legend moved under the figure (outside the data: dense plots had it over their lines)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=6, frameon=False,
+               handlelength=2.4, columnspacing=1.0)
+
+
 def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +85,7 @@ def plot_curves(tidy: pd.DataFrame, task: str, metric: str, path: Path, ylabel: 
     """``metric`` against oracle queries, mean over seeds with a 95% bootstrap CI band, one line per method."""
     plt, sns = _setup()
     data = tidy[(tidy["task"] == task) & (tidy["metric"] == metric)]
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.9), layout="constrained")
     order = _ordered(data["method"].unique())
     sns.lineplot(data=data, x="queries", y="value", hue="method", hue_order=order, palette=method_colors(order),
                  style="method", style_order=order, markers=method_markers(order), dashes=method_dashes(order),
@@ -84,7 +93,7 @@ def plot_curves(tidy: pd.DataFrame, task: str, metric: str, path: Path, ylabel: 
     ax.set_xlabel("oracle queries")
     ax.set_ylabel(ylabel or metric.removeprefix("eval/"))
     ax.set_title(task, fontsize=8)
-    ax.legend(fontsize=6, title=None, ncol=2, frameon=False)
+    _legend_below(fig, ax)
     return _save(fig, path)
 
 
@@ -125,7 +134,7 @@ def plot_pareto(final: pd.DataFrame, task: str, reward: str, diversity: str, pat
     means = data.groupby("method")[[reward, diversity]].mean()
     order = _ordered(means.index)
     colors = method_colors(order)
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.6), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 3.1), layout="constrained")
     for m in order:
         runs = data[data["method"] == m]
         marker = _FIXED_MARKERS.get(m, "o")
@@ -142,7 +151,7 @@ def plot_pareto(final: pd.DataFrame, task: str, reward: str, diversity: str, pat
     ax.set_xlabel(diversity.removeprefix("eval/"))
     ax.set_ylabel(reward.removeprefix("eval/"))
     ax.set_title(f"{task}  (hypervolume {hv:.3g})", fontsize=8)
-    ax.legend(fontsize=6, frameon=False, ncol=2)
+    _legend_below(fig, ax, ncol=3)
     return _save(fig, path), hv
 
 
@@ -157,7 +166,7 @@ def plot_overoptimization(tidy: pd.DataFrame, task: str, proxy: str, gold: str, 
     curve["sqrt_kl"] = np.sqrt(curve["eval/kl"].clip(lower=0))
     order = _ordered(curve["method"].unique())
     colors = method_colors(order)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4), layout="constrained")
     for ax, metric, title in ((axes[0], proxy, "training reward (proxy)"), (axes[1], gold, "held-out judge")):
         for m in order:
             c = curve[curve["method"] == m].sort_values("queries")
@@ -166,7 +175,8 @@ def plot_overoptimization(tidy: pd.DataFrame, task: str, proxy: str, gold: str, 
         ax.set_xlabel(r"$\sqrt{\mathrm{KL}}$ to pretrained")
         ax.set_ylabel(metric.removeprefix("eval/"))
         ax.set_title(title, fontsize=8)
-    axes[0].legend(fontsize=6, frameon=False, ncol=2)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=6, frameon=False)
     fig.suptitle(task, fontsize=8)
     return _save(fig, path)
 
@@ -184,8 +194,8 @@ def grid_figure(grids: dict[str, Path], path: Path, title: str = "", per_row: in
     aspect = max(p.size[1] / p.size[0] for p in panels.values())  # height / width of the tallest panel
     rows = -(-len(order) // per_row)
     cols = min(per_row, len(order))
-    width = 1.7 * cols  # 4 panels per row span a two-column page (about 7 in)
-    fig, axes = plt.subplots(rows, cols, figsize=(width, rows * (width / cols * aspect + 0.3)),
+    width = 6.8 if cols > 1 else 3.4  # a two-column page's width (one column for a single panel)
+    fig, axes = plt.subplots(rows, cols, figsize=(width, rows * (width / cols * aspect + 0.35)),
                              constrained_layout=True, squeeze=False)
     colors = method_colors(order)
     for ax in axes.flat:
