@@ -64,6 +64,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..budget import BudgetedOracle
 from ..policies.base import DiffusionPolicy
 from .base import Method, MethodConfig, check
@@ -261,7 +262,8 @@ class ContinuousTimeRL(Method):
         steps = c.value_warmup_steps if self.iterations == 0 else c.value_steps
         value_loss = self.value.fit(steps, c.value_batch, offset=self._offset)
         self.iterations += 1
-        self.old.denoiser.load_state_dict(policy.denoiser.state_dict())
+        # unwrap: under `accelerate launch` the denoiser is DDP-wrapped and its state_dict keys carry "module."
+        self.old.denoiser.load_state_dict(distributed.unwrap(policy.denoiser).state_dict())
 
         totals = {"loss": 0.0, "reward_term": 0.0, "kl_path": 0.0, "value": 0.0, "grad_norm": 0.0}
         updates = 0

@@ -207,3 +207,33 @@ def test_black_box_step_spends_one_query_per_chain_and_updates_the_policy():
     assert any(not torch.equal(a, b) for a, b in zip(before, m.params))
     assert info["train/kl_path"] > 0 and math.isfinite(info["train/loss"])
     assert m.x0_hats.shape == m.value.states.shape
+
+
+def test_step_works_with_a_ddp_wrapped_denoiser(monkeypatch):
+    """Under `accelerate launch` the denoiser is DistributedDataParallel-wrapped (state_dict keys "module.*");
+    the trust region's copy of the sampling policy must still load. A one-process gloo group stands in."""
+    import socket
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from benchsuite import distributed
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        monkeypatch.setattr(distributed, "prepare", lambda module, opt: (DistributedDataParallel(module), opt))
+        m = _ctrl()
+        assert isinstance(m.policy.denoiser, DistributedDataParallel)
+        before = {k: v.clone() for k, v in m.old.denoiser.state_dict().items()}
+        oracle = BudgetedOracle(OpaqueBrightness(), budget=8)
+        m.step(oracle)  # raised "Missing key(s) ... Unexpected key(s) module.*" before the unwrap
+        after_first = {k: v.clone() for k, v in distributed.unwrap(m.policy.denoiser).state_dict().items()}
+        assert any(not torch.equal(before[k], after_first[k]) for k in before)  # the first step trained
+        m.step(oracle)  # its copy of the sampling policy is the first step's result
+        old = m.old.denoiser.state_dict()
+        assert all(torch.equal(old[k], after_first[k]) for k in before)
+    finally:
+        dist.destroy_process_group()
