@@ -131,6 +131,10 @@ class RunConfig:
         eval_fractions: fractions of the budget at which the runner evaluates.
         num_threads: torch intra-op threads (measured on 2 shared cores: 1 is faster than 2).
         device: torch device for the policy.
+        task_digest: SHA-256 prefix of the task's parsed card and of the package's shipped backbone weights
+            (``task_digest``), so that a changed card (online rounds, judges, sampler) or a retrained embedded
+            backbone gives a new run id instead of reusing finished runs made under the old one. Empty in configs
+            written before it existed; their run ids are unchanged.
     """
 
     task: str
@@ -141,6 +145,7 @@ class RunConfig:
     eval_fractions: tuple[float, ...] = DEFAULT_EVAL_FRACTIONS
     num_threads: int = 1
     device: str = "cpu"
+    task_digest: str = ""
     output_root: str = field(default="results", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,6 +157,8 @@ class RunConfig:
     def config_hash(self) -> str:
         d = self.to_dict()
         d.pop("output_root")
+        if not d["task_digest"]:  # a config from before the digest: keep its old run id
+            d.pop("task_digest")
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
@@ -194,4 +201,28 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
         raise ConfigError(f"num_threads must be a positive integer, got {threads!r}")
     return RunConfig(task=task, method=method, seed=seed, budget=budget,
                      method_config=tuple(sorted(dataclasses.asdict(mcfg).items())),
-                     eval_fractions=tuple(sorted(set(fractions) | {0.0, 1.0})), **kwargs)
+                     eval_fractions=tuple(sorted(set(fractions) | {0.0, 1.0})),
+                     task_digest=task_digest(spec), **kwargs)
+
+
+def _shipped_weights_digest() -> str:
+    """SHA-256 over the package's shipped weight files (names and contents), once per process."""
+    global _WEIGHTS_DIGEST
+    if _WEIGHTS_DIGEST is None:
+        h = hashlib.sha256()
+        for path in sorted((Path(__file__).resolve().parent / "policies" / "weights").glob("*.safetensors")):
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+        _WEIGHTS_DIGEST = h.hexdigest()
+    return _WEIGHTS_DIGEST
+
+
+_WEIGHTS_DIGEST: str | None = None
+
+
+def task_digest(spec) -> str:
+    """What a run's results depend on beyond its config: the parsed task card (``TaskSpec`` without its source
+    path) and, for the embedded backbones, the shipped weights. 12 hex digits."""
+    card = dataclasses.replace(spec, source="")
+    blob = repr(card).encode() + _shipped_weights_digest().encode()
+    return hashlib.sha256(blob).hexdigest()[:12]

@@ -116,3 +116,31 @@ def test_bad_sweep_input_one_line_exit_2_nothing_written(tmp_path, capsys, argv,
 def test_missing_sweep_file(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "absent.yaml"), "--output", str(tmp_path / "out")]) == 2
     assert "cannot read sweep file" in capsys.readouterr().err
+
+
+def test_run_id_changes_with_the_task_card_and_old_configs_keep_theirs(tmp_path, monkeypatch):
+    """A finished run must not be reused for a changed card (its online rounds, judges or sampler): the run id
+    carries a digest of the parsed card and of the shipped weights. Configs written before the digest existed
+    (task_digest "") keep their old run ids, so old run folders and ask/tell sessions still resolve."""
+    import dataclasses
+    import hashlib
+
+    from benchsuite.tasks import data_dir
+
+    card = (data_dir("tasks") / f"{TOY}.yaml").read_text()
+    ids = []
+    changed = card.replace("num_steps: 5", "num_steps: 15")
+    assert changed != card
+    for name, text in (("a", card), ("b", card), ("c", changed)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{TOY}.yaml").write_text(text)
+        monkeypatch.setenv("BENCHSUITE_TASKS_DIR", str(folder))
+        ids.append(resolve(TOY, "ddpo", seed=0, budget=64).run_id)
+    assert ids[0] == ids[1] and ids[2] != ids[0]  # same card text in another folder: same id; changed card: new
+    old = dataclasses.replace(resolve(TOY, "ddpo", seed=0, budget=64), task_digest="")
+    payload = old.to_dict()
+    payload.pop("output_root")
+    payload.pop("task_digest")
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    assert old.config_hash == hashlib.sha256(blob).hexdigest()[:10]  # the pre-digest formula, unchanged
