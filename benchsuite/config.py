@@ -13,6 +13,7 @@ one raises ``ConfigError`` naming the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import typing
@@ -205,19 +206,14 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
                      task_digest=task_digest(spec), **kwargs)
 
 
+@functools.cache
 def _shipped_weights_digest() -> str:
     """SHA-256 over the package's shipped weight files (names and contents), once per process."""
-    global _WEIGHTS_DIGEST
-    if _WEIGHTS_DIGEST is None:
-        h = hashlib.sha256()
-        for path in sorted((Path(__file__).resolve().parent / "policies" / "weights").glob("*.safetensors")):
-            h.update(path.name.encode())
-            h.update(path.read_bytes())
-        _WEIGHTS_DIGEST = h.hexdigest()
-    return _WEIGHTS_DIGEST
-
-
-_WEIGHTS_DIGEST: str | None = None
+    h = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parent / "policies" / "weights").glob("*.safetensors")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
 
 
 def task_digest(spec) -> str:

@@ -55,14 +55,13 @@ def query_metrics(rewards: np.ndarray, top_k: int = 10, infeasible_value: float 
     return out
 
 
-SEQUENCE_GRID_HEADER_PX = 16
-
-
 def sequence_grid_panel(grid, rows: int = 16, cell_h: int = 12):
     """A report panel cut from a ``sequence_grid`` image (PIL): the header line dropped, the best ``rows``
     sequences kept."""
+    from ..evaluation import GRID_HEADER_PX
+
     width, height = grid.size
-    return grid.crop((0, SEQUENCE_GRID_HEADER_PX, width, min(height, SEQUENCE_GRID_HEADER_PX + rows * cell_h + 4)))
+    return grid.crop((0, GRID_HEADER_PX, width, min(height, GRID_HEADER_PX + rows * cell_h + 4)))
 
 
 def sequence_grid(tokens: Tensor, vocab_size: int, rewards: Tensor | None = None, rows: int = 32,
@@ -80,7 +79,9 @@ def sequence_grid(tokens: Tensor, vocab_size: int, rewards: Tensor | None = None
     cell_w = 8 if tok.shape[1] <= 64 else 5
     tile = np.kron(tile, np.ones((cell_h, cell_w, 1), dtype=np.uint8))
     font = ImageFont.load_default()
-    left, top = 52, SEQUENCE_GRID_HEADER_PX
+    from ..evaluation import GRID_HEADER_PX
+
+    left, top = 52, GRID_HEADER_PX
     canvas = Image.new("RGB", (left + tile.shape[1] + 4, top + tile.shape[0] + 4), "white")
     canvas.paste(Image.fromarray(tile), (left, top))
     draw = ImageDraw.Draw(canvas)

@@ -133,11 +133,11 @@ def plot_pareto(final: pd.DataFrame, task: str, reward: str, diversity: str, pat
     data = final[final["task"] == task].dropna(subset=[reward, diversity])
     means = data.groupby("method")[[reward, diversity]].mean()
     order = _ordered(means.index)
-    colors = method_colors(order)
+    colors, markers = method_colors(order), method_markers(order)
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 3.1), layout="constrained")
     for m in order:
         runs = data[data["method"] == m]
-        marker = _FIXED_MARKERS.get(m, "o")
+        marker = markers[m]
         ax.scatter(runs[diversity], runs[reward], color=colors[m], marker=marker, alpha=0.35, s=10, linewidths=0)
         ax.scatter(means.loc[m, diversity], means.loc[m, reward], color=colors[m], marker=marker, s=40, label=m,
                    edgecolors="black", linewidths=0.5, zorder=3)
@@ -165,12 +165,12 @@ def plot_overoptimization(tidy: pd.DataFrame, task: str, proxy: str, gold: str, 
     curve = wide.groupby(["method", "queries"])[["eval/kl", proxy, gold]].mean().reset_index()
     curve["sqrt_kl"] = np.sqrt(curve["eval/kl"].clip(lower=0))
     order = _ordered(curve["method"].unique())
-    colors = method_colors(order)
+    colors, markers = method_colors(order), method_markers(order)
     fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4), layout="constrained")
     for ax, metric, title in ((axes[0], proxy, "training reward (proxy)"), (axes[1], gold, "held-out judge")):
         for m in order:
             c = curve[curve["method"] == m].sort_values("queries")
-            ax.plot(c["sqrt_kl"], c[metric], color=colors[m], marker=_FIXED_MARKERS.get(m, "o"), markersize=3,
+            ax.plot(c["sqrt_kl"], c[metric], color=colors[m], marker=markers[m], markersize=3,
                     linewidth=1.1, linestyle="-" if metric == proxy else "--", label=m)
         ax.set_xlabel(r"$\sqrt{\mathrm{KL}}$ to pretrained")
         ax.set_ylabel(metric.removeprefix("eval/"))
