@@ -255,7 +255,10 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
             raise ConfigError(f"{source}: online must be a mapping of OnlineSpec fields")
         allowed = {f.name for f in dataclasses.fields(OnlineSpec)}
         if set(online) - allowed:
-            raise ConfigError(f"{source}: unknown online key(s) {sorted(set(online) - allowed)}; allowed: {sorted(allowed)}")
+            hint = ("; inner_steps was replaced by inner_sample_ratio (1.0 gives the old 8 steps per 512-query round "
+                    "at batch 64)" if "inner_steps" in online else "")
+            raise ConfigError(
+                f"{source}: unknown online key(s) {sorted(set(online) - allowed)}; allowed: {sorted(allowed)}{hint}")
         online = OnlineSpec(**online)
     spec = TaskSpec(
         id=task_id,

@@ -48,11 +48,14 @@ def test_inner_steps_scale_with_the_rounds_queries():
 
 @pytest.mark.parametrize("bad", [{"rounds": 0}, {"fit_epochs": 0}, {"inner_sample_ratio": 0}, {"inner_steps": 8}, {"ensemble_size": 1}, {"bonus": -1.0}, {"lr": 0}, {"what": 1}])
 def test_online_card_values_are_checked(bad):
+    """Each bad value is refused with a ConfigError naming the online block (the old inner_steps key also
+    says what replaced it)."""
     card = {"id": "x-v0", "backbone": "tiny", "oracle": {"name": "mean-brightness"},
             "judges": {"b": {"name": "mean-brightness"}}, "primary_judge": "b", "eval": {"samples_per_condition": 2},
             "default_budget": 8, "online": bad}
-    with pytest.raises(ConfigError, match="online"):
+    with pytest.raises(ConfigError, match="online") as info:
         parse_card(card, "card.yaml")
+    assert ("inner_steps was replaced by inner_sample_ratio" in str(info.value)) == ("inner_steps" in bad)
 
 
 class _Const(nn.Module):
