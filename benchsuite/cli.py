@@ -208,12 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_list(args) -> int:
     from .registry import METHODS
-    from .tasks import task_specs
+    from .tasks import superseded_by, task_specs
 
     if args.what in ("tasks", "all"):
         print("tasks:")
-        for tid, spec in task_specs().items():
-            print(f"  {tid:32s} budget {spec.default_budget:>6d}  {spec.description}")
+        specs = task_specs()
+        for tid, spec in specs.items():
+            newer = superseded_by(tid, specs)
+            note = f"  [superseded by {newer}]" if newer else ""
+            print(f"  {tid:32s} budget {spec.default_budget:>6d}  {spec.description}{note}")
     if args.what in ("methods", "all"):
         print("methods:")
         for name in METHODS.names():

@@ -23,8 +23,8 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
     Returns:
         metrics: per judge ``eval/<judge>_{mean,median,std,top10}``; ``eval/gold_proxy_gap`` when the task has
             a gold judge; ``eval/kl`` (mean over samples of the
-            summed per-step KL to the reference along the sampled chains) and ``eval/kl_last_step`` (the last
-            step's part of it); ``eval/diversity`` (mean pairwise L2
+            summed per-step KL to the reference along the sampled chains), ``eval/kl_last_step`` (the last
+            step's part of it) and ``eval/kl_max_step_share`` (the largest step's share of it; 0 at zero KL); ``eval/diversity`` (mean pairwise L2
             distance between images of one condition) and ``eval/vendi`` (Vendi score per condition), both
             averaged over conditions; ``eval/fd_pretrained`` (Fréchet distance of image features to
             ``pretrained_images`` when given).
@@ -36,11 +36,11 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
     conds = task.eval_conditions()
     n = len(conds) if conds is not None else task.spec.eval_samples_per_condition
     own = method.eval_samples(conds, n) if method is not None else None
-    kl_last = None
+    step_kl = None
     if own is not None:
         images, kl = own
     else:
-        images, kl, kl_last = _eval_rollout(policy, reference, task, conds, n)
+        images, kl, step_kl = _eval_rollout(policy, reference, task, conds, n)
     scores = {label: judge(images, conds) for label, judge in task.judges.items()}
     policy.nfe = nfe_before
     metrics: dict[str, float] = {}
@@ -51,8 +51,9 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
     if gold is not None:
         metrics["eval/gold_proxy_gap"] = metrics[f"eval/{gold}_mean"] - metrics[f"eval/{task.spec.primary_judge}_mean"]
     metrics["eval/kl"] = kl
-    if kl_last is not None:  # the last step has the smallest std, so it often holds most of the path KL
-        metrics["eval/kl_last_step"] = kl_last
+    if step_kl is not None:  # a sampler grid with a degenerate step puts most of the path KL there
+        metrics["eval/kl_last_step"] = float(step_kl[-1])
+        metrics["eval/kl_max_step_share"] = float(step_kl.max() / step_kl.sum()) if kl > 0 else 0.0
     if images.ndim == 3:  # sequences: B x V x L token probabilities
         metrics.update(sequence_metrics(images, conds, policy, task, pretrained_images))
         return metrics, images, conds, scores
@@ -64,7 +65,7 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
     return metrics, images, conds, scores
 
 
-_ROLLOUT_CACHE: dict[tuple, tuple[Tensor, float, float]] = {}
+_ROLLOUT_CACHE: dict[tuple, tuple[Tensor, float, Tensor]] = {}
 """Eval rollouts of unchanged pretrained policies, per process (see ``_eval_rollout``)."""
 CACHE_MAX_PARAMETERS = 20_000_000
 """Policies up to this size are fingerprinted for the cache (hashing their weights costs milliseconds)."""
@@ -86,8 +87,9 @@ def _fingerprint(module: torch.nn.Module) -> str | None:
 
 
 def _eval_rollout(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, conds: Tensor | None,
-                  n: int) -> tuple[Tensor, float, float]:
-    """The eval rollout on the task's fixed noise: decoded samples, path KL and last-step KL.
+                  n: int) -> tuple[Tensor, float, Tensor]:
+    """The eval rollout on the task's fixed noise: decoded samples, path KL and the ``T`` per-step KLs (means over
+    samples).
 
     Deterministic given the task card and the policy's weights, so a process keeps the result for a policy whose
     weights equal the reference's (the pretrained model: the first evaluation of every run, and every evaluation
@@ -104,17 +106,17 @@ def _eval_rollout(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Tas
     if own_print is not None and own_print == _fingerprint(reference.denoiser):
         key = (task.spec, type(policy).__qualname__, str(policy.stds.device), own_print)
     if key is not None and key in _ROLLOUT_CACHE:
-        images, kl, kl_last = _ROLLOUT_CACHE[key]
-        return images.clone(), kl, kl_last
+        images, kl, step_kl = _ROLLOUT_CACHE[key]
+        return images.clone(), kl, step_kl.clone()
     generator = torch.Generator().manual_seed(task.spec.eval_seed)
     was_training = policy.training
     policy.eval()
     traj, kls = policy.rollout(conds, generator, batch=n, reference=reference)
     policy.train(was_training)
-    images, kl, kl_last = policy.decode(traj.x0), kls.sum(1).mean().item(), kls[:, -1].mean().item()
+    images, kl, step_kl = policy.decode(traj.x0), kls.sum(1).mean().item(), kls.mean(0).double().cpu()
     if key is not None:
-        _ROLLOUT_CACHE[key] = (images.clone(), kl, kl_last)
-    return images, kl, kl_last
+        _ROLLOUT_CACHE[key] = (images.clone(), kl, step_kl.clone())
+    return images, kl, step_kl
 
 
 FEATURE_SIZE = 32

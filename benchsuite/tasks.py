@@ -157,6 +157,8 @@ class TaskSpec:
         default_budget: oracle queries when the run does not give a budget.
         allow_eval_on_train_conditions: evaluating on training conditions biases comparisons; a card must opt in
             (digits have only 10 classes, so digits tasks do).
+        changes: what this version changed from the previous one (shown by ``benchsuite list``; not part of the
+            task's meaning, so not part of its digest).
     """
 
     id: str
@@ -174,6 +176,7 @@ class TaskSpec:
     allow_eval_on_train_conditions: bool = False
     gold_judge: str | None = None
     online: OnlineSpec | None = None
+    changes: str = field(default="", compare=False, repr=False)
     source: str = field(default="", compare=False)
 
 
@@ -200,7 +203,7 @@ def _conditions(raw: Any, where: str) -> tuple[int, ...] | None:
 
 _CARD_KEYS = {
     "id", "description", "backbone", "sampler", "oracle", "judges", "primary_judge", "conditions", "eval",
-    "default_budget", "allow_eval_on_train_conditions", "gold_judge", "online",
+    "default_budget", "allow_eval_on_train_conditions", "gold_judge", "online", "changes",
 }
 
 
@@ -276,6 +279,7 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         allow_eval_on_train_conditions=bool(raw.get("allow_eval_on_train_conditions", False)),
         gold_judge=None if gold is None else str(gold),
         online=online,
+        changes=str(raw.get("changes", "")),
         source=source,
     )
     overlap = set(spec.train_conditions or ()) & set(spec.eval_conditions or ())
@@ -308,6 +312,17 @@ def _cards(folder: Path) -> dict[str, TaskSpec]:
 def task_specs() -> dict[str, TaskSpec]:
     """All task cards found in the tasks folder, by id."""
     return _cards(data_dir("tasks"))
+
+
+def superseded_by(task_id: str, ids) -> str | None:
+    """The newest version of ``task_id``'s task among ``ids`` when it is newer than ``task_id`` (else None).
+
+    ``digits-jpeg-compress-v0`` is superseded by ``digits-jpeg-compress-v1`` once that card exists. A superseded card
+    stays loadable, so published run ids keep resolving; ``benchsuite list`` marks it.
+    """
+    stem, _, version = task_id.rpartition("-v")
+    newer = [(int(v), i) for i in ids for s_, _, v in [i.rpartition("-v")] if s_ == stem and int(v) > int(version)]
+    return max(newer)[1] if newer else None
 
 
 def load_spec(task_id: str) -> TaskSpec:

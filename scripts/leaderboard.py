@@ -3,11 +3,11 @@
     python scripts/leaderboard.py                      # runs what is missing, then writes results/leaderboard/
     python scripts/leaderboard.py --report-only        # redraw the report from the finished runs
 
-Embedded tasks are the task cards whose backbone ships with the package (digits, sequence models), toy tasks
-excluded. Every (task, method, seed) is one ``benchsuite.runner.run`` in a worker process (1 torch thread each)
-through ``benchsuite.sweep`` (resumable: finished runs are skipped, interrupted ones resume). Run folders go to
-``<out>/runs/`` (not committed); the report (leaderboard.md/.csv/.tex, figures) to ``<out>/``. The script
-prints the wall time of the whole suite and a table of CPU seconds per (task, method).
+Embedded tasks are the task cards whose backbone ships with the package (digits, sequence models), toy tasks and
+superseded versions excluded. Every (task, method, seed) is one ``benchsuite.runner.run`` in a worker process
+(1 torch thread each) through ``benchsuite.sweep`` (resumable: finished runs are skipped, interrupted ones
+resume). Run folders go to ``<out>/runs/`` (not committed); the report (leaderboard.md/.csv/.tex, figures) to
+``<out>/``. The script prints the wall time of the whole suite and a table of CPU seconds per (task, method).
 
 The leaderboard protocol is smaller than the task cards' defaults (2048 queries) so that the whole suite
 (8 methods x 7 tasks x 5 seeds = 280 runs) fits the one-hour target on 2 CPU cores: ``LEADERBOARD_BUDGET``
@@ -32,10 +32,12 @@ EVAL_FRACTIONS = (0.0, 0.5, 1.0)
 
 
 def embedded_tasks() -> list[str]:
-    from benchsuite.tasks import task_specs
+    """The current embedded task cards (a card superseded by a newer version of itself is left out)."""
+    from benchsuite.tasks import superseded_by, task_specs
 
-    return sorted(t for t, spec in task_specs().items()
-                  if spec.backbone in EMBEDDED_BACKBONES and not t.startswith("toy-"))
+    specs = task_specs()
+    return sorted(t for t, spec in specs.items()
+                  if spec.backbone in EMBEDDED_BACKBONES and not t.startswith("toy-") and not superseded_by(t, specs))
 
 
 def main() -> None:

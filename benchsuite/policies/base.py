@@ -99,6 +99,45 @@ def gaussian_log_prob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return lp.flatten(1).sum(1)
 
 
+def logsnr_timesteps(alphas_cumprod: Tensor, num_steps: int, max_timestep: int, final_alpha_cumprod: float) -> Tensor:
+    """``T`` decreasing integer timesteps whose noise levels are (as nearly as integers allow) uniform in log SNR
+    between ``max_timestep`` and the level the last step lands on (``final_alpha_cumprod``).
+
+    Why: with eta = 1 a DDIM step from alpha-bar a to a' has KL per unit of squared eps change (per dim, x0
+    unclipped) of exactly (SNR' / SNR - 1) / 2, SNR = a / (1 - a) (``DiffusionPolicy.kl_sensitivity``), so a grid
+    uniform in log SNR gives every step the same sensitivity. Uniform spacing in t does not: on a cosine schedule
+    its step into the clean end jumps SNR by 59x (leading, t = 51 -> 1) to 190x (trailing, t = 49 -> alpha-bar[0]),
+    and that step then holds 86-93 % of the path's sensitivity (and of every KL-regularised gradient). The grid is
+    DPM-Solver's "logSNR" time steps (Lu et al. 2022, arXiv 2206.00927), chosen here for the KL argument above.
+
+    Args:
+        alphas_cumprod: ``N`` alpha-bar of the training timesteps (float64).
+        num_steps: T.
+        max_timestep: the first step's timestep (its input is taken as pure noise).
+        final_alpha_cumprod: alpha-bar of the state the last step lands on (alphas_cumprod[0] for our samplers).
+
+    Returns:
+        ``T`` int64 timesteps, strictly decreasing, all >= 1.
+    """
+    n = len(alphas_cumprod)
+    if not 1 <= num_steps <= max_timestep <= n - 1:
+        raise ValueError(f"logsnr spacing needs 1 <= num_steps <= max_timestep <= {n - 1}, got {num_steps} steps "
+                         f"from t = {max_timestep}")
+    acp = alphas_cumprod.double()
+    lam = torch.log(acp / (1 - acp))  # decreasing in t
+    final = torch.tensor(final_alpha_cumprod, dtype=torch.float64)
+    targets = torch.linspace(float(lam[max_timestep]), float(torch.log(final / (1 - final))), num_steps + 1)[:-1]
+    t = (lam[1 : max_timestep + 1, None] - targets[None]).abs().argmin(0) + 1  # nearest level among t = 1..max
+    t[0] = max_timestep
+    for j in range(1, num_steps):  # strictly decreasing: push collisions down from the noisy end ...
+        t[j] = min(int(t[j]), int(t[j - 1]) - 1)
+    for j in range(num_steps - 1, -1, -1):  # ... and back up from the clean end, so that every t >= 1
+        t[j] = max(int(t[j]), 1 if j == num_steps - 1 else int(t[j + 1]) + 1)
+    if int(t[0]) > max_timestep:
+        raise ValueError(f"{num_steps} distinct timesteps do not fit below t = {max_timestep}")
+    return t.to(torch.int64)
+
+
 class DiffusionPolicy(nn.Module):
     """A denoiser plus a DDIM sampler, seen as a stochastic policy over denoising steps.
 
@@ -113,8 +152,16 @@ class DiffusionPolicy(nn.Module):
         eta: DDIM eta (> 0 for a stochastic policy; 1 = DDPM-like variance).
         guidance_scale: classifier-free guidance weight; 1 means plain conditional sampling.
         null_condition: the condition id of the unconditional branch (needed when guidance_scale != 1).
-        timestep_spacing: overrides the scheduler's spacing (``"trailing"`` starts at the last training
-            timestep and keeps every step stochastic; ``"leading"`` needs ``steps_offset=1`` for that, as SD has).
+        timestep_spacing: overrides the scheduler's spacing. diffusers' ``"leading"``, ``"trailing"`` and
+            ``"linspace"`` place the steps uniformly in t (``"leading"`` needs ``steps_offset=1`` so that no step
+            starts at t = 0, as SD has); ``"logsnr"`` (``logsnr_timesteps``) places them uniformly in log SNR,
+            which gives every step the same KL sensitivity (see ``kl_sensitivity``).
+        steps_offset: overrides the scheduler's ``steps_offset`` (diffusers spacings only).
+        max_timestep: the first step's timestep for ``"logsnr"`` spacing (default: the last training timestep).
+
+    Attributes worth knowing: ``timesteps`` (``T``, the model timestep of each step's input), ``alpha`` and
+    ``alpha_prev`` (``T``, alphas_cumprod of each step's input and of the state it lands on), ``stds`` (``T``) and
+    ``kl_sensitivity`` (``T``).
     """
 
     def __init__(
@@ -128,6 +175,8 @@ class DiffusionPolicy(nn.Module):
         guidance_scale: float = 1.0,
         null_condition: int | None = None,
         timestep_spacing: str | None = None,
+        steps_offset: int | None = None,
+        max_timestep: int | None = None,
     ):
         super().__init__()
         from diffusers import DDIMScheduler
@@ -146,28 +195,45 @@ class DiffusionPolicy(nn.Module):
         self.guidance_scale = float(guidance_scale)
         self.null_condition = null_condition
 
-        overrides = {"set_alpha_to_one": False}
-        if timestep_spacing is not None:
+        overrides: dict = {"set_alpha_to_one": False}
+        logsnr = timestep_spacing == "logsnr"
+        if timestep_spacing is not None and not logsnr:
             overrides["timestep_spacing"] = timestep_spacing
+        if steps_offset is not None:
+            overrides["steps_offset"] = steps_offset
         sched = DDIMScheduler.from_config({**scheduler_config, **overrides})
-        sched.set_timesteps(num_steps)
         self.clip_sample = float(sched.config.clip_sample_range) if sched.config.clip_sample else None
         self.num_train_timesteps = int(sched.config.num_train_timesteps)
-        timesteps = sched.timesteps.to(torch.int64)
         acp = sched.alphas_cumprod.to(torch.float64)
-        stride = sched.config.num_train_timesteps // num_steps
-        prev = timesteps - stride
+        final = sched.final_alpha_cumprod.to(torch.float64)
+        if logsnr:
+            if steps_offset is not None:
+                raise ValueError("steps_offset applies to diffusers' spacings, not to 'logsnr'")
+            first = self.num_train_timesteps - 1 if max_timestep is None else int(max_timestep)
+            timesteps = logsnr_timesteps(acp, num_steps, first, float(final))
+            # each step lands exactly on the next step's input (the last one on alphas_cumprod[0])
+            alpha_prev = torch.cat([acp[timesteps[1:]], final.reshape(1)])
+        else:
+            if max_timestep is not None:
+                raise ValueError("max_timestep applies to timestep_spacing='logsnr' only")
+            sched.set_timesteps(num_steps)
+            timesteps = sched.timesteps.to(torch.int64)
+            # as diffusers' DDIMScheduler.step (and ddpo-pytorch): the previous timestep is t - N // T
+            prev = timesteps - self.num_train_timesteps // num_steps
+            alpha_prev = torch.where(prev >= 0, acp[prev.clamp(min=0)], final)
         alpha = acp[timesteps]
-        alpha_prev = torch.where(prev >= 0, acp[prev.clamp(min=0)], sched.final_alpha_cumprod.to(torch.float64))
         var = (1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)
         std = self.eta * var.sqrt()
         if not bool((std > 0).all()):
             raise ValueError(
                 "a sampler step has zero variance (the last step starts at t=0): use timestep_spacing='trailing' "
-                "or steps_offset=1"
+                "or 'logsnr', or steps_offset=1"
             )
         if not bool((1 - alpha_prev - std.square() >= 0).all()):
             raise ValueError(f"eta={eta} is too large for this schedule (negative DDIM direction variance)")
+        # d mean / d eps of the DDIM step (x0 unclipped), then KL_k per unit of squared eps change
+        slope = (1 - alpha_prev - std.square()).sqrt() - (alpha_prev * (1 - alpha) / alpha).sqrt()
+        self.register_buffer("kl_sensitivity", (slope.square() / (2 * std.square())).float(), persistent=False)
         self._nfe = [0]  # denoiser evaluations per sample (x2 with guidance), shared with frozen copies
         self.register_buffer("timesteps", timesteps, persistent=False)
         self.register_buffer("alpha", alpha.float(), persistent=False)

@@ -30,10 +30,13 @@ def _to_unit_interval(x0: Tensor) -> Tensor:
 
 
 def digits_policy(num_steps: int = 20, eta: float = 1.0, guidance_scale: float = 1.0,
-                  timestep_spacing: str = "trailing") -> DiffusionPolicy:
+                  timestep_spacing: str = "trailing", max_timestep: int | None = None,
+                  steps_offset: int | None = None) -> DiffusionPolicy:
     """The pretrained 8x8 class-conditional digits model (shipped weights) as a ``DiffusionPolicy``.
 
     Conditions are digit classes 0..9; samples are ``1 x 8 x 8`` in [-1, 1], decoded to images in [0, 1].
+    The sampler arguments are ``DiffusionPolicy``'s (the ``-v0`` cards use the trailing default, the ``-v1`` cards
+    ``timestep_spacing="logsnr"`` from ``max_timestep=951``).
     """
     from .digits import DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG, NULL_CLASS, load_digits_unet
 
@@ -49,4 +52,6 @@ def digits_policy(num_steps: int = 20, eta: float = 1.0, guidance_scale: float =
         guidance_scale=guidance_scale,
         null_condition=NULL_CLASS,
         timestep_spacing=timestep_spacing,
+        max_timestep=max_timestep,
+        steps_offset=steps_offset,
     )

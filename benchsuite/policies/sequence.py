@@ -445,7 +445,8 @@ def _parse(value: str) -> Any:
 
 # ---- policies ----------------------------------------------------------------------------------------------
 def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained: bool = True,
-                    init_seed: int = 0) -> DiffusionPolicy:
+                    init_seed: int = 0, timestep_spacing: str | None = None,
+                    max_timestep: int | None = None) -> DiffusionPolicy:
     """The shipped sequence model ``name`` as a ``DiffusionPolicy`` over ``V x L`` relaxed sequences.
 
     Args:
@@ -454,6 +455,8 @@ def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained
         eta: DDIM eta (> 0).
         pretrained: load the shipped weights; False gives a random initialization (tests).
         init_seed: seed of the random initialization when ``pretrained`` is False.
+        timestep_spacing, max_timestep: the sampler grid (``DiffusionPolicy``); None keeps the trailing spacing of
+            ``SEQUENCE_SCHEDULER_CONFIG`` (the ``-v0`` cards).
     """
     model = shipped_model(name)
     denoiser = load_denoiser(model) if pretrained else build_denoiser(model, init_seed)
@@ -464,6 +467,8 @@ def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained
         decoder=functools.partial(token_probabilities, temperature=DECODER_TEMPERATURE),
         num_steps=num_steps,
         eta=eta,
+        timestep_spacing=timestep_spacing,
+        max_timestep=max_timestep,
     )
     # the novelty metrics of ``benchsuite.evaluation`` compare samples with this (a no-argument callable)
     policy.pretraining_data = functools.partial(training_tokens, name)
@@ -471,18 +476,22 @@ def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained
 
 
 def ehrlich_policy(length: int = 32, num_states: int = 32, num_steps: int = 20, eta: float = 1.0,
-                   pretrained: bool = True) -> DiffusionPolicy:
+                   pretrained: bool = True, timestep_spacing: str | None = None,
+                   max_timestep: int | None = None) -> DiffusionPolicy:
     """The model pretrained on the DMP of the Ehrlich instance (``num_states``, ``length``, seed 0).
 
     Shipped: ``num_states=32`` with ``length`` 32, 64 or 128. Rewards: ``Ehrlich(num_states, dim=length,
     num_motifs=4, motif_length=4, quantization=4, seed=0)`` (the task cards ``ehrlich-s32-l*-v0``).
     """
-    return sequence_policy(f"ehrlich-s{num_states}-l{length}", num_steps=num_steps, eta=eta, pretrained=pretrained)
+    return sequence_policy(f"ehrlich-s{num_states}-l{length}", num_steps=num_steps, eta=eta, pretrained=pretrained,
+                           timestep_spacing=timestep_spacing, max_timestep=max_timestep)
 
 
-def selfies_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True) -> DiffusionPolicy:
+def selfies_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True,
+                   timestep_spacing: str | None = None, max_timestep: int | None = None) -> DiffusionPolicy:
     """The model pretrained on random SELFIES (``benchsuite.rewards.molecules``), ``V = len(SELFIES_ALPHABET)``,
     ``L = SELFIES_LENGTH``."""
     from benchsuite.rewards.molecules import SELFIES_LENGTH
 
-    return sequence_policy(f"selfies-l{SELFIES_LENGTH}", num_steps=num_steps, eta=eta, pretrained=pretrained)
+    return sequence_policy(f"selfies-l{SELFIES_LENGTH}", num_steps=num_steps, eta=eta, pretrained=pretrained,
+                           timestep_spacing=timestep_spacing, max_timestep=max_timestep)
