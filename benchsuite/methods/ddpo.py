@@ -8,6 +8,12 @@ Rules as in the paper and kvablack/ddpo-pytorch (``scripts/train.py``, ``ddpo_py
 3. ``ppo`` (DDPO-IS): for every (sample, step) pair, rho = exp(log p_theta - log p_old) and
    loss = mean max(-A rho, -A clip(rho, 1 - eps, 1 + eps)).
    ``reinforce`` (DDPO-SF): loss = -mean A log p_theta (gradient of the score function).
+Log-probabilities are averaged over the D data dims, as ddpo-pytorch does
+(``ddpo_pytorch/diffusers_patch/ddim_with_logprob.py``: ``log_prob.mean(dim=tuple(range(1, log_prob.ndim)))``):
+that mean sets the scale of its 1e-4 clip range. The ratio of per-dim means is the D-th root of the ratio of
+full densities, so with a sum the same clip range would be D times tighter (16,384 times on SD's 4 x 64 x 64
+latents, 64 times on the 8 x 8 digits). ``log_prob_reduction="sum"`` keeps the full-density ratio (this suite's
+convention before it followed the reference) for ablations.
 Differences from ddpo-pytorch, none of which change the estimator: (sample, step) pairs of a minibatch go
 through the denoiser in chunks of ``train_chunk`` pairs rather than one step at a time, and the trained steps
 per chain are drawn with the method's generator.
@@ -18,6 +24,7 @@ Paper defaults (SD 1.5, LoRA) are this config's field defaults; the presets for 
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -58,9 +65,13 @@ class DDPOConfig(MethodConfig):
     """``ppo``: DDPO-IS with ratio clipping; ``reinforce``: DDPO-SF."""
     train_chunk: int = 4096
     """(sample, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
+    log_prob_reduction: Literal["mean", "sum"] = "mean"
+    """How per-dim log-densities enter the ratio: ``mean`` over dims (ddpo-pytorch, which its clip range assumes)
+    or ``sum`` (the full density)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(self.log_prob_reduction in ("mean", "sum"), "log_prob_reduction must be 'mean' or 'sum'")
         check(self.train_batch_size >= 1, "train_batch_size must be >= 1")
         check(self.num_inner_epochs >= 1, "num_inner_epochs must be >= 1")
         check(self.lr > 0, "lr must be > 0")
@@ -164,6 +175,16 @@ class DDPO(Method):
         out["train/reward_std"] = rewards.std().item() if n > 1 else 0.0
         return out
 
+    @property
+    def log_prob_scale(self) -> float:
+        """Factor from the policy's log-probs (summed over the D dims) to the ones the ratio uses: 1 / D for
+        ``log_prob_reduction="mean"``, 1 for ``"sum"``."""
+        return 1.0 / math.prod(self.policy.sample_shape) if self.config.log_prob_reduction == "mean" else 1.0
+
+    def log_prob(self, x: Tensor, x_next: Tensor, k: Tensor, cond: Tensor | None) -> Tensor:
+        """log p_theta(x_next | x) at step indices ``k`` as the ratio uses it (mean or sum over dims); ``N``."""
+        return self.policy.log_prob(x, x_next, k, cond) * self.log_prob_scale
+
     def _update(self, traj, adv: Tensor, rows: Tensor, ks: Tensor) -> dict[str, float]:
         """One optimizer step on the (sample ``rows``, step ``ks``) pairs; returns diagnostics."""
         c, policy = self.config, self.policy
@@ -176,8 +197,8 @@ class DDPO(Method):
             r, k = rows[start : start + c.train_chunk], ks[start : start + c.train_chunk]
             x, x_next = traj.latents[r, k], traj.latents[r, k + 1]
             cond = None if traj.conditions is None else traj.conditions[r]
-            log_prob = policy.log_prob(x, x_next, k, cond)
-            old = traj.log_probs[r, k]
+            log_prob = self.log_prob(x, x_next, k, cond)
+            old = traj.log_probs[r, k] * self.log_prob_scale
             if c.variant == "ppo":
                 loss = ppo_loss(log_prob, old, adv[r], c.clip_range)
             else:

@@ -56,3 +56,28 @@ def test_unconditional_uses_one_buffer():
     stats = PerConditionStats(8, 2)
     adv = stats.advantages(np.array([0.0, 2.0]), None)
     np.testing.assert_allclose(adv, [-1.0, 1.0], atol=1e-7)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_log_prob_reduction_matches_torch_normal(reduction):
+    """ddpo-pytorch's ratio uses log-probs averaged over dims (its 1e-4 clip assumes that scale); ``sum`` is the
+    full density. Both against torch.distributions.Normal on the tiny policy's transition."""
+    from benchsuite.methods.ddpo import DDPO, DDPOConfig
+    from benchsuite.tasks import make_task
+
+    task = make_task("toy-brightness-v0")
+    policy = task.make_policy()
+    method = DDPO(DDPOConfig(batch_size=4, log_prob_reduction=reduction))
+    method.setup(policy, task.info, torch.Generator().manual_seed(0))
+    traj, _ = policy.rollout(torch.tensor([0, 1, 2, 0]), torch.Generator().manual_seed(1))
+    k = torch.tensor([0, 1, 2, 4])
+    rows = torch.arange(4)
+    x, x_next = traj.latents[rows, k], traj.latents[rows, k + 1]
+    with torch.no_grad():
+        got = method.log_prob(x, x_next, k, traj.conditions)
+        mean, _ = policy.step_mean(x, k, traj.conditions)
+    per_dim = torch.distributions.Normal(mean, policy.step_std(k, 4)).log_prob(x_next).flatten(1)
+    want = per_dim.mean(1) if reduction == "mean" else per_dim.sum(1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # the stored old log-probs take the same scale: at the sampling weights the ratio is exactly 1
+    torch.testing.assert_close(traj.log_probs[rows, k] * method.log_prob_scale, got, rtol=1e-5, atol=1e-5)
