@@ -14,11 +14,14 @@ Variants (``variant``):
   treating the sampled x_0 as clean data, and the one-step result is x_0^(i) = mu_theta(x^(i), T-1) + sigma_{T-1}
   z_i. (The sampler's x_0 sits at alpha_prev[T-1] = alphas_cumprod[0], not exactly 1; on the digits schedule the
   difference is below 1e-4, so the plain forward process from a clean x_0 is used.)
-- ``kl_coef`` > 0 (DRaFT+KL, as in the SQDF repository): loss = mean_b [-r_b + kl_coef * sum_k KL_k,b] where the
-  sum covers exactly the gradient-carrying steps (the last K steps for ``k``; the re-noised last step of each
-  copy for ``lv``). The earlier steps run under ``no_grad``: their KL would shift the loss value but never its
-  gradient, so it is left out. KL_k is ``gaussian_kl`` (the suite's one definition), with the reference mean
-  computed at the same state; for K > 1 that state depends on theta, and the gradient flows through both means.
+- ``kl_coef`` > 0 (DRaFT+KL, as in the SQDF repository, ``T2I/sd_pipeline.py``, which recomputes the policy's
+  noise prediction with gradient at every sampler step): loss = mean_b [-r_b + kl_coef * sum_k KL_k,b] over
+  *every* step k = 0..T-1. KL_k is ``gaussian_kl`` (the suite's one definition), with the reference mean computed
+  at the same state. In the first T - K steps the state is sampled without gradient (detached), but the policy's
+  mean at it carries one, so each of those KL terms has a theta-gradient; it is backpropagated step by step as
+  the chain is sampled (memory O(1) in T). In the last K steps the state itself depends on theta and the
+  gradient flows through both means. For ``lv`` the sampled chain's steps 0..T-2 contribute their KL the same
+  way, and the last step's KL is taken on the re-noised copies.
 
 Reward gradients and query accounting: every sample whose oracle reward is computed is one query.
 - Differentiable oracle (``reward_gradients`` = ``oracle``, or ``auto`` on such a task): ``k`` charges the B
@@ -112,8 +115,8 @@ class DRaFT(Method):
             )
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)  # before _loss: it backpropagates the early steps' KL itself
         loss, info = self._loss(oracle)
-        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = self.clip_and_step(self.config.max_grad_norm)
         self.policy.eval()
@@ -132,21 +135,23 @@ class DRaFT(Method):
         q = self.batch_for(oracle)
         if c.variant == "k":
             conds = self._to_device(self.sample_conditions(q))
-            x = self._sample(conds, q, stop=T - c.k)
+            x, kl_early = self._sample(conds, q, stop=T - c.k)
             policy.train()
             x0, kl = self._grad_steps(x, conds, range(T - c.k, T))
+            kl = kl + kl_early
             r_grad, r_true, info = differentiable_reward(oracle, self.surrogate, policy.decode(x0), conds)
         else:
             per_chain = 1 if self.surrogate is not None else c.lv_samples  # queries each chain costs
             chains = -(-q // per_chain)
             conds = self._to_device(self.sample_conditions(chains))
-            x0 = self._sample(conds, chains, stop=T)
+            x0, kl_early = self._sample(conds, chains, stop=T, kl_steps=T - 1)
             rows = torch.arange(chains, device=x0.device).repeat_interleave(c.lv_samples)
             if self.surrogate is None:
                 rows = rows[:q]
             rep_conds = None if conds is None else conds[rows]
             policy.train()
             x0_lv, kl = self._grad_steps(self._renoise(x0[rows]), rep_conds, [T - 1])
+            kl = kl + kl_early[rows]
             images = policy.decode(x0_lv)
             if self.surrogate is None:  # each re-noised copy is an oracle query
                 r_grad, r_true, info = differentiable_reward(oracle, None, images, rep_conds)
@@ -163,16 +168,35 @@ class DRaFT(Method):
         }
         return loss, info
 
-    @torch.no_grad()
-    def _sample(self, conds: Tensor | None, batch: int, stop: int) -> Tensor:
-        """Run steps 0..stop-1 from fresh initial noise without gradients; returns x after ``stop`` steps,
-        ``B x *S`` (x_T itself when ``stop`` is 0)."""
-        policy = self.policy
+    def _sample(self, conds: Tensor | None, batch: int, stop: int, kl_steps: int | None = None
+                ) -> tuple[Tensor, Tensor]:
+        """Run steps 0..stop-1 from fresh initial noise, the states detached; returns x after ``stop`` steps
+        (``B x *S``, x_T itself when ``stop`` is 0) and the summed KL of steps 0..kl_steps-1 (``B``, detached;
+        ``kl_steps`` defaults to ``stop``).
+
+        With ``kl_coef`` > 0 each of those steps' KL_k (policy mean with gradient, at the detached state) is
+        backpropagated at once with weight ``kl_coef / B`` (its share of the batch-mean loss), accumulating into
+        the parameters' ``.grad``: the KL gradient of every step without holding T graphs.
+        """
+        policy, kl_coef = self.policy, self.config.kl_coef
+        kl_steps = stop if kl_steps is None else kl_steps
         policy.eval()
         x = policy.initial_noise(batch, self.generator)
+        kl_sum = x.new_zeros(batch)
         for k in range(stop):
-            x = policy.transition(x, k, conds, self._noise(batch))
-        return x
+            noise = self._noise(batch)
+            if kl_coef > 0 and k < kl_steps:
+                with torch.enable_grad():
+                    mean, ref_mean = self._means(x, k, conds)
+                    kl = gaussian_kl(mean, ref_mean, policy.step_std(k, batch))
+                    (kl_coef * kl.mean()).backward()
+                kl_sum += kl.detach()
+                mean = mean.detach()
+            else:
+                with torch.no_grad():
+                    mean, _ = policy.step_mean(x, k, conds)
+            x = mean + policy.step_std(k, batch) * noise
+        return x, kl_sum
 
     def _grad_steps(self, x: Tensor, conds: Tensor | None, steps) -> tuple[Tensor, Tensor]:
         """Take ``steps`` (consecutive step indices) from state ``x`` (``B x *S``) with gradients.

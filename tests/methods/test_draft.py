@@ -113,35 +113,45 @@ def perturbed(kl_coef, k):
     return method
 
 
-def test_kl_term_adds_exactly_kl_coef_times_the_kl_of_the_gradient_steps():
+def test_kl_term_adds_exactly_kl_coef_times_the_kl_of_every_step():
+    """DRaFT+KL as the SQDF repository has it: the KL of *every* step carries a theta-gradient (the early states are
+    detached, the policy's mean at them is not), not only the K steps the reward gradient flows through."""
     k, coef = 2, 0.7
     loss0, info0, _, grads0 = loss_grads(perturbed(0.0, k))
     loss1, info1, _, grads1 = loss_grads(perturbed(coef, k))
 
-    # the KL of the last k steps along the replayed chain, by hand
+    # the KL of every step along the replayed chain, by hand; states before T - k carry no graph
     policy, reference = perturbed(0.0, k).policy, tiny_policy(num_steps=T)
     g = torch.Generator().manual_seed(0)
     conds = INFO.train_conditions[torch.randint(3, (6,), generator=g)]
     x = torch.randn((6, *policy.sample_shape), generator=g)
-    kl = torch.zeros(6)
+    kl_early, kl_last = torch.zeros(6), torch.zeros(6)
     for step in range(T):
         noise = torch.randn((6, *policy.sample_shape), generator=g)
-        with torch.set_grad_enabled(step >= T - k):
-            mean, _ = policy.step_mean(x, step, conds)
-            if step >= T - k:
-                ref_mean, _ = reference.step_mean(x, step, conds)
-                kl = kl + gaussian_kl(mean, ref_mean, policy.step_std(step, 6))
+        mean, _ = policy.step_mean(x, step, conds)
+        ref_mean, _ = reference.step_mean(x, step, conds)  # frozen weights; x carries theta in the last k steps
+        kl_step = gaussian_kl(mean, ref_mean, policy.step_std(step, 6))
+        if step >= T - k:
+            kl_last = kl_last + kl_step
             x = mean + policy.step_std(step, 6) * noise
-    kl = kl.mean()
+        else:
+            kl_early = kl_early + kl_step
+            x = mean.detach() + policy.step_std(step, 6) * noise
+    kl = (kl_early + kl_last).mean()
 
-    assert kl.item() > 0
-    assert info0["train/kl"] == pytest.approx(kl.item(), rel=1e-5)
-    assert info1["train/kl"] == pytest.approx(info0["train/kl"], rel=1e-6)
+    assert kl_early.mean().item() > 0 and kl_last.mean().item() > 0
+    assert info0["train/kl"] == pytest.approx(kl_last.mean().item(), rel=1e-5)  # without a KL term: the K steps
+    assert info1["train/kl"] == pytest.approx(kl.item(), rel=1e-5)
     assert (loss1 - loss0).item() == pytest.approx(coef * kl.item(), rel=1e-5)
-    # and the gradient changes by exactly kl_coef * d KL / d theta
-    kl.backward()
+    # and the gradient changes by exactly kl_coef * d KL / d theta, the early steps' share included
+    kl.backward(retain_graph=True)
+    every_step = {n: p.grad.clone() for n, p in policy.denoiser.named_parameters()}
     for name, p in policy.denoiser.named_parameters():
         torch.testing.assert_close(grads1[name] - grads0[name], coef * p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    policy.zero_grad()
+    kl_last.mean().backward()
+    # the early steps change the gradient: it is not the last k steps' KL gradient alone
+    assert any(not torch.allclose(every_step[n], p.grad) for n, p in policy.denoiser.named_parameters())
 
 
 def test_lv_averages_rewards_of_renoised_one_step_results():
