@@ -35,11 +35,14 @@ with <.,.> summed over dims; its fixed point is s_ref + D grad_x V / kl_coef = s
 ``trust_coef = 0``), and the objective it ascends approximates E r - kl_coef * sum_k KL_k, as VARD's does
 (up to the discretisation: see the caveat below). The trust region
 is a penalty towards s_old, the score of the policy that sampled the batch (it matters from the second optimizer
-step on a batch). Caveat at the ends of the grid: per unit of (eps_theta - eps_ref)^2, the suite's discrete KL_k
-is 1.3 to 3.5 times dtau_k g^2_k (1/2) mean_d (s_theta - s_ref)^2 on the inner steps of the 20-step digits
-schedule, but about 200 times at the last step (it lands at abar ~ 1 with std 0.006) and far more at the first
-(abar_999 ~ 2e-9; there the sampler clips x0_hat). The continuous-time penalty is therefore weak exactly where
-the discrete KL is most sensitive, and this method's eval/kl concentrates on the last step.
+step on a batch). How well the continuous-time penalty matches the suite's discrete KL_k depends on the sampler
+grid: per unit of (eps_theta - eps_ref)^2 the discrete KL_k is 1.5 to 2.3 times dtau_k g^2_k (1/2) mean_d
+(s_theta - s_ref)^2 on every step of the log-SNR grid of the ``-v1`` digits cards, but on the trailing grid of
+the ``-v0`` cards 1.3 to 3.5 times on the inner steps, about 190 times on the last step (it lands at abar ~ 1 with
+std 0.006) and far more on the first (abar_999 ~ 2e-9). On that grid the weights also put 74 % of the loss on the
+first step, where grad V through the Tweedie estimate (divided by sqrt(abar)) explodes: its parameter gradient
+took 82 % of the total and pointed against the rest. On the log-SNR grid no step has more than 15 % of the
+weight. ``grad_share_every`` logs the per-step gradient shares (``step_gradients``) as a training diagnostic.
 
 There is no ``discount``: the objective is the undiscounted terminal reward, and the weight of each time is
 dtau g^2 by construction; a per-step gamma^(steps remaining) would tie the objective to T.
@@ -98,6 +101,13 @@ class CTRLConfig(SurrogateFields, ValueFields, MethodConfig):
     """(chain, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
     surrogate_fit_steps: int = 100
     """Adam steps of the surrogate r_hat after each new batch (r_hat is always fit: see the module docstring)."""
+    grad_share_every: int = 10
+    """Every this many iterations (the first included), log how the loss's parameter gradient splits over the sampler
+    steps (``train/grad_share_max``: the largest step's share of the summed per-step gradient norms,
+    ``train/grad_share_step``: which step, ``train/grad_cos_min``: the lowest cosine of a step's gradient with the
+    sum of the others). Costs T backward passes over ``grad_share_chains`` chains; 0 turns it off."""
+    grad_share_chains: int = 16
+    """Chains of the batch the per-step gradient diagnostic uses."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,6 +120,19 @@ class CTRLConfig(SurrogateFields, ValueFields, MethodConfig):
         check(self.num_inner_epochs >= 1, "num_inner_epochs must be >= 1")
         check(0 < self.timestep_fraction <= 1, "timestep_fraction must be in (0, 1]")
         check(self.train_chunk >= 1, "train_chunk must be >= 1")
+        check(self.grad_share_every >= 0, "grad_share_every must be >= 0")
+        check(self.grad_share_chains >= 1, "grad_share_chains must be >= 1")
+
+
+def step_gradient_shares(grads: Tensor) -> dict[str, float]:
+    """Summary of per-step gradients ``T x P`` (``ContinuousTimeRL.step_gradients``): the largest step's share of the
+    summed norms, its index, and the lowest cosine between a step's gradient and the sum of the other steps'."""
+    norms = grads.norm(dim=1)
+    total = grads.sum(0)
+    cos = torch.nn.functional.cosine_similarity(grads, (total[None] - grads), dim=1)
+    share = norms / norms.sum().clamp_min(1e-30)
+    return {"train/grad_share_max": share.max().item(), "train/grad_share_step": float(share.argmax()),
+            "train/grad_cos_min": cos.min().item()}
 
 
 def vp_sde_grid(timesteps: Tensor, alpha: Tensor, alpha_prev: Tensor,
@@ -264,6 +287,11 @@ class ContinuousTimeRL(Method):
         self.iterations += 1
         # unwrap: under `accelerate launch` the denoiser is DDP-wrapped and its state_dict keys carry "module."
         self.old.denoiser.load_state_dict(distributed.unwrap(policy.denoiser).state_dict())
+        diagnostics = {}
+        if c.grad_share_every and (self.iterations - 1) % c.grad_share_every == 0:
+            chains = min(n, c.grad_share_chains)
+            cond = None if traj.conditions is None else traj.conditions[:chains]
+            diagnostics = step_gradient_shares(self.step_gradients(traj.latents[:chains], cond))
 
         totals = {"loss": 0.0, "reward_term": 0.0, "kl_path": 0.0, "value": 0.0, "grad_norm": 0.0}
         updates = 0
@@ -283,7 +311,7 @@ class ContinuousTimeRL(Method):
         out["train/surrogate_loss"] = surrogate_loss
         out["train/reward_mean"] = rewards.mean().item()
         out["train/reward_std"] = rewards.std().item() if n > 1 else 0.0
-        return out
+        return {**out, **diagnostics}
 
     def pair_losses(self, latents: Tensor, conditions: Tensor | None, rows: Tensor, ks: Tensor) -> dict[str, Tensor]:
         """The loss terms at the (chain ``rows``, step ``ks``) states of ``latents`` (``B x (T+1) x *S``).
@@ -307,6 +335,24 @@ class ContinuousTimeRL(Method):
             reward_term = w * (s * value_grad).flatten(1).sum(1)
             kl_path = w * 0.5 * (s - ref_score).square().flatten(1).mean(1)
         return {"loss": loss, "reward_term": reward_term, "kl_path": kl_path, "value": value}
+
+    def step_gradients(self, latents: Tensor, conditions: Tensor | None) -> Tensor:
+        """The policy-parameter gradient of each step's part of the loss, flattened: ``T x P``.
+
+        Row k is d/d theta of (1/B) sum_b loss(b, k) over the ``B`` chains of ``latents`` (``B x (T+1) x *S``).
+        Leaves the parameters' ``.grad`` cleared. A diagnostic (T backward passes): see ``grad_share_every``.
+        """
+        n, T = len(latents), latents.shape[1] - 1
+        rows = torch.arange(n, device=latents.device)
+        out = []
+        for k in range(T):
+            self.optimizer.zero_grad(set_to_none=True)
+            ks = torch.full((n,), k, dtype=torch.int64, device=latents.device)
+            (self.pair_losses(latents, conditions, rows, ks)["loss"].sum() / n).backward()
+            out.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+                                  for p in self.params]))
+        self.optimizer.zero_grad(set_to_none=True)
+        return torch.stack(out)
 
     def _update(self, traj, rows: Tensor, ks: Tensor, num_chains: int, step_scale: float) -> dict[str, float]:
         """One optimizer step on the (chain ``rows``, step ``ks``) pairs; the loss is the mean over the
