@@ -132,10 +132,7 @@ class AskTellSession:
             meta = json.loads(meta_path.read_text())
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format {meta.get('format')!r}")
-            cfg = dict(meta["config"])
-            cfg["method_config"] = tuple(sorted(cfg["method_config"].items()))
-            cfg["eval_fractions"] = tuple(cfg["eval_fractions"])
-            self.config = RunConfig(**cfg)
+            self.config = RunConfig.from_dict(meta["config"])
             if self.config.run_id != meta["run_id"]:
                 raise ValueError("run id mismatch")
         except (ValueError, KeyError, TypeError) as exc:
@@ -170,10 +167,9 @@ class AskTellSession:
 
     def _build(self) -> None:
         from .runner import build_method
-        from .tasks import make_task
 
         torch.set_num_threads(self.config.num_threads)
-        self.task = make_task(self.config.task)
+        self.task = self.config.make_task()
         self.policy = self.task.make_policy().to(self.config.device)
         self.method = build_method(self.config, self.task, self.policy, torch.Generator().manual_seed(self.config.seed),
                                    external_oracle=True)

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="oracle queries (default: the task card's default_budget)")
     r.add_argument("--seed", type=_nonneg_int("--seed"), default=0)
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="method.FIELD=VALUE",
-                   help="override a method setting, repeatable (e.g. --set method.lr=1e-4)")
+                   help="override a method setting or the task's sampler / online settings, repeatable "
+                        "(e.g. --set method.lr=1e-4 --set task.sampler.num_steps=50)")
     _add_output_args(r)
     r.add_argument("--threads", type=_nonneg_int("--threads"), default=1,
                    help="torch CPU threads (default 1: on 2 shared cores 1 thread was measured faster than 2)")
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--budget", type=_nonneg_int("--budget"), default=None, help="oracle queries (first ask only)")
     a.add_argument("--seed", type=_nonneg_int("--seed"), default=0, help="training seed (first ask only)")
     a.add_argument("--set", dest="overrides", action="append", default=[], metavar="method.FIELD=VALUE",
-                   help="override a method setting (first ask only), repeatable")
+                   help="override a method setting or task.sampler.ARG / task.online.FIELD (first ask only), "
+                        "repeatable")
     a.add_argument("--format", choices=["csv", "json"], default="csv", help="candidate file format (default csv)")
     tl = sub.add_parser("tell", help="ask/tell: give the scores of the pending batch and continue the method")
     tl.add_argument("--state", required=True, metavar="FOLDER", help="the session folder")
@@ -239,8 +241,9 @@ def _cmd_run(args) -> int:
 
     if args.threads < 1:
         raise BenchsuiteError("--threads must be >= 1")
-    config = resolve(args.task, args.method, seed=args.seed, budget=args.budget,
-                     overrides=parse_overrides(args.overrides), num_threads=args.threads, device=args.device,
+    method_overrides, task_overrides = parse_overrides(args.overrides, task=True)
+    config = resolve(args.task, args.method, seed=args.seed, budget=args.budget, overrides=method_overrides,
+                     task_overrides=task_overrides, num_threads=args.threads, device=args.device,
                      output_root=args.output)
     if config.device != "cpu":
         import torch
@@ -448,8 +451,9 @@ def _cmd_ask(args) -> int:
             raise BenchsuiteError(f"{state} holds no session; start one with --task and --method")
         from .config import parse_overrides, resolve
 
-        config = resolve(args.task, args.method, seed=args.seed, budget=args.budget,
-                         overrides=parse_overrides(args.overrides))
+        method_overrides, task_overrides = parse_overrides(args.overrides, task=True)
+        config = resolve(args.task, args.method, seed=args.seed, budget=args.budget, overrides=method_overrides,
+                         task_overrides=task_overrides)
         _check_output(state)
         session = AskTellSession.create(state, config)
     batch = session.ask(args.format)

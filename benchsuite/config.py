@@ -29,19 +29,29 @@ from .tasks import data_dir
 DEFAULT_EVAL_FRACTIONS = tuple(i / 10 for i in range(11))
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """``["method.lr=1e-4", ...]`` -> ``{"lr": 1e-4}``. Values are parsed as YAML scalars."""
+def parse_overrides(items: list[str] | None, task: bool = False) -> dict[str, Any] | tuple[dict, dict]:
+    """``["method.lr=1e-4", ...]`` -> ``{"lr": 1e-4}``. Values are parsed as YAML scalars.
+
+    With ``task=True`` ``task.<section>.<key>=<value>`` items are accepted too (``benchsuite.tasks
+    .apply_task_overrides``) and the result is ``(method overrides, task overrides)``.
+    """
     out: dict[str, Any] = {}
+    task_out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
-        if not sep or not key.startswith("method.") or len(key) <= len("method."):
-            raise ConfigError(f"override {item!r} must look like method.<field>=<value>, e.g. method.lr=1e-4")
+        is_task = task and key.startswith("task.") and len(key) > len("task.")
+        if not sep or not (is_task or (key.startswith("method.") and len(key) > len("method."))):
+            shape = "method.<field>=<value> or task.sampler.<arg>=<value>" if task else "method.<field>=<value>"
+            raise ConfigError(f"override {item!r} must look like {shape}, e.g. method.lr=1e-4")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: cannot parse value {raw!r}") from None
-        out[key[len("method.") :]] = value
-    return out
+        if is_task:
+            task_out[key[len("task.") :]] = value
+        else:
+            out[key[len("method.") :]] = value
+    return (out, task_out) if task else out
 
 
 def _coerce(name: str, value: Any, hint: Any, where: str) -> Any:
@@ -136,6 +146,8 @@ class RunConfig:
             (``task_digest``), so that a changed card (online rounds, judges, sampler) or a retrained embedded
             backbone gives a new run id instead of reusing finished runs made under the old one. Empty in configs
             written before it existed; their run ids are unchanged.
+        task_overrides: changes to the task card for this run as sorted ``("sampler.num_steps", 50)`` pairs
+            (``benchsuite.tasks.apply_task_overrides``); part of the run id when present.
     """
 
     task: str
@@ -147,6 +159,7 @@ class RunConfig:
     num_threads: int = 1
     device: str = "cpu"
     task_digest: str = ""
+    task_overrides: tuple[tuple[str, Any], ...] = ()
     output_root: str = field(default="results", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +173,8 @@ class RunConfig:
         d.pop("output_root")
         if not d["task_digest"]:  # a config from before the digest: keep its old run id
             d.pop("task_digest")
+        if not d["task_overrides"]:  # and one without task overrides keeps the id it had before they existed
+            d.pop("task_overrides")
         blob = json.dumps(d, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
@@ -171,14 +186,40 @@ class RunConfig:
     def run_dir(self) -> Path:
         return Path(self.output_root) / "runs" / self.run_id
 
+    def task_spec(self):
+        """The run's ``TaskSpec``: the card with ``task_overrides`` applied."""
+        from .tasks import apply_task_overrides, load_spec
+
+        return apply_task_overrides(load_spec(self.task), dict(self.task_overrides))
+
+    def make_task(self):
+        """The built ``Task`` of this run (card plus overrides)."""
+        from .tasks import Task
+
+        return Task(self.task_spec())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """Inverse of ``to_dict`` (after a JSON round trip: lists back to tuples)."""
+        d = dict(d)
+        d["method_config"] = tuple(sorted(d["method_config"].items()))
+        d["eval_fractions"] = tuple(d["eval_fractions"])
+        d["task_overrides"] = tuple(tuple(pair) for pair in d.get("task_overrides", ()))
+        return cls(**d)
+
 
 def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
-            overrides: dict[str, Any] | None = None, **kwargs: Any) -> RunConfig:
-    """Validate names and values and build the ``RunConfig``; writes nothing. Raises ``ConfigError``."""
-    from .registry import METHODS
-    from .tasks import load_spec
+            overrides: dict[str, Any] | None = None, task_overrides: dict[str, Any] | None = None,
+            **kwargs: Any) -> RunConfig:
+    """Validate names and values and build the ``RunConfig``; writes nothing. Raises ``ConfigError``.
 
-    spec = load_spec(task)
+    ``overrides`` are method settings; ``task_overrides`` change the task card for this run
+    (``{"sampler.num_steps": 50}``, see ``benchsuite.tasks.apply_task_overrides``).
+    """
+    from .registry import METHODS
+    from .tasks import apply_task_overrides, load_spec
+
+    spec = apply_task_overrides(load_spec(task), task_overrides)
     method_cls = METHODS.load(method)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
@@ -203,7 +244,8 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
     return RunConfig(task=task, method=method, seed=seed, budget=budget,
                      method_config=tuple(sorted(dataclasses.asdict(mcfg).items())),
                      eval_fractions=tuple(sorted(set(fractions) | {0.0, 1.0})),
-                     task_digest=task_digest(spec), **kwargs)
+                     task_digest=task_digest(spec), task_overrides=tuple(sorted((task_overrides or {}).items())),
+                     **kwargs)
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """The one training loop. Every method, sweep and study goes through ``run``.
 
-    task   = make_task(config.task)
+    task   = config.make_task()            # the card, with any task overrides
     policy = task.make_policy();  reference = frozen copy of it
     oracle = task.train_oracle(config.budget)
     method.setup(policy, task.info, generator(seed))
@@ -32,7 +32,6 @@ from .errors import StopRun
 from .evaluation import cost_metrics, evaluate, sample_grid
 from .metrics.sequences import query_metrics, sequence_grid
 from .registry import METHODS
-from .tasks import make_task
 
 
 @dataclass
@@ -179,7 +178,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
-    task = make_task(config.task)
+    task = config.make_task()
     policy = task.make_policy().to(config.device)
     reference = policy.frozen_copy()
     oracle = task.train_oracle(config.budget, retries=oracle_options.retries, backoff_s=oracle_options.backoff_s,

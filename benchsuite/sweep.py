@@ -205,11 +205,22 @@ def sweep(spec: SweepSpec, output_root: str | Path = "results", workers: int = 1
     Returns:
         One ``Outcome`` per run of the grid, in grid order.
     """
+    return run_many(plan(spec, output_root), spec.name, workers, tracking, on_outcome)
+
+
+def run_many(configs: list[RunConfig], name: str, workers: int = 1, tracking: tuple[str, str] | None = None,
+             on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Run every config of a list that is not finished yet, ``workers`` at a time: a sweep over any configs
+    (other method or task overrides per run, as ablation studies need). ``name`` keys the MLflow parent runs.
+
+    Returns one ``Outcome`` per config, in order.
+    """
     from .runner import run_state
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-    configs = plan(spec, output_root)
+    if len({c.run_id for c in configs}) != len(configs):
+        raise ConfigError("run_many: two configs of the list are the same run")
     before = {c.run_id: run_state(c.run_dir) for c in configs}
     outcomes: dict[str, Outcome] = {}
     todo = []
@@ -224,8 +235,8 @@ def sweep(spec: SweepSpec, output_root: str | Path = "results", workers: int = 1
     parents = {}
     if tracking is not None and todo:
         for task in dict.fromkeys(c.task for c in todo):
-            parents[task] = open_parent_run(tracking[0], Path(tracking[1]), task, f"sweep--{spec.name}",
-                                            f"sweep {spec.name}", {KIND_TAG: "sweep", "benchsuite.sweep": spec.name})
+            parents[task] = open_parent_run(tracking[0], Path(tracking[1]), task, f"sweep--{name}",
+                                            f"sweep {name}", {KIND_TAG: "sweep", "benchsuite.sweep": name})
 
     def record(config: RunConfig, status: str, final: dict, error: str | None) -> None:
         outcomes[config.run_id] = Outcome(config, before[config.run_id], status, final, error)

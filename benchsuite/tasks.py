@@ -314,6 +314,43 @@ def task_specs() -> dict[str, TaskSpec]:
     return _cards(data_dir("tasks"))
 
 
+TASK_OVERRIDE_SECTIONS = ("sampler", "online")
+"""The parts of a task card a run may override (``--set task.sampler.num_steps=50``): a study of the card's settings
+(sampler steps, online-round settings) without writing a card. Overrides change the task's digest, hence the run id."""
+
+
+def apply_task_overrides(spec: TaskSpec, overrides: dict[str, Any] | None) -> TaskSpec:
+    """``spec`` with ``{"sampler.<arg>": value, "online.<field>": value}`` applied and validated.
+
+    ``sampler.<arg>`` must be an argument of the backbone's factory; ``online.<field>`` a field of ``OnlineSpec``
+    on a task that has online rounds. Raises ``ConfigError`` naming the key and what is allowed.
+    """
+    if not overrides:
+        return spec
+    import inspect
+
+    sampler, online = dict(spec.sampler), None if spec.online is None else dataclasses.asdict(spec.online)
+    for key, value in overrides.items():
+        section, _, name = str(key).partition(".")
+        if section == "sampler" and name:
+            allowed = [p for p in inspect.signature(BACKBONES.load(spec.backbone)).parameters]
+            if name not in allowed:
+                raise ConfigError(f"task override {key!r}: backbone {spec.backbone!r} takes sampler arguments "
+                                  f"{', '.join(allowed)}")
+            sampler[name] = value
+        elif section == "online" and name:
+            if online is None:
+                raise ConfigError(f"task override {key!r}: task {spec.id} has no online rounds")
+            if name not in online:
+                raise ConfigError(f"task override {key!r}: allowed online fields: {', '.join(sorted(online))}")
+            online[name] = value
+        else:
+            raise ConfigError(f"task override {key!r} must look like task.sampler.<arg>=<value> or "
+                              "task.online.<field>=<value>")
+    return dataclasses.replace(spec, sampler=tuple(sorted(sampler.items())),
+                               online=None if online is None else OnlineSpec(**online))
+
+
 def superseded_by(task_id: str, ids) -> str | None:
     """The newest version of ``task_id``'s task among ``ids`` when it is newer than ``task_id`` (else None).
 
