@@ -169,12 +169,22 @@ STABLE_DIFFUSION_V1_5 = WeightSpec(
                         "vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors"),
 )
 
+LCM_LORA_SD15 = WeightSpec(
+    name="LCM-LoRA for Stable Diffusion v1.5 (SQDF's consistency-model x0 predictor)",
+    filename="lcm-lora-sdv1-5.safetensors",
+    env_var="BENCHSUITE_LCM_LORA",
+    hub_repo="latent-consistency/lcm-lora-sdv1-5",
+    hub_filename="pytorch_lora_weights.safetensors",
+    source="https://huggingface.co/latent-consistency/lcm-lora-sdv1-5",
+)
+
 KNOWN_WEIGHTS: dict[str, WeightSpec] = {
     "laion-aesthetic-head": AESTHETIC_HEAD,
     "clip-vit-l-14-openai": CLIP_VIT_L_14_OPENAI,
     "hpsv2": HPSV2,
     "hpsv2.1": HPSV2_1,
     "stable-diffusion-v1-5": STABLE_DIFFUSION_V1_5,
+    "lcm-lora-sdv1-5": LCM_LORA_SD15,
 }
 """Name (as typed after ``benchsuite weights fetch``) -> spec. A reward's docstring names the entries it needs."""
 

@@ -27,12 +27,12 @@ from safetensors.torch import save_file
 from benchsuite.policies.digits import (
     DIGITS_SCHEDULER_CONFIG,
     DIGITS_UNET_CONFIG,
-    NULL_CLASS,
     TRAIN_CONFIG,
     WEIGHTS_PATH,
     build_digits_unet,
     config_to_json,
     load_digits_images,
+    training_batch,
 )
 
 
@@ -67,10 +67,7 @@ def train(steps: int, log_every: int = 100) -> tuple[dict[str, torch.Tensor], fl
     recent: deque[float] = deque(maxlen=log_every)
     start = time.perf_counter()
     for step in range(steps):
-        idx = torch.randint(len(images), (cfg["batch_size"],), generator=gen)
-        x0, y = images[idx], labels[idx].clone()
-        y[torch.rand(len(y), generator=gen) < cfg["label_dropout"]] = NULL_CLASS
-        noise = torch.randn(x0.shape, generator=gen)
+        x0, y, noise = training_batch(images, labels, cfg["batch_size"], cfg["label_dropout"], gen)
         t = torch.randint(scheduler.config.num_train_timesteps, (len(x0),), generator=gen)
         xt = scheduler.add_noise(x0, noise, t)
 

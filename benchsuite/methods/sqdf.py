@@ -9,18 +9,22 @@ Rules as in the official code (``T2I/alignprop_trainer.py``: buffer, sampling an
    newest chains, k uniform) or ``prioritized`` (pairs with probability proportional to r~ . gamma^(T-1-k)).
 3. From the stored x_k take one reparameterized step with gradient, x_{k+1} = mu_theta(x_k) + sigma_k eps,
    and the KL_k to the frozen reference at the same x_k.
-4. Soft-Q estimate without training: x0_hat = f(x_{k+1}) with a frozen predictor built on the reference model:
-   ``tweedie`` (one Tweedie step) or ``ddim-k`` (a deterministic k-step DDIM jump); x0_hat = x_{k+1} after the
-   last step. The reward of x0_hat is differentiated through f (the reference's weights are frozen; its input
-   is not). On a black-box oracle the reward is a surrogate fit only to the rollouts' paid-for rewards.
+4. Soft-Q estimate without training: x0_hat = f(x_{k+1}) with a frozen predictor: ``consistency`` (the official
+   default: a consistency model distilled from the backbone, the policy's ``x0_predictor``; LCM-LoRA on SD 1.5,
+   ``benchsuite.policies.consistency`` on the digits backbone), or, built on the reference model, ``tweedie``
+   (one Tweedie step) or ``ddim-k`` (a deterministic k-step DDIM jump); x0_hat = x_{k+1} after the last step.
+   ``auto`` (the default) takes the consistency model where the backbone has one, else Tweedie. The reward of
+   x0_hat is differentiated through f (its weights are frozen; its input is not). On a black-box oracle the reward
+   is a surrogate fit only to the rollouts' paid-for rewards.
 5. loss = mean over pairs of -(gamma^(T-1-k) r(x0_hat) - kl_coef KL_k) . 1[r~(x0_hat) > 0]; AdamW, grad clip.
 
 Differences from the official code:
-- The official code scores x0_hat with a consistency model (LCM-LoRA for SD 1.5) by default; our embedded
-  backbones have none, so the predictor is the reference model (their ``use_consistency_model=False`` and
-  ``use_n_step_sampling`` paths). Our ``ddim-k`` lands its last jump on the clean estimate; theirs lands on
-  training timestep 0 (alpha_bar_0 = 0.9999 for SD), a negligible difference that makes ``ddim-k`` with k = 1
-  exactly ``tweedie``.
+- The official code scores x0_hat with a consistency model (LCM-LoRA for SD 1.5) by default; so does ``auto`` on
+  the digits backbone (a consistency model we distil, shipped beside it) and on SD (LCM-LoRA). The sequence
+  backbones have none: there ``auto`` is the reference model's Tweedie step (the official
+  ``use_consistency_model=False`` path; ``ddim-k`` is their ``use_n_step_sampling``). Our ``ddim-k`` lands its last
+  jump on the clean estimate; theirs lands on training timestep 0 (alpha_bar_0 = 0.9999 for SD), a negligible
+  difference that makes ``ddim-k`` with k = 1 exactly ``tweedie``.
 - Reward sign (``reward_shift``). The paper keeps a pair only when r > 0 and samples pairs proportionally to
   max(r, 0); that is meaningful for rewards whose zero means something (aesthetic scores are positive). Our JPEG
   rewards are all negative, which would mask every pair. ``reward_shift="rank"`` replaces a reward by its
@@ -78,9 +82,10 @@ class SQDFConfig(RewardGradientFields, MethodConfig):
     kl_coef: float = 4.0
     """Weight of KL_k (our ``gaussian_kl``: mean over dims of (mu - mu_ref)^2 / (2 sigma^2)). The paper's
     alpha = 2 multiplies the official KL, which has no 1/2 and is twice ours: kl_coef = 2 alpha = 4."""
-    predictor: Literal["tweedie", "ddim-k"] = "tweedie"
-    """Frozen x0 predictor on the reference model: one Tweedie step, or a ``predictor_steps``-step DDIM jump.
-    (The paper's default is a consistency model, which our backbones lack.)"""
+    predictor: Literal["auto", "consistency", "tweedie", "ddim-k"] = "auto"
+    """Frozen x0 predictor: the backbone's consistency model (the paper's default), one Tweedie step of the
+    reference, or a ``predictor_steps``-step DDIM jump of it; ``auto``: the consistency model where the backbone
+    has one (digits, SD with LCM-LoRA), else Tweedie."""
     predictor_steps: int = 2
     """Jumps of the ``ddim-k`` predictor (official ``n_steps``; 2 reported to work). Ignored by ``tweedie``."""
     lr: float = 1e-3
@@ -100,7 +105,8 @@ class SQDFConfig(RewardGradientFields, MethodConfig):
         check(self.reward_shift in ("none", "rank"), "reward_shift must be 'none' or 'rank'")
         check(0 < self.discount <= 1, "discount must be in (0, 1]")
         check(self.kl_coef >= 0, "kl_coef must be >= 0")
-        check(self.predictor in ("tweedie", "ddim-k"), "predictor must be 'tweedie' or 'ddim-k'")
+        check(self.predictor in ("auto", "consistency", "tweedie", "ddim-k"),
+              "predictor must be 'auto', 'consistency', 'tweedie' or 'ddim-k'")
         check(self.predictor_steps >= 1, "predictor_steps must be >= 1")
         check(self.lr > 0, "lr must be > 0")
         check(self.weight_decay >= 0, "weight_decay must be >= 0")
@@ -240,6 +246,13 @@ class SQDF(Method):
         c = self.config
         self.reference = policy.frozen_copy()
         self.make_optimizer(c.lr, c.weight_decay)
+        self.predictor = c.predictor
+        has_model = c.predictor in ("auto", "consistency") and policy.resolve_x0_predictor() is not None
+        if self.predictor == "auto":
+            self.predictor = "consistency" if has_model else "tweedie"
+        if self.predictor == "consistency" and not has_model:
+            raise ConfigError("sqdf: predictor='consistency' but this backbone has no consistency model; use "
+                              "--set method.predictor=tweedie (or ddim-k)")
         conditional = task.train_conditions is not None
         self.buffer = ReplayBuffer(c.buffer_capacity, (policy.num_steps + 1, *policy.sample_shape), conditional)
         self.surrogate: SurrogateReward | None = None
@@ -310,8 +323,11 @@ class SQDF(Method):
         mean, _ = policy.step_mean(x, k, cond)
         x_next = mean + policy.step_std(k, len(x)) * noise  # policy.transition, reusing the mean for the KL
         kl = policy.kl_to(self.reference, x, k, cond, mean=mean)
-        jumps = 1 if c.predictor == "tweedie" else c.predictor_steps
-        x0_hat = predict_x0(self.reference, x_next, k + 1, cond, jumps)
+        if self.predictor == "consistency":  # the policy's frozen consistency model (the reference has its copy)
+            x0_hat = policy.consistency_x0(x_next, k + 1, cond)
+        else:
+            x0_hat = predict_x0(self.reference, x_next, k + 1, cond, 1 if self.predictor == "tweedie" else
+                                c.predictor_steps)
         images = policy.decode(x0_hat)
         q = self.surrogate(images, cond) if self.surrogate is not None else oracle(images, cond)
         keep = (shifted_rewards(q.detach().cpu(), self.buffer.stored_rewards(), c.reward_shift) > 0).float()

@@ -47,3 +47,69 @@ def parameter_kl_shares(policy: DiffusionPolicy, conditions: Tensor | None, batc
         per_step = kls.double().mean(0)
         shares.append(per_step / per_step.sum())
     return torch.stack(shares).mean(0)
+
+
+@torch.no_grad()
+def x0_predictor_quality(policy: DiffusionPolicy, predictors: dict, reward, conditions: Tensor | None, batch: int,
+                         seed: int = 0) -> dict[str, Tensor]:
+    """How well x0 predictors anticipate the final sample, state by state, along the policy's own chains.
+
+    Args:
+        policy: the sampler whose chains are scored.
+        predictors: name -> ``f(x: N x *S, state: N int64, cond) -> N x *S``; ``state`` is the chain's state index
+            (1..T-1: the input of sampler step ``state``).
+        reward: a ``Reward`` applied to decoded predictions and final samples.
+        conditions, batch: the chains (``batch`` condition ids or None).
+
+    Returns:
+        name -> ``(T - 1) x 3``: per state 1..T-1, the RMSE of the predicted x0 against the chain's final x0 (pixel
+        units; the posterior mean, Tweedie's estimate, minimises it by construction), the reward bias (mean over
+        chains of r(prediction) - r(final sample): a blurry prediction is scored out of distribution) and the
+        Pearson correlation of the two rewards across chains.
+    """
+    traj, _ = policy.rollout(conditions, torch.Generator().manual_seed(seed), batch=batch)
+    final = traj.x0
+    r_final = reward(policy.decode(final), traj.conditions).double()
+    out = {}
+    for name, predict in predictors.items():
+        rows = []
+        for j in range(1, policy.num_steps):
+            state = torch.full((batch,), j, dtype=torch.int64, device=final.device)
+            pred = predict(traj.latents[:, j], state, traj.conditions)
+            rmse = (pred - final).square().flatten(1).mean(1).sqrt().mean()
+            r = reward(policy.decode(pred), traj.conditions).double()
+            corr = torch.corrcoef(torch.stack([r, r_final]))[0, 1]
+            rows.append(torch.stack([rmse.double(), (r - r_final).mean(), corr]))
+        out[name] = torch.stack(rows)
+    return out
+
+
+def print_predictor_quality(task_id: str, batch: int = 160) -> dict[str, Tensor]:
+    """Print ``x0_predictor_quality`` of SQDF's predictors (Tweedie, 2-step DDIM, the consistency model when the
+    backbone has one; an 8-step DDIM jump as the many-step reference) on ``task_id``'s pretrained sampler and
+    primary judge, by thirds of the chain."""
+    from ..methods.sqdf import predict_x0
+    from ..tasks import make_task
+
+    task = make_task(task_id)
+    policy = task.make_policy()
+    conds = task.eval_conditions()
+    conds = None if conds is None else conds[:batch]
+    preds = {"tweedie (1 pass)": lambda x, s, c: predict_x0(policy, x, s, c, 1),
+             "ddim-2 (2 passes)": lambda x, s, c: predict_x0(policy, x, s, c, 2),
+             "ddim-8 (8 passes)": lambda x, s, c: predict_x0(policy, x, s, c, 8)}
+    if policy.x0_predictor is not None:
+        preds["consistency model (1 pass)"] = lambda x, s, c: policy.consistency_x0(x, s, c)
+    quality = x0_predictor_quality(policy, preds, task.judges[task.spec.primary_judge], conds, batch)
+    T = policy.num_steps
+    thirds = [range(1, T // 3 + 1), range(T // 3 + 1, 2 * T // 3 + 1), range(2 * T // 3 + 1, T)]
+    print(f"x0 predictors on {task_id} ({batch} pretrained chains): RMSE to the final sample / reward bias / "
+          "reward correlation")
+    print("| predictor | " + " | ".join(f"states {r[0]}-{r[-1]}" for r in thirds) + " |")
+    print("|---|" + "---|" * len(thirds))
+    for name, q in quality.items():
+        cells = [" / ".join(f"{q[[i - 1 for i in r], col].mean():{fmt}}" for col, fmt in ((0, ".3f"), (1, "+.4f"),
+                                                                                            (2, ".3f")))
+                 for r in thirds]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    return quality

@@ -234,6 +234,9 @@ class DiffusionPolicy(nn.Module):
         # d mean / d eps of the DDIM step (x0 unclipped), then KL_k per unit of squared eps change
         slope = (1 - alpha_prev - std.square()).sqrt() - (alpha_prev * (1 - alpha) / alpha).sqrt()
         self.register_buffer("kl_sensitivity", (slope.square() / (2 * std.square())).float(), persistent=False)
+        self.x0_predictor: nn.Module | None = None
+        """A frozen few-step predictor of the clean sample distilled from this backbone (a consistency model:
+        ``(x, t, cond) -> x0``), or None; SQDF scores its soft-Q estimate with it (``consistency_x0``)."""
         self._nfe = [0]  # denoiser evaluations per sample (x2 with guidance), shared with frozen copies
         self.register_buffer("timesteps", timesteps, persistent=False)
         self.register_buffer("alpha", alpha.float(), persistent=False)
@@ -281,6 +284,21 @@ class DiffusionPolicy(nn.Module):
     def step_std(self, k: int | Tensor, batch: int) -> Tensor:
         """Transition std at step index k as ``B x 1 x ... x 1``."""
         return self._per_sample(self.stds, k, batch)
+
+    def resolve_x0_predictor(self) -> nn.Module | None:
+        """``x0_predictor``, loading it first where a backbone resolves it lazily (SD's LCM-LoRA); None without."""
+        return self.x0_predictor
+
+    def consistency_x0(self, x: Tensor, state: Tensor, cond: Tensor | None) -> Tensor:
+        """The ``x0_predictor``'s clean sample from chain states ``x`` (``B x *S``) with state indices ``state``
+        (``B`` int64 in 1..T: state j is the input of step j, at timestep ``timesteps[j]``; state T is the final
+        sample and is returned as it is). Differentiable in ``x``; the predictor's weights are frozen."""
+        if self.x0_predictor is None:
+            raise ValueError("this backbone has no x0_predictor (consistency model)")
+        last = state >= self.num_steps
+        t = self.timesteps.index_select(0, state.clamp(max=self.num_steps - 1))
+        x0 = self.x0_predictor(x, t, cond)
+        return torch.where(last.view(-1, *([1] * (x.ndim - 1))), x, x0)
 
     def transition(self, x: Tensor, k: int | Tensor, cond: Tensor | None, noise: Tensor) -> Tensor:
         """Reparameterized step x_{k+1} = mu_theta(x, t_k, c) + sigma_k * noise; differentiable in theta."""

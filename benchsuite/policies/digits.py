@@ -106,6 +106,17 @@ def load_digits_images() -> tuple[Tensor, Tensor]:
     return images * 2 - 1, labels
 
 
+def training_batch(images: Tensor, labels: Tensor, batch_size: int, label_dropout: float,
+                   generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """One training minibatch of the digits scripts: ``batch_size`` digits drawn with replacement, their labels
+    replaced by ``NULL_CLASS`` with probability ``label_dropout``, and Gaussian noise of their shape (drawn in this
+    order from ``generator``, which the shipped weights' determinism depends on). Returns ``x0, labels, noise``."""
+    idx = torch.randint(len(images), (batch_size,), generator=generator)
+    x0, y = images[idx], labels[idx].clone()
+    y[torch.rand(len(y), generator=generator) < label_dropout] = NULL_CLASS
+    return x0, y, torch.randn(x0.shape, generator=generator)
+
+
 def build_digits_unet() -> UNet2DModel:
     """A randomly initialised ``diffusers.UNet2DModel`` built from ``DIGITS_UNET_CONFIG``.
 

@@ -31,18 +31,19 @@ def _to_unit_interval(x0: Tensor) -> Tensor:
 
 def digits_policy(num_steps: int = 20, eta: float = 1.0, guidance_scale: float = 1.0,
                   timestep_spacing: str = "trailing", max_timestep: int | None = None,
-                  steps_offset: int | None = None) -> DiffusionPolicy:
+                  steps_offset: int | None = None, consistency_model: bool = True) -> DiffusionPolicy:
     """The pretrained 8x8 class-conditional digits model (shipped weights) as a ``DiffusionPolicy``.
 
     Conditions are digit classes 0..9; samples are ``1 x 8 x 8`` in [-1, 1], decoded to images in [0, 1].
     The sampler arguments are ``DiffusionPolicy``'s (the ``-v0`` cards use the trailing default, the ``-v1`` cards
-    ``timestep_spacing="logsnr"`` from ``max_timestep=951``).
+    ``timestep_spacing="logsnr"`` from ``max_timestep=951``). ``consistency_model`` attaches the shipped consistency
+    model distilled from this backbone as the policy's ``x0_predictor`` (``benchsuite.policies.consistency``).
     """
     from .digits import DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG, NULL_CLASS, load_digits_unet
 
     unet = load_digits_unet()
     size = DIGITS_UNET_CONFIG["sample_size"]
-    return DiffusionPolicy(
+    policy = DiffusionPolicy(
         ClassConditionalUNet(unet, NULL_CLASS),
         scheduler_config=DIGITS_SCHEDULER_CONFIG,
         sample_shape=(DIGITS_UNET_CONFIG["in_channels"], size, size),
@@ -55,3 +56,8 @@ def digits_policy(num_steps: int = 20, eta: float = 1.0, guidance_scale: float =
         max_timestep=max_timestep,
         steps_offset=steps_offset,
     )
+    if consistency_model:
+        from .consistency import load_consistency_model
+
+        policy.x0_predictor = load_consistency_model()
+    return policy

@@ -89,8 +89,14 @@ class SDDenoiser(nn.Module):
         self.null_condition = len(prompt_embeds) - 1
         self.autocast_dtype: torch.dtype | None = None
         self.no_grad_chunk = 64  # UNet batch (guidance doubles the chains) per forward without gradients
-        self._tuner_layers = [m for m in unet.modules() if isinstance(m, BaseTunerLayer)]
         self._snapshot_names = itertools.count()
+
+    @property
+    def _tuner_layers(self) -> list[nn.Module]:
+        """Every peft layer of the UNet (a loaded LoRA may add layers on modules the trained adapter leaves alone)."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        return [m for m in self.unet.modules() if isinstance(m, BaseTunerLayer)]
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
         """``x``: ``B x 4 x h x w`` latents; ``t``: ``B`` int64 timesteps; ``cond``: ``B`` prompt ids or None
@@ -201,6 +207,25 @@ class SDDenoiser(nn.Module):
         self.load_lora(state, name)
         return name
 
+    def load_frozen_lora(self, path: Path, adapter: str) -> None:
+        """Load a diffusers-format LoRA file (e.g. LCM-LoRA) as a frozen extra adapter ``adapter`` through diffusers'
+        own loader; the trainable ``default`` adapter stays the active one, so sampling is unchanged."""
+        from diffusers import StableDiffusionPipeline
+
+        state = StableDiffusionPipeline.lora_state_dict(str(path))[0]  # converts kohya / older formats
+        saved = [(p, p.requires_grad) for p in self._lora_params()]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*multiple adapters.*")
+            self.unet.load_lora_adapter(state, prefix="unet", adapter_name=adapter)
+        for layer in self._tuner_layers:  # diffusers activates what it loads: back to the trained adapter alone
+            layer.set_adapter(DEFAULT_ADAPTER)
+        for p, flag in saved:
+            p.requires_grad_(flag)
+        for pname, p in self.unet.named_parameters():
+            if f".{adapter}." in pname:
+                p.requires_grad_(False)
+                p.data = p.data.to(device=self.prompt_embeds.device, dtype=torch.float32)
+
     def lora_is_identity(self) -> bool:
         """True while the default adapter adds nothing (every ``lora_B`` is zero, as at initialisation)."""
         return all(not bool(p.any()) for name, p in self.unet.named_parameters()
@@ -298,6 +323,33 @@ class SDReferencePolicy(DiffusionPolicy):
         return SDReferencePolicy(view.live, self.decoder.fn, self._sampler, adapter, self._nfe)
 
 
+class SDConsistencyPredictor(nn.Module):
+    """One latent-consistency step with an LCM-LoRA adapter of the shared UNet: ``(x, t, cond) -> x0`` latents.
+
+    As diffusers' ``LCMScheduler.step`` (one step to the clean end): x0_pred = (x - sqrt(1 - abar) eps) / sqrt(abar)
+    with eps from the UNet with only the ``adapter`` LoRA active (the base model plus LCM-LoRA, no guidance, as
+    LCM-LoRA is used at guidance 1), then c_skip(t) x + c_out(t) x0_pred with LCM's boundary scalings
+    (sigma_data 0.5, timestep scaling 10). Frozen; differentiable in ``x``.
+    """
+
+    def __init__(self, denoiser: SDDenoiser, adapter: str, alphas_cumprod: Tensor):
+        super().__init__()
+        self._denoiser = [denoiser]  # not a submodule: the UNet belongs to the policy
+        self.adapter = adapter
+        self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
+
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
+        from .consistency import boundary_scalings
+
+        denoiser = self._denoiser[0]
+        with denoiser.use_adapter(self.adapter):
+            eps = denoiser(x, t, cond)
+        a = self.alphas_cumprod.to(x.device).index_select(0, t.long()).view(-1, 1, 1, 1)
+        c_skip, c_out = boundary_scalings(t, sigma_data=0.5, timestep_scaling=10.0)
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        return c_skip.to(x.device).view(-1, 1, 1, 1) * x + c_out.to(x.device).view(-1, 1, 1, 1) * x0
+
+
 class SDPolicy(DiffusionPolicy):
     """Stable Diffusion with LoRA as a ``DiffusionPolicy`` (see the module docstring). Built by ``sd_policy``
     from a model folder, or directly from modules (``scripts/bench_sd_sampling.py`` does so with random weights).
@@ -312,11 +364,14 @@ class SDPolicy(DiffusionPolicy):
         num_steps, eta, guidance_scale: sampler settings (see ``DiffusionPolicy``).
         lora_rank: LoRA rank.
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``; applies when the policy is on a CUDA device.
+        consistency_lora: an LCM-LoRA for this model (a hub id or a local diffusers LoRA file), resolved on first use
+            by ``resolve_x0_predictor`` (SQDF's x0 predictor), or None.
     """
 
     def __init__(self, unet: nn.Module, vae: nn.Module, prompt_embeds: Tensor, scheduler_config: dict,
                  prompts: Sequence[str] = (), resolution: int = 512, num_steps: int = 50, eta: float = 1.0,
-                 guidance_scale: float = 5.0, lora_rank: int = 4, mixed_precision: str = "fp16"):
+                 guidance_scale: float = 5.0, lora_rank: int = 4, mixed_precision: str = "fp16",
+                 consistency_lora: str | None = None):
         if mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {sorted(PRECISIONS)}, got {mixed_precision!r}")
         if lora_rank < 1:
@@ -335,6 +390,28 @@ class SDPolicy(DiffusionPolicy):
         self.prompts = tuple(prompts)
         self.resolution = resolution
         self.mixed_precision = mixed_precision
+        self.consistency_lora = consistency_lora
+
+    def resolve_x0_predictor(self, allow_download: bool | None = None) -> nn.Module | None:
+        """Load the LCM-LoRA (``consistency_lora``) as a frozen adapter of the UNet the first time it is asked for,
+        through ``benchsuite.weights`` (a local file, ``$BENCHSUITE_LCM_LORA``, the weights dir, or the hub when
+        downloads are allowed); None without one. Raises ``MissingWeightsError`` saying how to get it."""
+        if self.x0_predictor is None and self.consistency_lora is not None:
+            from dataclasses import replace
+
+            from ..weights import LCM_LORA_SD15, resolve
+
+            local = Path(self.consistency_lora).expanduser()
+            is_path = local.exists() or self.consistency_lora.startswith(("/", ".", "~"))
+            spec = LCM_LORA_SD15 if is_path or self.consistency_lora == LCM_LORA_SD15.hub_repo else replace(
+                LCM_LORA_SD15, filename=self.consistency_lora.replace("/", "--") + ".safetensors",
+                hub_repo=self.consistency_lora, source=f"https://huggingface.co/{self.consistency_lora}")
+            path = resolve(spec, path=local if is_path else None, allow_download=allow_download)
+            denoiser = self.sd_denoiser
+            denoiser.load_frozen_lora(path, "lcm")
+            predictor = SDConsistencyPredictor(denoiser, "lcm", _alphas_cumprod(self._sampler["scheduler_config"]))
+            self.x0_predictor = predictor.to(self.stds.device)
+        return self.x0_predictor
 
     @property
     def sd_denoiser(self) -> SDDenoiser:
@@ -365,6 +442,12 @@ class SDPolicy(DiffusionPolicy):
         live = self.sd_denoiser
         adapter = None if live.lora_is_identity() else live.add_snapshot(live.lora_state_dict())
         return SDReferencePolicy(live, self.decoder, self._sampler, adapter, self._nfe)
+
+
+def _alphas_cumprod(scheduler_config: dict) -> Tensor:
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(scheduler_config).alphas_cumprod
 
 
 # ---- loading -----------------------------------------------------------------------------------------------
@@ -419,6 +502,7 @@ def _load(what: str, folder: Path, fn: Callable[[], Any]) -> Any:
 
 def sd_policy(model: str = SD15, prompts: str = "animals", num_steps: int = 50, eta: float = 1.0,
               guidance_scale: float = 5.0, resolution: int = 512, lora_rank: int = 4, mixed_precision: str = "fp16",
+              consistency_lora: str | None = "latent-consistency/lcm-lora-sdv1-5",
               allow_download: bool | None = None) -> SDPolicy:
     """Stable Diffusion with LoRA as a ``DiffusionPolicy`` (backbone ``sd``).
 
@@ -430,6 +514,8 @@ def sd_policy(model: str = SD15, prompts: str = "animals", num_steps: int = 50, 
         resolution: image side in pixels (latents are ``resolution / 8``).
         lora_rank: LoRA rank on the UNet attention projections (DDPO's config: 4).
         mixed_precision: ``no`` / ``fp16`` / ``bf16`` on CUDA (see the module docstring); fp32 on the CPU.
+        consistency_lora: the LCM-LoRA SQDF scores its soft-Q estimate with (a hub id or a local LoRA file; None:
+            none). Resolved only when a method asks for it (``SDPolicy.resolve_x0_predictor``), never here.
         allow_download: download from the hub if the weights are not local (None: ``$BENCHSUITE_ALLOW_DOWNLOADS``).
 
     Raises:
@@ -461,4 +547,4 @@ def sd_policy(model: str = SD15, prompts: str = "animals", num_steps: int = 50, 
                              lambda: dict(DDIMScheduler.load_config(folder, subfolder="scheduler")))
     return SDPolicy(unet.eval(), vae.eval(), embeds, scheduler_config, prompts=prompt_list, resolution=resolution,
                     num_steps=num_steps, eta=eta, guidance_scale=guidance_scale, lora_rank=lora_rank,
-                    mixed_precision=mixed_precision)
+                    mixed_precision=mixed_precision, consistency_lora=consistency_lora)

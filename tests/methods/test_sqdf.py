@@ -272,3 +272,62 @@ def test_paper_indicator_on_negative_rewards_raises_with_the_fix():
     m = _method(reward_shift="rank")
     info = m.step(BudgetedOracle(ShiftedBrightness(), 100))
     assert info["train/reward_mean"] < 0 and info["train/keep_frac"] > 0 and math.isfinite(info["train/loss"])
+
+
+# ---- the consistency-model predictor ----------------------------------------------------------------------------
+INFO = TaskInfo("toy", torch.tensor([0, 1, 2]), oracle_differentiable=True)
+
+class HalfX(torch.nn.Module):
+    """A stand-in consistency model: f(x, t, c) = 0.5 x + t / 1000 (frozen, differentiable in x)."""
+
+    def forward(self, x, t, cond):
+        return 0.5 * x + t.view(-1, 1, 1, 1).float() / 1000
+
+
+def test_auto_takes_the_backbones_consistency_model_and_tweedie_without_one():
+    assert _method().predictor == "tweedie"  # the tiny backbone has none
+    policy = tiny_policy()
+    policy.x0_predictor = HalfX()
+    m = SQDF(SQDF.Config(batch_size=8, train_batch_size=8))
+    m.setup(policy, INFO, torch.Generator().manual_seed(0))
+    assert m.predictor == "consistency"
+    with pytest.raises(ConfigError, match="no consistency model"):
+        SQDF(SQDF.Config(predictor="consistency")).setup(tiny_policy(), INFO, torch.Generator().manual_seed(0))
+
+
+def test_consistency_x0_uses_the_states_timestep_and_leaves_the_final_state():
+    policy = tiny_policy(num_steps=5)
+    policy.x0_predictor = HalfX()
+    x = torch.randn(3, 1, 2, 2, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    state = torch.tensor([1, 3, 5])
+    out = policy.consistency_x0(x, state, torch.tensor([0, 1, 2]))
+    for i in range(2):
+        t = float(policy.timesteps[int(state[i])])
+        torch.testing.assert_close(out[i], 0.5 * x[i] + t / 1000)
+    assert torch.equal(out[2], x[2])
+    out.sum().backward()
+    torch.testing.assert_close(x.grad[:2], torch.full((2, 1, 2, 2), 0.5))
+
+
+def test_update_scores_the_consistency_prediction_of_the_reparameterized_step():
+    """With predictor=consistency the soft-Q estimate is r(f(x_{k+1}, t_{k+1})): the update asks the policy's
+    consistency model for its x0_hat at the step's output state (k + 1), and q_mean is the reward of exactly that."""
+    policy = tiny_policy()
+    policy.x0_predictor = HalfX()
+    m = SQDF(SQDF.Config(batch_size=8, train_batch_size=8, reward_gradients="oracle"))
+    m.setup(policy, INFO, torch.Generator().manual_seed(0))
+    calls = []
+    original = policy.consistency_x0
+
+    def spy(x, state, cond):
+        out = original(x, state, cond)
+        calls.append((state.clone(), out.detach().clone()))
+        return out
+
+    policy.consistency_x0 = spy
+    oracle = BudgetedOracle(MeanBrightness(), 100)
+    info = m.step(oracle)
+    [(state, x0_hat)] = calls
+    assert m.predictor == "consistency" and oracle.used == 16 and bool((state >= 1).all())
+    expected = MeanBrightness()(policy.decode(x0_hat)).mean().item()
+    assert info["train/q_mean"] == pytest.approx(expected, rel=1e-6)

@@ -30,7 +30,26 @@ def sd_dirs(tmp_path_factory):
     tasks = root / "tasks"
     (tasks / "prompts").mkdir(parents=True)
     (tasks / "prompts" / "tiny-animals.txt").write_text("# test prompts\n" + "\n".join(PROMPTS) + "\n")
-    return tasks, save_tiny_sd(root / "tiny-sd", seed=0)
+    return tasks, save_tiny_sd(root / "tiny-sd", seed=0), save_tiny_lcm_lora(root / "tiny-lcm", seed=1)
+
+
+def save_tiny_lcm_lora(folder, seed):
+    """A random LoRA for the tiny UNet in diffusers' LoRA file format (written by diffusers' own save function), on
+    the attention projections and on modules the trained adapter leaves alone (the feed-forward), as LCM-LoRA has.
+    Returns the file."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    from benchsuite.policies.sd_tiny import TINY_UNET_CONFIG
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**TINY_UNET_CONFIG)
+        unet.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights=False,
+                                    target_modules=["to_q", "to_k", "to_v", "to_out.0", "ff.net.2"]))
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
+    return folder / "pytorch_lora_weights.safetensors"
 
 
 @pytest.fixture
@@ -269,7 +288,7 @@ id: tiny-sd-jpeg-v0
 description: tiny random SD (tests only)
 backbone: sd
 sampler: {{model: "{model}", prompts: tiny-animals, num_steps: 3, eta: 1.0, guidance_scale: 2.0,
-          resolution: {res}, lora_rank: 2, mixed_precision: fp16}}
+          resolution: {res}, lora_rank: 2, mixed_precision: fp16, consistency_lora: "{lcm}"}}
 oracle: {{name: jpeg-compressibility, version: "0", kwargs: {{quality: 95}}}}
 judges:
   jpeg: {{name: jpeg-compressibility, version: "0", kwargs: {{quality: 95}}}}
@@ -297,7 +316,8 @@ def test_every_method_runs_end_to_end_on_tiny_sd(method, sd_dirs, tasks_dir, tmp
     from benchsuite.registry import METHODS
     from benchsuite.runner import run
 
-    (tasks_dir / "tiny-sd-jpeg-v0.yaml").write_text(CARD.format(model=sd_dirs[1], res=TINY_RESOLUTION))
+    (tasks_dir / "tiny-sd-jpeg-v0.yaml").write_text(CARD.format(model=sd_dirs[1], res=TINY_RESOLUTION,
+                                                                lcm=sd_dirs[2]))
     cls = METHODS.load(method)
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     overrides = {k: v for k, v in SMALL.items() if k in fields}
@@ -314,6 +334,66 @@ def test_every_method_runs_end_to_end_on_tiny_sd(method, sd_dirs, tasks_dir, tmp
         state = torch.load(cfg.run_dir / "checkpoint.pt", weights_only=True)
         policy_state = state["method"]["policy"]
         assert policy_state and all("lora_" in k for k in policy_state)  # a checkpoint holds LoRA weights only
+
+
+def test_lcm_lora_is_a_frozen_x0_predictor_loaded_by_diffusers(sd_dirs, monkeypatch):
+    """SQDF's x0 predictor on SD: LCM-LoRA loaded through diffusers' own loader as a frozen extra adapter. Sampling
+    is unchanged by it; its prediction is one LCMScheduler-style step of the UNet with that LoRA alone, checked
+    against a separate UNet that loads the same file with ``load_lora_adapter``."""
+    from benchsuite.policies.consistency import boundary_scalings
+
+    policy = make_policy(sd_dirs, monkeypatch, consistency_lora=str(sd_dirs[2]))
+    perturb_lora(policy, seed=4)  # a trained adapter, which the predictor must not use
+    conds = torch.tensor([0, 1, 2])
+    before, _ = policy.rollout(conds, torch.Generator().manual_seed(0))
+    assert policy.x0_predictor is None  # nothing is loaded until asked for
+    predictor = policy.resolve_x0_predictor()
+    after, _ = policy.rollout(conds, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(after.latents, before.latents)
+    assert not any(p.requires_grad for n, p in policy.named_parameters() if ".lcm." in n)
+    assert all(p.requires_grad for n, p in policy.named_parameters() if ".default." in n)
+
+    x = before.latents[:, 1].clone().requires_grad_(True)
+    state = torch.full((3,), 1, dtype=torch.int64)
+    x0 = policy.consistency_x0(x, state, conds)
+    x0.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # differentiable in the state
+
+    unet = base_unet(sd_dirs)
+    unet.load_lora_adapter(str(sd_dirs[2]), prefix="unet")
+    t = policy.timesteps[state]
+    hidden = policy.sd_denoiser.prompt_embeds[conds]
+    with torch.no_grad():
+        eps = unet(x.detach(), t, encoder_hidden_states=hidden).sample
+        a = predictor.alphas_cumprod[t].view(-1, 1, 1, 1)
+        c_skip, c_out = boundary_scalings(t, 0.5, 10.0)
+        want = c_skip.view(-1, 1, 1, 1) * x + c_out.view(-1, 1, 1, 1) * (x - (1 - a).sqrt() * eps) / a.sqrt()
+    torch.testing.assert_close(x0.detach(), want, rtol=1e-4, atol=1e-5)
+    # the final state is its own prediction
+    last = torch.full((3,), policy.num_steps, dtype=torch.int64)
+    torch.testing.assert_close(policy.consistency_x0(before.x0, last, conds), before.x0)
+
+
+def test_missing_lcm_lora_says_what_to_do(sd_dirs, monkeypatch, tmp_path):
+    from benchsuite.errors import ConfigError, MissingWeightsError
+    from benchsuite.methods.sqdf import SQDF
+    from benchsuite.tasks import TaskInfo
+
+    monkeypatch.setenv("BENCHSUITE_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.delenv("BENCHSUITE_LCM_LORA", raising=False)
+    monkeypatch.delenv("BENCHSUITE_ALLOW_DOWNLOADS", raising=False)
+    policy = make_policy(sd_dirs, monkeypatch)  # the default: latent-consistency/lcm-lora-sdv1-5
+    with pytest.raises(MissingWeightsError, match="BENCHSUITE_LCM_LORA"):
+        policy.resolve_x0_predictor()
+    info = TaskInfo("t", torch.tensor([0, 1]), oracle_differentiable=True)
+    with pytest.raises(MissingWeightsError):  # SQDF's default asks for it: an error, never a silent fallback
+        SQDF(SQDF.Config()).setup(policy, info, torch.Generator().manual_seed(0))
+    method = SQDF(SQDF.Config(predictor="tweedie"))  # the way out the error does not need
+    method.setup(make_policy(sd_dirs, monkeypatch, consistency_lora=None), info, torch.Generator().manual_seed(0))
+    assert method.predictor == "tweedie"
+    with pytest.raises(ConfigError, match="no consistency model"):
+        SQDF(SQDF.Config(predictor="consistency")).setup(make_policy(sd_dirs, monkeypatch, consistency_lora=None),
+                                                         info, torch.Generator().manual_seed(0))
 
 
 def test_precision_rule_half_base_weights_fp32_lora(sd_dirs, monkeypatch):
