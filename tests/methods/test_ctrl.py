@@ -271,21 +271,11 @@ def test_no_sampler_step_dominates_the_gradient_on_the_v1_digits_grid():
     """The review's finding on the trailing grid of the -v0 cards (step 0: 74 % of the weight, 82 % of the
     parameter gradient, pointing against the rest), and that the log-SNR grid of the -v1 cards removes it. After
     two iterations of the digits preset, over the same 16 chains."""
-    from benchsuite.config import resolve
-    from benchsuite.runner import build_method
-    from benchsuite.tasks import make_task
+    from benchsuite.methods.ctrl import gradient_shares_on_task
 
     shares = {}
     for task_id in ("digits-jpeg-compress-v0", "digits-jpeg-compress-v1"):
-        task = make_task(task_id)
-        policy = task.make_policy()
-        cfg = resolve(task_id, "ctrl", budget=1024, overrides={"batch_size": 32, "grad_share_every": 0})
-        method = build_method(cfg, task, policy, torch.Generator().manual_seed(0))
-        oracle = task.train_oracle(1024)
-        for _ in range(2):
-            method.step(oracle)
-        traj, _ = policy.rollout(method.sample_conditions(16), torch.Generator().manual_seed(5), batch=16)
-        grads = method.step_gradients(traj.latents, traj.conditions)
+        _, grads = gradient_shares_on_task(task_id, iterations=2, batch_size=32, chains=16)
         norms = grads.norm(dim=1)
         shares[task_id] = (norms / norms.sum()).max().item()
     assert shares["digits-jpeg-compress-v0"] > 0.6
