@@ -159,6 +159,9 @@ class TaskSpec:
             (digits have only 10 classes, so digits tasks do).
         changes: what this version changed from the previous one (shown by ``benchsuite list``; not part of the
             task's meaning, so not part of its digest).
+        drift_budget: the path KL to the pretrained model (``eval/kl``, the suite's one KL) within which methods
+            are compared at matched drift: the report's matched-drift reward of a run is its best evaluation with
+            ``eval/kl <= drift_budget``. None: the task is reported at full budget only.
     """
 
     id: str
@@ -176,6 +179,7 @@ class TaskSpec:
     allow_eval_on_train_conditions: bool = False
     gold_judge: str | None = None
     online: OnlineSpec | None = None
+    drift_budget: float | None = None
     changes: str = field(default="", compare=False, repr=False)
     source: str = field(default="", compare=False)
 
@@ -201,9 +205,17 @@ def _conditions(raw: Any, where: str) -> tuple[int, ...] | None:
     return tuple(raw)
 
 
+def _drift_budget(raw: Any, source: str) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw <= 0:
+        raise ConfigError(f"{source}: drift_budget must be a positive number (a path KL), got {raw!r}")
+    return float(raw)
+
+
 _CARD_KEYS = {
     "id", "description", "backbone", "sampler", "oracle", "judges", "primary_judge", "conditions", "eval",
-    "default_budget", "allow_eval_on_train_conditions", "gold_judge", "online", "changes",
+    "default_budget", "allow_eval_on_train_conditions", "gold_judge", "online", "changes", "drift_budget",
 }
 
 
@@ -279,6 +291,7 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         allow_eval_on_train_conditions=bool(raw.get("allow_eval_on_train_conditions", False)),
         gold_judge=None if gold is None else str(gold),
         online=online,
+        drift_budget=_drift_budget(raw.get("drift_budget"), source),
         changes=str(raw.get("changes", "")),
         source=source,
     )
