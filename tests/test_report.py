@@ -1,4 +1,5 @@
-"""Report: tidy loading, leaderboard statistics by hand, Pareto/hypervolume, files written from real runs."""
+"""Report: tidy loading, normalization and Pareto/hypervolume by hand, files written from real runs (the
+statistics by hand: tests/test_report_stats.py and tests/test_report_tables.py)."""
 
 import numpy as np
 import pandas as pd
@@ -8,27 +9,20 @@ from benchsuite.config import resolve
 from benchsuite.errors import ConfigError
 from benchsuite.report import final_grids, load_runs, write_report
 from benchsuite.report.plots import front_boundary, hypervolume, pareto_front
-from benchsuite.report.tables import bootstrap_ci, final_values, iqm, leaderboard, normalized_scores
+from benchsuite.report.stats import paired_t_interval, t_interval
+from benchsuite.report.tables import final_values, leaderboard, normalized_scores
 from benchsuite.runner import run
-
-
-def test_iqm_by_hand():
-    assert iqm(np.array([0.0, 1, 2, 3, 4, 5, 6, 100])) == pytest.approx(3.5)  # middle half: 2, 3, 4, 5
-
-
-def test_bootstrap_ci_brackets_the_mean_and_is_seeded():
-    v = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    lo, hi = bootstrap_ci(v)
-    assert lo < 3.0 < hi and (lo, hi) == bootstrap_ci(v)
-    assert bootstrap_ci(np.array([2.0])) == (2.0, 2.0)
 
 
 def test_normalized_scores_by_hand():
     final = pd.DataFrame({"task": "t", "method": ["pretrained", "a", "a", "b"], "seed": [0, 0, 1, 0],
                           "r": [1.0, 2.0, 4.0, 2.0]})
-    norm = normalized_scores(final, {"t": "r"})  # best mean: a at 3 -> span 2
+    norm = normalized_scores(final, {"t": "r"})  # no reference score: best mean, a at 3 -> span 2
     assert norm.set_index(["method", "seed"])["normalized"].to_dict() == {
         ("pretrained", 0): 0.0, ("a", 0): 0.5, ("a", 1): 1.5, ("b", 0): 0.5}
+    norm = normalized_scores(final, {"t": "r"}, reference_scores={"t": 5.0})  # fixed upper anchor: span 4
+    assert norm.set_index(["method", "seed"])["normalized"].to_dict() == {
+        ("pretrained", 0): 0.0, ("a", 0): 0.25, ("a", 1): 0.75, ("b", 0): 0.25}
 
 
 def test_pareto_front_and_hypervolume_by_hand():
@@ -79,16 +73,24 @@ def test_report_from_run_folders(runs_root):
     assert len(final) == 4 and (final["cost/queries"] == 96).all()
     board = leaderboard(final, ["eval/brightness_mean"])
     row = board.set_index("method").loc["ddpo"]
-    assert row["eval/brightness_mean_lo"] <= row["eval/brightness_mean"] <= row["eval/brightness_mean_hi"]
+    ddpo = final.loc[final["method"] == "ddpo", "eval/brightness_mean"]
+    assert tuple(row[["eval/brightness_mean", "eval/brightness_mean_lo", "eval/brightness_mean_hi"]]) == t_interval(
+        ddpo)  # the Student-t interval over the two seeds
     out = runs_root / "out"
     report = write_report(tidy, out)
-    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "aggregate.csv"):
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "aggregate.csv", "per_seed.csv",
+                 "curves.csv", "paired_differences.csv", "tasks.csv", "probability_of_improvement.csv"):
         assert (out / name).stat().st_size > 0
     assert "| ddpo | 2 |" in (out / "leaderboard.md").read_text()
     assert r"\toprule" in (out / "leaderboard.tex").read_text()
     assert all(p.exists() and p.with_suffix(".pdf").exists() for p in report["figures"])
     agg = report["aggregate"].set_index("method")
     assert agg.loc["pretrained", "iqm"] == 0.0
+    # one pair (ddpo, pretrained) on the two seeds both ran: separation 1 if its paired t-interval excludes 0
+    pre = final.loc[final["method"] == "pretrained", "eval/brightness_mean"]
+    _, lo, hi = paired_t_interval(ddpo.to_numpy(), pre.to_numpy())  # both sorted by seed
+    assert report["separation"]["toy-brightness-v0"] == float(lo > 0 or hi < 0)
+    assert len(pd.read_csv(out / "per_seed.csv")) == 4
 
 
 def test_sample_grid_figure_uses_each_methods_final_grid_of_its_lowest_seed(runs_root):

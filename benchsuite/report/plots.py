@@ -1,6 +1,8 @@
 """Paper figures from the tidy table: one colour per method in every figure, sized for a paper column.
 
-Every function writes ``<path>.pdf`` and ``<path>.png`` and returns the PNG path.
+Every function writes ``<path>.pdf`` and ``<path>.png`` and returns the PNG path. Axes carry human labels
+(``labels.metric_label``); every interval is the 95% Student-t interval over seeds (``stats.t_interval``). Methods
+that do not fine-tune (``REFERENCE_METHODS``) are never placed on a path-KL axis: there they are horizontal lines.
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .labels import REFERENCE_METHODS, metric_label
+from .stats import t_interval
+
 COLUMN_WIDTH_IN = 3.4  # a two-column paper's column
 METHOD_ORDER = ["pretrained", "best-of-n", "bo", "ddpo", "draft", "sqdf", "vard", "ctrl"]
-REFERENCE_METHODS = ("pretrained", "best-of-n", "bo")
-"""Methods that do not fine-tune: dashed lines in every curve, so that they read as references."""
+HV_MARGIN = 0.5
+"""The hypervolume reference point of a task is the pretrained model's mean (reward, diversity) minus ``HV_MARGIN``
+times its absolute value on each axis: fixed per task (not the figure's worst run), so hypervolumes of one task
+compare across reports and method sets; methods that lose more than half of either stay inside."""
 
 
 # Okabe-Ito colours (distinguishable with colour-blindness), one per method, fixed across every figure.
@@ -81,20 +88,49 @@ def _save(fig, path: Path) -> Path:
     return path.with_suffix(".png")
 
 
+def _t_bounds(values) -> tuple[float, float]:
+    """seaborn ``errorbar`` callable: the 95% Student-t interval of the mean."""
+    return t_interval(values)[1:]
+
+
 def plot_curves(tidy: pd.DataFrame, task: str, metric: str, path: Path, ylabel: str | None = None) -> Path:
-    """``metric`` against oracle queries, mean over seeds with a 95% bootstrap CI band, one line per method."""
+    """``metric`` against oracle queries, mean over seeds with its 95% t-interval as a band, one line per method."""
     plt, sns = _setup()
     data = tidy[(tidy["task"] == task) & (tidy["metric"] == metric)]
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.9), layout="constrained")
     order = _ordered(data["method"].unique())
     sns.lineplot(data=data, x="queries", y="value", hue="method", hue_order=order, palette=method_colors(order),
                  style="method", style_order=order, markers=method_markers(order), dashes=method_dashes(order),
-                 errorbar=("ci", 95), n_boot=2000, seed=0, markersize=4, linewidth=1.2, ax=ax)
+                 errorbar=_t_bounds, markersize=4, linewidth=1.2, ax=ax)
     ax.set_xlabel("oracle queries")
-    ax.set_ylabel(ylabel or metric.removeprefix("eval/"))
-    ax.set_title(task, fontsize=8)
+    ax.set_ylabel(ylabel or metric_label(metric))
+    ax.set_title(f"{task}\n(mean, 95% t-interval over seeds)", fontsize=6)
     _legend_below(fig, ax)
     return _save(fig, path)
+
+
+def point_means(tidy: pd.DataFrame, task: str, metrics: list[str]) -> pd.DataFrame:
+    """Per (method, evaluation point): each metric's mean over seeds with its 95% t-interval.
+
+    Returns columns method, queries, seeds, and ``<metric>``, ``<metric>_lo``, ``<metric>_hi`` per metric.
+    """
+    data = tidy[(tidy["task"] == task) & tidy["metric"].isin(metrics)]
+    wide = data.pivot_table(index=["method", "seed", "queries"], columns="metric", values="value").reset_index()
+    rows = []
+    for (method, queries), group in wide.groupby(["method", "queries"]):
+        row = {"method": method, "queries": queries, "seeds": len(group)}
+        for m in metrics:
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = t_interval(group[m]) if m in group else (np.nan,) * 3
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _reference_lines(ax, points: pd.DataFrame, metric: str, colors: dict[str, str]) -> None:
+    """Each reference method's final mean of ``metric`` as a dashed horizontal line in its colour."""
+    for m in _ordered(points["method"].unique()):
+        if m in REFERENCE_METHODS:
+            last = points[points["method"] == m].sort_values("queries").iloc[-1]
+            ax.axhline(last[metric], color=colors[m], linestyle=(0, (4, 1.5)), linewidth=1.0, label=f"{m} (ref.)")
 
 
 def pareto_front(points: np.ndarray) -> np.ndarray:
@@ -126,58 +162,110 @@ def front_boundary(x: np.ndarray, y: np.ndarray, x_ref: float, y_ref: float) -> 
     return [float(v) for v in xs], [float(v) for v in ys]
 
 
+def hypervolume_reference(final: pd.DataFrame, task: str, reward: str, diversity: str,
+                          baseline: str = "pretrained") -> np.ndarray | None:
+    """The task's fixed hypervolume reference point ``[reward, diversity]``: the ``baseline``'s mean minus
+    ``HV_MARGIN`` times its absolute value on each axis (None without a baseline run)."""
+    base = final[(final["task"] == task) & (final["method"] == baseline)][[reward, diversity]].mean().to_numpy()
+    return None if not np.isfinite(base).all() else base - HV_MARGIN * np.abs(base)
+
+
 def plot_pareto(final: pd.DataFrame, task: str, reward: str, diversity: str, path: Path) -> tuple[Path, float]:
-    """Reward against diversity: each run faint, each method's mean bold, the Pareto front of the method means
-    as a step line, its hypervolume (reference: the worst run on each axis) in the title."""
+    """Reward against diversity at the final evaluation: each seed faint, each method's mean bold with its 95%
+    t-intervals on both axes, the Pareto front of the method means as a step line, and its hypervolume above the
+    task's fixed reference point (``hypervolume_reference``; NaN without a pretrained run) in the title.
+
+    Returns ``(png path, hypervolume)``.
+    """
     plt, sns = _setup()
     data = final[final["task"] == task].dropna(subset=[reward, diversity])
-    means = data.groupby("method")[[reward, diversity]].mean()
-    order = _ordered(means.index)
+    order = _ordered(data["method"].unique())
+    stats = {m: [t_interval(data.loc[data["method"] == m, c]) for c in (reward, diversity)] for m in order}
     colors, markers = method_colors(order), method_markers(order)
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 3.1), layout="constrained")
     for m in order:
         runs = data[data["method"] == m]
-        marker = markers[m]
-        ax.scatter(runs[diversity], runs[reward], color=colors[m], marker=marker, alpha=0.35, s=10, linewidths=0)
-        ax.scatter(means.loc[m, diversity], means.loc[m, reward], color=colors[m], marker=marker, s=40, label=m,
-                   edgecolors="black", linewidths=0.5, zorder=3)
-    pts = means[[reward, diversity]].to_numpy()
-    mask = pareto_front(pts)
-    ref = data[[reward, diversity]].min().to_numpy()
-    hv = hypervolume(pts, ref)
-    front = means[mask].sort_values(diversity)
-    xs, ys = front_boundary(front[diversity].to_numpy(), front[reward].to_numpy(), ref[1], ref[0])
-    ax.plot(xs, ys, color="black", linewidth=0.8, linestyle="--", label="Pareto front", zorder=1)
-    ax.set_xlabel(diversity.removeprefix("eval/"))
-    ax.set_ylabel(reward.removeprefix("eval/"))
-    ax.set_title(f"{task}  (hypervolume {hv:.3g})", fontsize=8)
+        (r, r_lo, r_hi), (d, d_lo, d_hi) = stats[m]
+        ax.scatter(runs[diversity], runs[reward], color=colors[m], marker=markers[m], alpha=0.35, s=10, linewidths=0)
+        ax.errorbar(d, r, xerr=[[d - d_lo], [d_hi - d]] if np.isfinite(d_lo) else None,
+                    yerr=[[r - r_lo], [r_hi - r]] if np.isfinite(r_lo) else None, color=colors[m], marker=markers[m],
+                    markersize=6, markeredgecolor="black", markeredgewidth=0.5, elinewidth=0.8, capsize=1.5,
+                    label=m, zorder=3)
+    pts = np.array([[stats[m][0][0], stats[m][1][0]] for m in order])  # methods x (reward, diversity) means
+    ref = hypervolume_reference(final, task, reward, diversity)
+    hv = float("nan")
+    if ref is not None:
+        inside = (pts > ref).all(axis=1)
+        hv = hypervolume(pts[inside], ref) if inside.any() else 0.0
+        front = pts[inside][pareto_front(pts[inside])] if inside.any() else pts[:0]
+        front = front[np.argsort(front[:, 1])]
+        if len(front):
+            xs, ys = front_boundary(front[:, 1], front[:, 0], ref[1], ref[0])
+            ax.plot(xs, ys, color="black", linewidth=0.8, linestyle="--", label="Pareto front", zorder=1)
+    ax.set_xlabel(metric_label(diversity))
+    ax.set_ylabel(metric_label(reward))
+    ax.set_title(f"{task}: hypervolume {hv:.3g}\n(ref. point: pretrained - {HV_MARGIN:.0%}; dots: seeds; bars: 95% "
+                 "t-interval)", fontsize=6)
     _legend_below(fig, ax, ncol=3)
     return _save(fig, path), hv
 
 
 def plot_overoptimization(tidy: pd.DataFrame, task: str, proxy: str, gold: str, path: Path) -> Path:
     """The training reward (proxy) and a held-out judge (a gold reward where the task has one) against
-    sqrt(KL to pretrained) along training, mean over seeds per evaluation point: the over-optimization picture
-    (Gao et al. 2023). Solid: proxy; dashed: held-out judge."""
+    sqrt(path KL to pretrained) along training, on one shared y scale so that the proxy-gold gap reads directly
+    (Gao et al. 2023): mean over seeds per evaluation point with 95% t-intervals; reference methods (no path KL) as
+    horizontal lines at their final mean."""
     plt, sns = _setup()
-    data = tidy[(tidy["task"] == task) & tidy["metric"].isin(["eval/kl", proxy, gold])]
-    wide = data.pivot_table(index=["method", "seed", "queries"], columns="metric", values="value").reset_index()
-    curve = wide.groupby(["method", "queries"])[["eval/kl", proxy, gold]].mean().reset_index()
-    curve["sqrt_kl"] = np.sqrt(curve["eval/kl"].clip(lower=0))
-    order = _ordered(curve["method"].unique())
+    points = point_means(tidy, task, ["eval/kl", proxy, gold])
+    order = _ordered(points["method"].unique())
     colors, markers = method_colors(order), method_markers(order)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 2.4), layout="constrained", sharey=True)
     for ax, metric, title in ((axes[0], proxy, "training reward (proxy)"), (axes[1], gold, "held-out judge")):
         for m in order:
-            c = curve[curve["method"] == m].sort_values("queries")
-            ax.plot(c["sqrt_kl"], c[metric], color=colors[m], marker=markers[m], markersize=3,
-                    linewidth=1.1, linestyle="-" if metric == proxy else "--", label=m)
-        ax.set_xlabel(r"$\sqrt{\mathrm{KL}}$ to pretrained")
-        ax.set_ylabel(metric.removeprefix("eval/"))
-        ax.set_title(title, fontsize=8)
+            if m in REFERENCE_METHODS:
+                continue
+            c = points[points["method"] == m].sort_values("queries")
+            ax.errorbar(np.sqrt(c["eval/kl"].clip(lower=0)), c[metric], yerr=[c[metric] - c[f"{metric}_lo"],
+                        c[f"{metric}_hi"] - c[metric]], color=colors[m], marker=markers[m], markersize=3,
+                        linewidth=1.1, elinewidth=0.6, capsize=1.5, label=m)
+        _reference_lines(ax, points, metric, colors)
+        ax.set_xlabel(r"$\sqrt{\mathrm{path\ KL}}$ to pretrained")
+        ax.set_title(f"{title}: {metric_label(metric)}", fontsize=8)
+    axes[0].set_ylabel("eval reward (mean, 95% t-interval)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=6, frameon=False)
     fig.suptitle(task, fontsize=8)
+    return _save(fig, path)
+
+
+def plot_frontier(tidy: pd.DataFrame, task: str, reward: str, path: Path, drift_budget: float | None = None) -> Path:
+    """Reward against drift: for each fine-tuning method, the mean ``reward`` against the mean path KL
+    (``eval/kl``) over seeds at each evaluation point, with 95% t-intervals on the reward; the task's drift budget
+    as a vertical line, the reference methods as horizontal lines. The KL axis is symlog (linear below the smallest
+    positive mean KL's power of ten), as path KLs of the methods span orders of magnitude."""
+    plt, sns = _setup()
+    points = point_means(tidy, task, ["eval/kl", reward])
+    order = _ordered(points["method"].unique())
+    colors, markers = method_colors(order), method_markers(order)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.9), layout="constrained")
+    tuned = points[~points["method"].isin(REFERENCE_METHODS)]
+    for m in order:
+        c = tuned[tuned["method"] == m].sort_values("queries")
+        if len(c):
+            ax.errorbar(c["eval/kl"], c[reward], yerr=[c[reward] - c[f"{reward}_lo"], c[f"{reward}_hi"] - c[reward]],
+                        color=colors[m], marker=markers[m], markersize=3, linewidth=1.1, elinewidth=0.6,
+                        capsize=1.5, label=m)
+    _reference_lines(ax, points, reward, colors)
+    if drift_budget is not None:
+        ax.axvline(drift_budget, color="black", linewidth=0.8, linestyle=":", label=f"drift budget {drift_budget:g}")
+    positive = tuned["eval/kl"][tuned["eval/kl"] > 0]
+    linthresh = 10.0 ** np.floor(np.log10(positive.min())) if len(positive) else 1.0
+    ax.set_xscale("symlog", linthresh=linthresh)
+    ax.set_xlim(left=-0.1 * linthresh)  # no negative KL ticks
+    ax.set_xlabel("path KL to pretrained (symlog)")
+    ax.set_ylabel(metric_label(reward))
+    ax.set_title(f"{task}\n(mean over seeds at each evaluation, 95% t-interval)", fontsize=6)
+    _legend_below(fig, ax, ncol=3)
     return _save(fig, path)
 
 

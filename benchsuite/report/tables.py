@@ -1,17 +1,24 @@
-"""Run records -> a tidy table -> a leaderboard with bootstrap confidence intervals.
+"""Run records -> a tidy table -> per-run values -> leaderboard statistics and their tables.
 
 The report reads results, never the training code: run folders written by the runner (``summary.json`` and
-``metrics.jsonl``) or an MLflow store. The tidy table has one row per (task, method, seed, queries, metric)
-with its ``value``; the leaderboard aggregates the final evaluation over seeds.
+``metrics.jsonl``) or an MLflow store. The tidy table has one row per (task, method, seed, queries, metric) with its
+``value``. Per run it takes the final evaluation (full budget) and the matched-drift evaluation; over seeds, Student-t
+intervals per (task, method) and paired t-intervals between methods; over tasks, rliable's aggregates (IQM with a
+stratified bootstrap, probability of improvement) of scores normalised with anchors that do not move when a method
+is added.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .labels import DRIFT_SUFFIX, REFERENCE_METHODS
+from .stats import improvement_interval, iqm_interval, paired_t_interval, rank_stability, t_interval
 
 TIDY_COLUMNS = ["task", "method", "seed", "queries", "metric", "value"]
 
@@ -90,131 +97,340 @@ def load_mlflow(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
             if "method" not in tags:  # a sweep/study parent run
                 continue
             for key in run.data.metrics:
-                if not key.startswith(("eval/", "cost/")) and key != "wall_time_s":
+                if not key.startswith(("eval/", "cost/", "query/")) and key != "wall_time_s":
                     continue
                 for m in client.get_metric_history(run.info.run_id, key):
                     rows.append((name, tags["method"], int(tags["seed"]), m.step, key, m.value))
     return pd.DataFrame(rows, columns=TIDY_COLUMNS)
 
 
+RUN_KEYS = ["task", "method", "seed"]
+"""A run's identity in every per-run frame."""
+
+
+def canonical(tidy: pd.DataFrame) -> pd.DataFrame:
+    """``tidy`` reduced to its columns, typed (seed and queries int, value float) and sorted by task, method, seed,
+    metric, queries: the one order every statistic of the report is computed in, so that the report rebuilt from its
+    own ``curves.csv`` is byte-identical."""
+    types = {"task": str, "method": str, "seed": "int64", "queries": "int64", "metric": str, "value": "float64"}
+    out = tidy[TIDY_COLUMNS].astype(types)
+    return out.sort_values(["task", "method", "seed", "metric", "queries"], kind="stable", ignore_index=True)
+
+
 def final_values(tidy: pd.DataFrame) -> pd.DataFrame:
     """Wide frame: one row per (task, method, seed) with each metric's value at that run's last evaluation."""
-    last = tidy.sort_values("queries").groupby(["task", "method", "seed", "metric"], as_index=False).last()
-    return last.pivot_table(index=["task", "method", "seed"], columns="metric", values="value").reset_index()
+    last = tidy.sort_values("queries").groupby([*RUN_KEYS, "metric"], as_index=False).last()
+    wide = last.pivot_table(index=RUN_KEYS, columns="metric", values="value").reset_index()
+    wide.columns.name = None
+    return wide
 
 
-def bootstrap_ci(values: np.ndarray, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (scipy.stats.bootstrap, 10,000 resamples, seeded).
+def eval_points(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Wide frame: one row per evaluation point (task, method, seed, queries), one column per metric."""
+    wide = tidy.pivot_table(index=[*RUN_KEYS, "queries"], columns="metric", values="value").reset_index()
+    wide.columns.name = None
+    return wide
 
-    With fewer than two values the interval is the value itself (NaN if there is none).
+
+def matched_drift_values(tidy: pd.DataFrame, tasks: dict) -> pd.DataFrame:
+    """Each fine-tuning run's metrics at its matched-drift evaluation point, on the tasks with a drift budget.
+
+    The point is the run's evaluation with the best headline among those whose path KL ``eval/kl`` is at most the
+    task's ``drift_budget``; the first evaluation (queries 0: the pretrained model) always qualifies, so every run
+    has one; ties go to the earliest. Reference methods (``REFERENCE_METHODS``) get none: their ``eval/kl`` is not a
+    path KL.
+
+    Args:
+        tidy: the tidy frame.
+        tasks: ``{task: ReportTask}`` of every task in ``tidy``.
+
+    Returns:
+        One row per such run: task, method, seed, ``drift_queries`` (the point's queries) and ``<metric>@drift``
+        for every metric logged at evaluation points.
     """
-    from scipy.stats import bootstrap
+    budgets = {t: r.drift_budget for t, r in tasks.items() if r.drift_budget is not None}
+    keep = tidy["task"].isin(budgets) & ~tidy["method"].isin(REFERENCE_METHODS) & (tidy["metric"] != "wall_time_s")
+    if not keep.any():
+        return pd.DataFrame(columns=[*RUN_KEYS, "drift_queries"])
+    picked = []
+    for task, points in eval_points(tidy[keep]).groupby("task"):
+        first = points["queries"] == points.groupby(RUN_KEYS)["queries"].transform("min")
+        kl = points["eval/kl"] if "eval/kl" in points else pd.Series(np.nan, index=points.index)
+        points = points[((kl <= budgets[task]) | first) & np.isfinite(points[tasks[task].headline])]
+        picked.append(points.loc[points.groupby(RUN_KEYS)[tasks[task].headline].idxmax()])
+    out = pd.concat(picked, ignore_index=True)
+    out = out.rename(columns={c: c + DRIFT_SUFFIX for c in out.columns if c not in (*RUN_KEYS, "queries")})
+    return out.rename(columns={"queries": "drift_queries"})
 
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if len(values) < 2 or np.ptp(values) == 0:
-        v = float(values.mean()) if len(values) else float("nan")
-        return v, v
-    res = bootstrap((values,), np.mean, confidence_level=confidence, n_resamples=10_000, method="percentile",
-                    random_state=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+def run_values(tidy: pd.DataFrame, tasks: dict) -> pd.DataFrame:
+    """One row per run (task, method, seed): every metric's final value (its last evaluation: the full budget)
+    and, on tasks with a drift budget, ``drift_queries`` and ``<metric>@drift`` (``matched_drift_values``; NaN for
+    the reference methods and on tasks without a budget). What ``per_seed.csv`` holds."""
+    return final_values(tidy).merge(matched_drift_values(tidy, tasks), on=RUN_KEYS, how="left")
 
 
-def leaderboard(final: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """Mean and 95% bootstrap CI over seeds per (task, method) for each metric.
+def leaderboard(final: pd.DataFrame, metrics: list[str], confidence: float = 0.95) -> pd.DataFrame:
+    """Mean and Student-t interval over seeds (``stats.t_interval``) per (task, method) for each metric.
 
-    Returns a frame with columns task, method, seeds, and ``<metric>``, ``<metric>_lo``, ``<metric>_hi``.
+    Args:
+        final: one row per run (``final_values`` or ``run_values``).
+        metrics: the columns of ``final`` to summarise (absent ones are skipped).
+
+    Returns:
+        A frame with columns task, method, seeds, and ``<metric>``, ``<metric>_lo``, ``<metric>_hi`` (NaN bounds
+        with a single seed).
     """
     rows = []
     for (task, method), group in final.groupby(["task", "method"]):
         row = {"task": task, "method": method, "seeds": len(group)}
         for m in metrics:
-            if m not in group:
-                continue
-            vals = group[m].to_numpy(dtype=float)
-            row[m] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
-            row[f"{m}_lo"], row[f"{m}_hi"] = bootstrap_ci(vals)
+            if m in group:
+                row[m], row[f"{m}_lo"], row[f"{m}_hi"] = t_interval(group[m], confidence)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def normalized_scores(final: pd.DataFrame, metric_by_task: dict[str, str], baseline: str = "pretrained",
-                      best_known: dict[str, float] | None = None) -> pd.DataFrame:
-    """Per run: (score - pretrained mean) / (best known - pretrained mean) on each task's headline metric.
+def paired_differences(runs: pd.DataFrame, headline: dict[str, str], confidence: float = 0.95) -> pd.DataFrame:
+    """The headline of every ordered pair of methods of a task, compared seed by seed (paired by seed).
 
-    0 is the pretrained model, 1 the best known score: ``best_known[task]`` when given, else the best method
-    mean in ``final``. Returns columns task, method, seed, normalized.
+    Args:
+        runs: one row per run (``run_values``).
+        headline: ``{task: headline metric}``.
+
+    Returns:
+        One row per (task, method, other): ``seeds`` shared by both, ``diff`` = mean over them of method - other,
+        ``diff_lo`` / ``diff_hi`` its paired t-interval (``stats.paired_t_interval``; NaN below two shared seeds)
+        and ``excludes_zero`` (the interval lies above or below 0).
     """
     rows = []
-    for task, group in final.groupby("task"):
-        metric = metric_by_task[task]
-        base = group.loc[group["method"] == baseline, metric].mean()
-        top = (best_known or {}).get(task, group.groupby("method")[metric].mean().max())
-        span = top - base
-        for _, r in group.iterrows():
-            value = (r[metric] - base) / span if span and np.isfinite(span) else float("nan")
-            rows.append({"task": task, "method": r["method"], "seed": r["seed"], "normalized": value})
-    return pd.DataFrame(rows)
+    for task, group in runs.groupby("task"):
+        by_seed = group.pivot_table(index="seed", columns="method", values=headline[task])  # seeds x methods
+        for a, b in itertools.permutations(by_seed.columns, 2):
+            both = by_seed[[a, b]].dropna()
+            diff, lo, hi = paired_t_interval(both[a], both[b], confidence)
+            rows.append({"task": task, "method": a, "other": b, "seeds": len(both), "diff": diff, "diff_lo": lo,
+                         "diff_hi": hi, "excludes_zero": bool(lo > 0 or hi < 0)})
+    return pd.DataFrame(rows, columns=["task", "method", "other", "seeds", "diff", "diff_lo", "diff_hi",
+                                       "excludes_zero"])
 
 
-def iqm(values: np.ndarray) -> float:
-    """Interquartile mean (mean of the middle 50%), the aggregate rliable recommends (Agarwal et al. 2021)."""
-    from scipy.stats import trim_mean
+def separation(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per task, the share of method pairs that the benchmark tells apart: whose paired difference interval
+    (``paired_differences``) excludes 0. Each unordered pair counts once; pairs without an interval (fewer than two
+    shared seeds) are left out. Returns columns task, pairs, separated, separation (NaN without pairs)."""
+    once = pairs[(pairs["method"] < pairs["other"]) & pairs["diff_lo"].notna()]
+    counts = once.groupby("task")["excludes_zero"].agg(["size", "sum"])
+    counts = counts.reindex(sorted(pairs["task"].unique()), fill_value=0)
+    out = pd.DataFrame({"task": counts.index, "pairs": counts["size"].to_numpy(),
+                        "separated": counts["sum"].to_numpy()})
+    out["separation"] = out["separated"] / out["pairs"].where(out["pairs"] > 0)
+    return out
 
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    return float(trim_mean(values, 0.25)) if len(values) else float("nan")
 
+def rank_stability_table(runs: pd.DataFrame, headline: dict[str, str], confidence: float = 0.95,
+                         n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per task, ``stats.rank_stability`` of the methods' headline over the seeds every method has.
 
-def aggregate_iqm(normalized: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """IQM of normalized scores over all (task, seed) runs per method, with a 95% bootstrap CI
-    (resampling runs within each task, i.e. stratified by task)."""
-    rng = np.random.default_rng(seed)
+    Returns columns task, methods, seeds, tau (mean Kendall tau of resampled to point ranking), tau_lo, tau_hi.
+    """
     rows = []
-    for method, group in normalized.groupby("method"):
+    for task, group in runs.groupby("task"):
+        values = group.pivot_table(index="method", columns="seed", values=headline[task]).dropna(axis=1)
+        tau, lo, hi = rank_stability(values.to_numpy(), confidence, n_resamples, seed)  # methods x shared seeds
+        rows.append({"task": task, "methods": values.shape[0], "seeds": values.shape[1], "tau": tau, "tau_lo": lo,
+                     "tau_hi": hi})
+    return pd.DataFrame(rows, columns=["task", "methods", "seeds", "tau", "tau_lo", "tau_hi"])
+
+
+UPPER_FROM_DATA = "best method mean in the data"
+
+
+def normalization_anchors(final: pd.DataFrame, metric_by_task: dict[str, str], baseline: str = "pretrained",
+                          reference_scores: dict[str, float] | None = None) -> pd.DataFrame:
+    """The two anchors of each task's normalized score: ``lower`` (0) the ``baseline``'s mean headline, ``upper``
+    (1) the caller's ``reference_scores[task]`` (fixed: scores do not move when a method is added) or, where none is
+    given, the best method mean in ``final`` (which moves when a better method is added; ``upper_source`` says
+    which). Returns columns task, metric, lower, upper, upper_source."""
+    rows = []
+    for task, group in final.groupby("task"):
+        means = group.groupby("method")[metric_by_task[task]].mean()
+        given = reference_scores is not None and task in reference_scores
+        rows.append({"task": task, "metric": metric_by_task[task], "lower": float(means.get(baseline, np.nan)),
+                     "upper": float(reference_scores[task]) if given else float(means.max()),
+                     "upper_source": "given" if given else UPPER_FROM_DATA})
+    return pd.DataFrame(rows, columns=["task", "metric", "lower", "upper", "upper_source"])
+
+
+def normalized_scores(final: pd.DataFrame, metric_by_task: dict[str, str], baseline: str = "pretrained",
+                      reference_scores: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per run: (headline - lower) / (upper - lower) with its task's ``normalization_anchors``: 0 is the pretrained
+    mean, 1 the task's reference score. NaN where an anchor is missing or both are equal. Returns columns task,
+    method, seed, normalized."""
+    anchors = normalization_anchors(final, metric_by_task, baseline, reference_scores).set_index("task")
+    parts = []
+    for task, group in final.groupby("task"):
+        lower, upper = anchors.loc[task, "lower"], anchors.loc[task, "upper"]
+        span = upper - lower if np.isfinite(upper - lower) and upper != lower else np.nan
+        parts.append(group[RUN_KEYS].assign(normalized=(group[metric_by_task[task]] - lower) / span))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*RUN_KEYS, "normalized"])
+
+
+def aggregate_iqm(normalized: pd.DataFrame, confidence: float = 0.95, n_resamples: int = 2000,
+                  seed: int = 0) -> pd.DataFrame:
+    """Per method, rliable's IQM of the normalized scores of its runs on all its tasks, with the stratified
+    bootstrap interval (``stats.iqm_interval``). Returns columns method, tasks, runs, iqm, iqm_lo, iqm_hi, best
+    IQM first."""
+    rows = []
+    for method, group in normalized.dropna(subset=["normalized"]).groupby("method"):
         by_task = [g["normalized"].to_numpy() for _, g in group.groupby("task")]
-        point = iqm(np.concatenate(by_task))
-        boots = [iqm(np.concatenate([rng.choice(v, len(v)) for v in by_task])) for _ in range(2000)]
-        lo, hi = np.nanpercentile(boots, [2.5, 97.5])
-        rows.append({"method": method, "iqm": point, "iqm_lo": float(lo), "iqm_hi": float(hi),
-                     "runs": int(sum(len(v) for v in by_task))})
-    return pd.DataFrame(rows).sort_values("iqm", ascending=False, ignore_index=True)
+        point, lo, hi = iqm_interval(by_task, confidence, n_resamples, seed)
+        rows.append({"method": method, "tasks": len(by_task), "runs": sum(map(len, by_task)), "iqm": point,
+                     "iqm_lo": lo, "iqm_hi": hi})
+    out = pd.DataFrame(rows, columns=["method", "tasks", "runs", "iqm", "iqm_lo", "iqm_hi"])
+    return out.sort_values("iqm", ascending=False, ignore_index=True, kind="stable")
 
 
-def format_cell(mean: float, lo: float, hi: float, digits: int = 3) -> str:
-    """``mean [lo, hi]`` with ``digits`` significant digits."""
+def improvement_probabilities(runs: pd.DataFrame, headline: dict[str, str], confidence: float = 0.95,
+                              n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """rliable's probability of improvement P(method > other) over the tasks both have, for every ordered pair
+    of methods, from the headline of each run (``stats.improvement_interval``; a per-task rank statistic, so the
+    same on raw and normalized scores). P(other > method) is 1 - P(method > other), its interval mirrored.
+
+    Returns columns method, other, tasks, poi, poi_lo, poi_hi.
+    """
+    scores = {key: g[headline[key[0]]].dropna().to_numpy() for key, g in runs.groupby(["task", "method"])}
+    scores = {key: v for key, v in scores.items() if len(v)}
+    rows = []
+    for a, b in itertools.combinations(sorted({m for _, m in scores}), 2):
+        tasks = sorted(t for t, m in scores if m == a and (t, b) in scores)
+        if not tasks:
+            continue
+        p, lo, hi = improvement_interval([scores[t, a] for t in tasks], [scores[t, b] for t in tasks], confidence,
+                                         n_resamples, seed)
+        rows.append({"method": a, "other": b, "tasks": len(tasks), "poi": p, "poi_lo": lo, "poi_hi": hi})
+        rows.append({"method": b, "other": a, "tasks": len(tasks), "poi": 1 - p, "poi_lo": 1 - hi, "poi_hi": 1 - lo})
+    return pd.DataFrame(rows, columns=["method", "other", "tasks", "poi", "poi_lo", "poi_hi"])
+
+
+def format_interval(mean: float, lo: float, hi: float, signed: bool = False, brackets: bool = False) -> str:
+    """A mean with its interval as ``mean ± half-width`` (``brackets``: ``mean [lo, hi]``, for intervals that are
+    not symmetric), every number rounded to the decimal place that shows the half-width to two significant
+    digits. Without an interval (NaN bounds) the mean to three significant digits; "n/a" without a mean."""
+    sign = "+" if signed else ""
     if not np.isfinite(mean):
         return "n/a"
-    return f"{mean:.{digits}g} [{lo:.{digits}g}, {hi:.{digits}g}]"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"{mean:{sign}.3g}"
+    half = (hi - lo) / 2
+    if half <= 1e-12 * max(1.0, abs(mean)):
+        return f"{mean:{sign}.3g} ± 0" if not brackets else f"{mean:{sign}.3g} [{lo:.3g}, {hi:.3g}]"
+    d = int(min(8, max(0, 1 - np.floor(np.log10(half)))))
+    if brackets:
+        return f"{mean:{sign}.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+    return f"{mean:{sign}.{d}f} ± {half:.{d}f}"
 
 
-def to_markdown(board: pd.DataFrame, metrics: list[str], labels: dict[str, str] | None = None) -> str:
-    """A markdown table per task: rows methods (sorted by the first metric, best first), cells mean [95% CI]."""
-    labels = labels or {}
-    out = []
-    for task, group in board.groupby("task"):
-        group = group.sort_values(metrics[0], ascending=False)
-        present = [m for m in metrics if m in group]
-        out.append(f"### {task}\n")
-        out.append("| method | seeds | " + " | ".join(labels.get(m, m) for m in present) + " |")
-        out.append("|---|---|" + "---|" * len(present))
-        for _, r in group.iterrows():
-            cells = [format_cell(r[m], r[f"{m}_lo"], r[f"{m}_hi"]) for m in present]
-            out.append(f"| {r['method']} | {r['seeds']} | " + " | ".join(cells) + " |")
-        out.append("")
-    return "\n".join(out)
+DIFF_BASELINES = ("pretrained", "best-of-n")
+"""The methods every other method's headline is compared with, seed by seed, in each task's table."""
+
+DIFF_NOTE = ("Δ vs X: the headline minus X's on the seeds both ran (paired by seed), mean ± half-width of the paired "
+             "95% t-interval; * the interval excludes 0")
 
 
-def to_latex(board: pd.DataFrame, metrics: list[str], labels: dict[str, str] | None = None) -> str:
-    """A booktabs LaTeX table (one block per task), cells ``mean [lo, hi]``."""
-    labels = labels or {}
-    present = [m for m in metrics if m in board]
-    head = " & ".join(["method", *[labels.get(m, m).replace("_", r"\_") for m in present]])
-    lines = [r"\begin{tabular}{l" + "r" * len(present) + "}", r"\toprule", head + r" \\"]
-    for task, group in board.groupby("task"):
-        lines += [r"\midrule", rf"\multicolumn{{{len(present) + 1}}}{{l}}{{\texttt{{{task}}}}} \\"]
-        for _, r in group.sort_values(present[0], ascending=False).iterrows():
-            cells = [format_cell(r[m], r[f"{m}_lo"], r[f"{m}_hi"]) for m in present]
-            lines.append(" & ".join([r["method"], *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+def task_table(task, board: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, set], list[str]]:
+    """One task's leaderboard as text cells, for the markdown and the LaTeX renderer.
+
+    Columns: method, seeds, the headline at full budget, the headline at matched drift (tasks with a drift budget;
+    "ref." for ``REFERENCE_METHODS``), the paired differences to each of ``DIFF_BASELINES`` the task has, then the
+    task's other metrics. Rows: best headline first. A column without a value in any row is left out.
+
+    Args:
+        task: the task's ``ReportTask``.
+        board: ``leaderboard`` rows (of this and other tasks).
+        pairs: ``paired_differences`` rows.
+
+    Returns:
+        ``(cells, best, notes)``: the cells (one row per method, one column per human label), ``{column label:
+        the methods with the best mean (all of them in a tie; none when every row ties)}`` for the columns where
+        higher is better, and the table's notes.
+    """
+    from .labels import REFERENCE_NOTE, higher_is_better, metric_label
+
+    board = board[board["task"] == task.id].sort_values([task.headline, "method"], ascending=[False, True])
+    methods = board["method"].tolist()
+    text: dict[str, list[str]] = {"method": methods, "seeds": [str(n) for n in board["seeds"]]}
+    means: dict[str, list[float]] = {}
+    ranked: set[str] = set()
+
+    def add(label: str, cells: list[str], values: list[float], rank: bool) -> None:
+        if np.isfinite(values).any():
+            text[label], means[label] = cells, values
+            if rank:
+                ranked.add(label)
+
+    def metric_column(metric: str) -> None:
+        if metric not in board:
+            return
+        apart = [metric.endswith(DRIFT_SUFFIX) and m in REFERENCE_METHODS for m in methods]  # shown as "ref."
+        stats = zip(apart, board[metric], board[f"{metric}_lo"], board[f"{metric}_hi"])
+        cells = ["ref." if ref else format_interval(v, lo, hi) for ref, v, lo, hi in stats]
+        values = [np.nan if ref else v for ref, v in zip(apart, board[metric])]
+        add(metric_label(metric), cells, values, higher_is_better(metric))
+
+    notes = []
+    metric_column(task.headline)
+    if task.drift_budget is not None:
+        metric_column(task.headline + DRIFT_SUFFIX)
+        if metric_label(task.headline + DRIFT_SUFFIX) in text and set(methods) & set(REFERENCE_METHODS):
+            notes.append(REFERENCE_NOTE)
+    diffs = pairs[pairs["task"] == task.id].set_index(["method", "other"])
+    for base in (b for b in DIFF_BASELINES if b in methods and len(methods) > 1):
+        rows = [diffs.loc[(m, base)] if m != base else None for m in methods]
+        cells = ["—" if r is None else format_interval(r["diff"], r["diff_lo"], r["diff_hi"], signed=True)
+                 + ("*" if r["excludes_zero"] else "") for r in rows]
+        add(f"Δ vs {base}", cells, [np.nan if r is None else r["diff"] for r in rows], False)
+    if any(label.startswith("Δ") for label in text):
+        notes.append(DIFF_NOTE)
+    for metric in task.metrics:
+        if metric != task.headline:
+            metric_column(metric)
+    best = {label: {m for m, v in zip(methods, means[label]) if v == np.nanmax(means[label])} for label in ranked}
+    best = {label: tied for label, tied in best.items() if len(tied) < len(methods)}  # all tied: nothing stands out
+    return pd.DataFrame(text), best, notes
+
+
+def markdown_table(cells: pd.DataFrame, best: dict[str, set]) -> str:
+    """``task_table``'s cells as a markdown table, the best cells of each ranked column in bold."""
+    lines = ["| " + " | ".join(cells.columns) + " |", "|" + "---|" * len(cells.columns)]
+    for _, row in cells.iterrows():
+        lines.append("| " + " | ".join(f"**{row[c]}**" if row["method"] in best.get(c, ()) else row[c]
+                                       for c in cells.columns) + " |")
+    return "\n".join(lines)
+
+
+_TEX = str.maketrans({"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                      "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}"})
+
+
+def tex(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped and the report's symbols (±, Δ, —, *) typeset."""
+    symbols = {"±": r"$\pm$", "Δ": r"$\Delta$", "—": "--", "*": r"$^{*}$", "<=": r"$\le$"}
+    out = str(text).translate(_TEX)
+    for symbol, typeset in symbols.items():
+        out = out.replace(symbol, typeset)
+    return out
+
+
+def latex_table(task_id: str, cells: pd.DataFrame, best: dict[str, set], caption: str) -> str:
+    """``task_table``'s cells as one booktabs ``table`` (label ``tab:<task>``), the best cells of each ranked column
+    in bold; ``caption`` is typeset as given (escape it with ``tex``)."""
+    cols = list(cells.columns)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{tab:{task_id}}}",
+             r"\begin{tabular}{l" + "r" * (len(cols) - 1) + "}", r"\toprule",
+             " & ".join(tex(c) for c in cols) + r" \\", r"\midrule"]
+    for _, row in cells.iterrows():
+        lines.append(" & ".join(rf"\textbf{{{tex(row[c])}}}" if row["method"] in best.get(c, ()) else tex(row[c])
+                                for c in cols) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(lines)
