@@ -136,7 +136,7 @@ def test_improvement_probabilities_by_hand():
 def test_format_interval_by_hand():
     assert format_interval(0.831, 0.753, 0.909) == "0.831 ± 0.078"  # half-width 0.078: 3 decimals
     assert format_interval(15.21, 5.81, 24.61) == "15.2 ± 9.4"
-    assert format_interval(512.0, 512.0, 512.0) == "512 ± 0"
+    assert format_interval(1024.0, 1024.0, 1024.0) == "1024 ± 0" and format_interval(0.4, 0.4, 0.4) == "0.4 ± 0"
     assert format_interval(0.226, 0.169, 0.283, signed=True) == "+0.226 ± 0.057"
     assert format_interval(0.5, math.nan, math.nan) == "0.5"
     assert format_interval(math.nan, math.nan, math.nan) == "n/a"
@@ -185,12 +185,13 @@ def test_report_task_without_a_card_is_guessed_and_says_so():
 
 
 def synthetic_tidy():
-    """Two tasks, four methods, three seeds, evaluations at 0, 32 and 64 queries (fine-tuning methods drift)."""
+    """Two tasks with four methods and one with one method, three seeds, evaluations at 0, 32 and 64 queries
+    (fine-tuning methods drift)."""
     rng = np.random.default_rng(0)
     points = []
-    for task, scale in (("synth-a-v0", 1.0), ("synth-b-v0", -2.0)):
-        for method, gain, drift in (("pretrained", 0, 0), ("best-of-n", 0.3, 0), ("ddpo", 0.5, 4.0),
-                                    ("draft", 0.2, 1.0)):
+    methods = (("pretrained", 0, 0), ("best-of-n", 0.3, 0), ("ddpo", 0.5, 4.0), ("draft", 0.2, 1.0))
+    for task, scale in (("synth-a-v0", 1.0), ("synth-b-v0", -2.0), ("synth-c-v0", 0.0)):
+        for method, gain, drift in methods if task != "synth-c-v0" else methods[-1:]:
             for seed in range(3):
                 for q in (0, 32, 64):
                     r = scale + gain * q / 64 + (0 if method == "pretrained" else 0.05 * rng.normal())
@@ -223,14 +224,17 @@ def test_write_report_tables_and_statistics(synthetic_report):
     assert "| synth-a-v0 | r | 1 | 2 | given |" in md  # pretrained mean 1, the given reference score 2
     # synth-b-v0 (no card): headline g, the first judge mean in sorted order; upper anchor from the data
     assert "| synth-b-v0 | g | -2 | " in md and "best method mean in the data |" in md
-    assert set(report["separation"]) == {"synth-a-v0", "synth-b-v0"}
-    assert all(0 <= v <= 1 for v in report["separation"].values())
+    assert set(report["separation"]) == {"synth-a-v0", "synth-b-v0", "synth-c-v0"}
+    assert all(0 <= report["separation"][t] <= 1 for t in ("synth-a-v0", "synth-b-v0"))
+    # a task with one method keeps its section, without pairs to separate or rank
+    assert "## synth-c-v0" in md and "Separation: n/a" in md and math.isnan(report["separation"]["synth-c-v0"])
     assert f"Separation: {report['separation']['synth-a-v0']:.2f}" in md
+    assert f"Hypervolume: {report['hypervolume']['synth-a-v0']:.3g}." in md and "**hypervolume**: area" in md
     tex = (folder / "leaderboard.tex").read_text()
-    assert tex.count(r"\begin{table}") == 2 and "eval/" not in tex and "n/a" not in tex
+    assert tex.count(r"\begin{table}") == 3 and "eval/" not in tex and "n/a" not in tex
     assert r"\caption{synth-a-v0" in tex and "3 seeds per run" in tex and "64 oracle queries per run" in tex
     per_seed = pd.read_csv(folder / "per_seed.csv")
-    assert len(per_seed) == 2 * 4 * 3 and {"eval/r_mean", "eval/r_mean@drift", "normalized"} <= set(per_seed)
+    assert len(per_seed) == (2 * 4 + 1) * 3 and {"eval/r_mean", "eval/r_mean@drift", "normalized"} <= set(per_seed)
     ddpo = per_seed[(per_seed["task"] == "synth-a-v0") & (per_seed["method"] == "ddpo")]
     # ddpo's KL at 32 queries is 2.0 x (1 + seed / 10): within the budget of 2 for seed 0 only (<= is inclusive)
     assert ddpo.sort_values("seed")["drift_queries"].tolist() == [32, 0, 0]

@@ -12,10 +12,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .labels import JUDGE_DEFINITION, METRIC_DEFINITIONS, DRIFT_SUFFIX, ReportTask, metric_label, report_task
-from .plots import grid_figure, plot_curves, plot_frontier, plot_overoptimization, plot_pareto
+from .plots import HV_MARGIN, grid_figure, plot_curves, plot_frontier, plot_overoptimization, plot_pareto
 from .tables import (UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids, format_interval,
                      improvement_probabilities, latex_table, leaderboard, load_mlflow, load_runs, markdown_table,
                      normalization_anchors, normalized_scores, paired_differences, rank_stability_table, run_values,
@@ -77,10 +78,10 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
 
     Files: ``leaderboard.md`` (tables, statistics and metric definitions), ``leaderboard.tex`` (one booktabs table per
     task), ``leaderboard.csv`` (mean and t-interval per task, method and metric, at full budget and at matched
-    drift), ``paired_differences.csv``, ``tasks.csv`` (separation, rank stability and normalization anchors per
-    task), ``aggregate.csv`` (IQM), ``probability_of_improvement.csv``, ``per_seed.csv`` (one row per run: final and
-    matched-drift value of every metric, normalized score), ``curves.csv`` (the tidy frame of evaluation points),
-    ``report.json`` (task metadata, reference scores, seed), ``figures/`` and ``grids/``.
+    drift), ``paired_differences.csv``, ``tasks.csv`` (separation, rank stability, normalization anchors and
+    hypervolume per task), ``aggregate.csv`` (IQM), ``probability_of_improvement.csv``, ``per_seed.csv`` (one row
+    per run: final and matched-drift value of every metric, normalized score), ``curves.csv`` (the tidy frame of
+    evaluation points), ``report.json`` (task metadata, reference scores, seed), ``figures/`` and ``grids/``.
 
     Returns:
         ``{"leaderboard", "aggregate", "paired", "tasks", "probability_of_improvement", "per_seed": frames,
@@ -104,16 +105,17 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
     normalized = normalized_scores(runs, headline, reference_scores=reference_scores)
     aggregate = aggregate_iqm(normalized, CONFIDENCE, BOOTSTRAP_RESAMPLES, seed)
     improvement = improvement_probabilities(runs, headline, CONFIDENCE, BOOTSTRAP_RESAMPLES, seed)
-    summary = (pd.DataFrame({"task": ids, "headline": [headline[t] for t in ids],
-                             "drift_budget": [tasks[t].drift_budget for t in ids]})
-               .merge(separation(pairs), on="task").merge(stability, on="task").merge(anchors.drop(columns="metric"),
-                                                                                     on="task"))
+    summary = pd.DataFrame({"task": ids, "headline": [headline[t] for t in ids],
+                            "drift_budget": [tasks[t].drift_budget for t in ids]})
+    for part in (separation(pairs, ids), stability, anchors.drop(columns="metric")):
+        summary = summary.merge(part, on="task", how="left")
     per_seed = runs.merge(normalized, on=["task", "method", "seed"], how="left")
 
     figures, hv = [], {}
     grids = _keep_grids(grids or {}, out / "grids")
     for t in ids:
         figures += _task_figures(tidy, runs, tasks[t], out / "figures", grids.get(t), hv)
+    summary["hypervolume"] = summary["task"].map(hv)
 
     markdown = _markdown(tasks, board, pairs, summary, aggregate, improvement)
     (out / "leaderboard.md").write_text(markdown)
@@ -194,6 +196,10 @@ STATISTIC_DEFINITIONS = {
     "rank stability": "Kendall tau between the ranking of methods by mean headline and the ranking in each of "
                       f"{RANK_RESAMPLES} resamples of the seeds (one resample for all methods of the task): mean "
                       "[95% percentile interval]; 1 = every resample ranks alike",
+    "hypervolume": "area of the reward-diversity plane (the policy's eval reward against diversity, at the final "
+                   "evaluation) dominated by the Pareto front of the method means above the task's fixed reference "
+                   f"point: the pretrained mean minus {HV_MARGIN:.0%} of its absolute value on each axis (not the "
+                   "figure's worst run, so it compares across reports of a task)",
 }
 
 
@@ -210,7 +216,9 @@ def _task_lines(task: ReportTask, row) -> list[str]:
     lines.append(f"Separation: {row.separation:.2f} ({row.separated} of {row.pairs} method pairs)."
                  if row.pairs else "Separation: n/a (no two methods share two seeds).")
     lines.append(f"Rank stability: Kendall tau {format_interval(row.tau, row.tau_lo, row.tau_hi, brackets=True)} "
-                 f"({row.methods} methods, {row.seeds} shared seeds).")
+                 f"(methods: {row.methods}, seeds all of them ran: {row.seeds}).")
+    if np.isfinite(row.hypervolume):
+        lines.append(f"Hypervolume: {row.hypervolume:.3g}.")
     if task.note:
         lines.append(f"Note: {task.note}.")
     return [line + "  " for line in lines[:-1]] + lines[-1:]  # markdown line breaks

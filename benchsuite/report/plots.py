@@ -195,6 +195,7 @@ def plot_pareto(final: pd.DataFrame, task: str, reward: str, diversity: str, pat
     ref = hypervolume_reference(final, task, reward, diversity)
     hv = float("nan")
     if ref is not None:
+        ax.scatter(ref[1], ref[0], marker="x", color="black", s=20, linewidths=0.8, label="hypervolume reference")
         inside = (pts > ref).all(axis=1)
         hv = hypervolume(pts[inside], ref) if inside.any() else 0.0
         front = pts[inside][pareto_front(pts[inside])] if inside.any() else pts[:0]

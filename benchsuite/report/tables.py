@@ -215,13 +215,14 @@ def paired_differences(runs: pd.DataFrame, headline: dict[str, str], confidence:
                                        "excludes_zero"])
 
 
-def separation(pairs: pd.DataFrame) -> pd.DataFrame:
+def separation(pairs: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFrame:
     """Per task, the share of method pairs that the benchmark tells apart: whose paired difference interval
     (``paired_differences``) excludes 0. Each unordered pair counts once; pairs without an interval (fewer than two
-    shared seeds) are left out. Returns columns task, pairs, separated, separation (NaN without pairs)."""
+    shared seeds) are left out. Returns columns task, pairs, separated, separation (NaN without pairs), one row per
+    task of ``tasks`` (default: the tasks in ``pairs``)."""
     once = pairs[(pairs["method"] < pairs["other"]) & pairs["diff_lo"].notna()]
     counts = once.groupby("task")["excludes_zero"].agg(["size", "sum"])
-    counts = counts.reindex(sorted(pairs["task"].unique()), fill_value=0)
+    counts = counts.reindex(sorted(pairs["task"].unique()) if tasks is None else tasks, fill_value=0)
     out = pd.DataFrame({"task": counts.index, "pairs": counts["size"].to_numpy(),
                         "separated": counts["sum"].to_numpy()})
     out["separation"] = out["separated"] / out["pairs"].where(out["pairs"] > 0)
@@ -316,15 +317,17 @@ def improvement_probabilities(runs: pd.DataFrame, headline: dict[str, str], conf
 def format_interval(mean: float, lo: float, hi: float, signed: bool = False, brackets: bool = False) -> str:
     """A mean with its interval as ``mean ± half-width`` (``brackets``: ``mean [lo, hi]``, for intervals that are
     not symmetric), every number rounded to the decimal place that shows the half-width to two significant
-    digits. Without an interval (NaN bounds) the mean to three significant digits; "n/a" without a mean."""
+    digits. Without an interval (NaN bounds) or with a zero-width one, the mean to three significant digits (an
+    integer in full); "n/a" without a mean."""
     sign = "+" if signed else ""
     if not np.isfinite(mean):
         return "n/a"
+    point = f"{mean:{sign}.0f}" if mean == round(mean) else f"{mean:{sign}.3g}"
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        return f"{mean:{sign}.3g}"
+        return point
     half = (hi - lo) / 2
     if half <= 1e-12 * max(1.0, abs(mean)):
-        return f"{mean:{sign}.3g} ± 0" if not brackets else f"{mean:{sign}.3g} [{lo:.3g}, {hi:.3g}]"
+        return f"{point} ± 0" if not brackets else f"{point} [{point.lstrip('+')}, {point.lstrip('+')}]"
     d = int(min(8, max(0, 1 - np.floor(np.log10(half)))))
     if brackets:
         return f"{mean:{sign}.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
