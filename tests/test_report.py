@@ -7,7 +7,7 @@ import pytest
 
 from benchsuite.config import resolve
 from benchsuite.errors import ConfigError
-from benchsuite.report import final_grids, load_runs, write_report
+from benchsuite.report import final_grids, load_runs, rebuild_report, write_report
 from benchsuite.report.plots import front_boundary, hypervolume, pareto_front
 from benchsuite.report.stats import paired_t_interval, t_interval
 from benchsuite.report.tables import final_values, leaderboard, normalized_scores
@@ -98,8 +98,13 @@ def test_sample_grid_figure_uses_each_methods_final_grid_of_its_lowest_seed(runs
     assert set(grids) == {"toy-brightness-v0"} and set(grids["toy-brightness-v0"]) == {"pretrained", "ddpo"}
     png = grids["toy-brightness-v0"]["ddpo"]
     assert "seed0" in png.parent.parent.name and png.name == "queries_0000096.png"
-    report = write_report(load_runs(runs_root), runs_root / "with_grids", grids=grids)
-    assert (runs_root / "with_grids" / "figures" / "toy-brightness-v0_samples.png") in report["figures"]
+    folder = runs_root / "with_grids"
+    report = write_report(load_runs(runs_root), folder, grids=grids)
+    assert (folder / "figures" / "toy-brightness-v0_samples.png") in report["figures"]
+    # the report keeps its own copy of the grids: rebuilt in place from its files, it draws the same figures
+    table = (folder / "leaderboard.md").read_bytes()
+    assert rebuild_report(folder)["figures"] == report["figures"] and (folder / "leaderboard.md").read_bytes() == table
+    assert sorted(p.name for p in (folder / "grids" / "toy-brightness-v0").iterdir()) == ["ddpo.png", "pretrained.png"]
     assert final_grids(runs_root, tasks=["digits-jpeg-compress-v0"]) == {}
 
 

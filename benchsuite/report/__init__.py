@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .labels import JUDGE_DEFINITION, METRIC_DEFINITIONS, DRIFT_SUFFIX, ReportTask, metric_label, report_task
+from .labels import DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, ReportTask, metric_label, report_task
 from .plots import HV_MARGIN, grid_figure, plot_curves, plot_frontier, plot_overoptimization, plot_pareto
 from .tables import (UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids, format_interval,
                      improvement_probabilities, latex_table, leaderboard, load_mlflow, load_runs, markdown_table,
@@ -47,8 +47,6 @@ def _grid_panel(task: ReportTask):
     from ..metrics.sequences import sequence_grid_panel
 
     return (sequence_grid_panel, 2) if task.sequences else (sample_grid_panel, 4)
-
-
 
 
 CONFIDENCE = 0.95
@@ -171,7 +169,7 @@ def _task_figures(tidy: pd.DataFrame, runs: pd.DataFrame, task: ReportTask, fold
     t, present = task.id, set(tidy.loc[tidy["task"] == task.id, "metric"])
     figures = [plot_curves(tidy, t, task.headline, folder / f"{t}_curves")]
     if {task.judges[0], "eval/diversity"} <= present:
-        # the policy's eval reward on both axes' side (on online tasks the headline is a query statistic)
+        # y: the policy's eval judge, like the diversity on x (an online task's headline is a query statistic)
         path, hv[t] = plot_pareto(runs, t, task.judges[0], "eval/diversity", folder / f"{t}_pareto")
         figures.append(path)
     if "eval/kl" in present:

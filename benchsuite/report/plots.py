@@ -14,6 +14,7 @@ import pandas as pd
 
 from .labels import REFERENCE_METHODS, metric_label
 from .stats import t_interval
+from .tables import mean_intervals
 
 COLUMN_WIDTH_IN = 3.4  # a two-column paper's column
 METHOD_ORDER = ["pretrained", "best-of-n", "bo", "ddpo", "draft", "sqdf", "vard", "ctrl"]
@@ -116,13 +117,7 @@ def point_means(tidy: pd.DataFrame, task: str, metrics: list[str]) -> pd.DataFra
     """
     data = tidy[(tidy["task"] == task) & tidy["metric"].isin(metrics)]
     wide = data.pivot_table(index=["method", "seed", "queries"], columns="metric", values="value").reset_index()
-    rows = []
-    for (method, queries), group in wide.groupby(["method", "queries"]):
-        row = {"method": method, "queries": queries, "seeds": len(group)}
-        for m in metrics:
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = t_interval(group[m]) if m in group else (np.nan,) * 3
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return mean_intervals(wide, ["method", "queries"], metrics)
 
 
 def _reference_lines(ax, points: pd.DataFrame, metric: str, colors: dict[str, str]) -> None:

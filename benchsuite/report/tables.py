@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .labels import DRIFT_SUFFIX, REFERENCE_METHODS
+from .labels import DRIFT_SUFFIX, REFERENCE_METHODS, REFERENCE_NOTE, ReportTask, higher_is_better, metric_label
 from .stats import improvement_interval, iqm_interval, paired_t_interval, rank_stability, t_interval
 
 TIDY_COLUMNS = ["task", "method", "seed", "queries", "metric", "value"]
@@ -132,7 +132,7 @@ def eval_points(tidy: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def matched_drift_values(tidy: pd.DataFrame, tasks: dict) -> pd.DataFrame:
+def matched_drift_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd.DataFrame:
     """Each fine-tuning run's metrics at its matched-drift evaluation point, on the tasks with a drift budget.
 
     The point is the run's evaluation with the best headline among those whose path KL ``eval/kl`` is at most the
@@ -163,32 +163,39 @@ def matched_drift_values(tidy: pd.DataFrame, tasks: dict) -> pd.DataFrame:
     return out.rename(columns={"queries": "drift_queries"})
 
 
-def run_values(tidy: pd.DataFrame, tasks: dict) -> pd.DataFrame:
+def run_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd.DataFrame:
     """One row per run (task, method, seed): every metric's final value (its last evaluation: the full budget)
     and, on tasks with a drift budget, ``drift_queries`` and ``<metric>@drift`` (``matched_drift_values``; NaN for
     the reference methods and on tasks without a budget). What ``per_seed.csv`` holds."""
     return final_values(tidy).merge(matched_drift_values(tidy, tasks), on=RUN_KEYS, how="left")
 
 
-def leaderboard(final: pd.DataFrame, metrics: list[str], confidence: float = 0.95) -> pd.DataFrame:
-    """Mean and Student-t interval over seeds (``stats.t_interval``) per (task, method) for each metric.
+def mean_intervals(frame: pd.DataFrame, by: list[str], metrics: list[str], confidence: float = 0.95) -> pd.DataFrame:
+    """Mean and Student-t interval over seeds (``stats.t_interval``) of each metric per group of ``by``.
 
     Args:
-        final: one row per run (``final_values`` or ``run_values``).
-        metrics: the columns of ``final`` to summarise (absent ones are skipped).
+        frame: one row per seed and group (e.g. per run).
+        by: the group columns, e.g. task and method.
+        metrics: the columns of ``frame`` to summarise (absent ones are skipped).
 
     Returns:
-        A frame with columns task, method, seeds, and ``<metric>``, ``<metric>_lo``, ``<metric>_hi`` (NaN bounds
-        with a single seed).
+        A frame with the ``by`` columns, seeds (rows in the group), and ``<metric>``, ``<metric>_lo``,
+        ``<metric>_hi`` (NaN bounds with a single seed).
     """
     rows = []
-    for (task, method), group in final.groupby(["task", "method"]):
-        row = {"task": task, "method": method, "seeds": len(group)}
+    for keys, group in frame.groupby(by):
+        row = {**dict(zip(by, keys)), "seeds": len(group)}
         for m in metrics:
             if m in group:
                 row[m], row[f"{m}_lo"], row[f"{m}_hi"] = t_interval(group[m], confidence)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def leaderboard(final: pd.DataFrame, metrics: list[str], confidence: float = 0.95) -> pd.DataFrame:
+    """``mean_intervals`` per (task, method) of one row per run (``final_values`` or ``run_values``): columns task,
+    method, seeds, and ``<metric>``, ``<metric>_lo``, ``<metric>_hi`` for each metric."""
+    return mean_intervals(final, ["task", "method"], metrics, confidence)
 
 
 def paired_differences(runs: pd.DataFrame, headline: dict[str, str], confidence: float = 0.95) -> pd.DataFrame:
@@ -341,7 +348,8 @@ DIFF_NOTE = ("Δ vs X: the headline minus X's on the seeds both ran (paired by s
              "95% t-interval; * the interval excludes 0")
 
 
-def task_table(task, board: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, set], list[str]]:
+def task_table(task: ReportTask, board: pd.DataFrame,
+               pairs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, set], list[str]]:
     """One task's leaderboard as text cells, for the markdown and the LaTeX renderer.
 
     Columns: method, seeds, the headline at full budget, the headline at matched drift (tasks with a drift budget;
@@ -358,8 +366,6 @@ def task_table(task, board: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataF
         the methods with the best mean (all of them in a tie; none when every row ties)}`` for the columns where
         higher is better, and the table's notes.
     """
-    from .labels import REFERENCE_NOTE, higher_is_better, metric_label
-
     board = board[board["task"] == task.id].sort_values([task.headline, "method"], ascending=[False, True])
     methods = board["method"].tolist()
     text: dict[str, list[str]] = {"method": methods, "seeds": [str(n) for n in board["seeds"]]}
