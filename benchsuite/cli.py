@@ -168,8 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated fields of baselines/<method>/search_space.yaml to tune (default: all)")
     t.add_argument("--objective", dest="objectives", action="append", default=None, metavar="METRIC",
                    help="metric to maximise, repeatable; two or more make a multi-objective study with a Pareto front."
-                        " reward = eval/<gold, else primary judge>_mean (default), diversity = eval/diversity, or an"
-                        " eval/ metric")
+                        " reward = eval/<gold, else primary judge>_mean (default), matched = that reward at matched"
+                        " drift (best evaluation within the card's drift_budget), found = query/top10_mean, diversity"
+                        " = eval/diversity, or an eval/ metric")
     t.add_argument("--budget", type=_nonneg_int("--budget"), default=None,
                    help="oracle queries of every trial (default: the task card's default_budget)")
     t.add_argument("--seed", type=_nonneg_int("--seed"), default=1000,

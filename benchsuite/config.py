@@ -260,7 +260,8 @@ def _shipped_weights_digest() -> str:
 
 def task_digest(spec) -> str:
     """What a run's results depend on beyond its config: the parsed task card (``TaskSpec`` without its source
-    path) and, for the embedded backbones, the shipped weights. 12 hex digits."""
+    path and its report-side fields, which are left out of its repr) and, for the embedded backbones, the shipped
+    weights. 12 hex digits."""
     card = dataclasses.replace(spec, source="")
     blob = repr(card).encode() + _shipped_weights_digest().encode()
     return hashlib.sha256(blob).hexdigest()[:12]

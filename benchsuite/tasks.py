@@ -179,7 +179,9 @@ class TaskSpec:
     allow_eval_on_train_conditions: bool = False
     gold_judge: str | None = None
     online: OnlineSpec | None = None
-    drift_budget: float | None = None
+    # report-side fields: they change how runs are compared and listed, not what a run does, so they stay out of
+    # the repr that the run id's task digest hashes (config.task_digest)
+    drift_budget: float | None = field(default=None, repr=False)
     changes: str = field(default="", compare=False, repr=False)
     source: str = field(default="", compare=False)
 

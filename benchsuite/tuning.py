@@ -182,20 +182,45 @@ def load_search_space(method: str, names: tuple[str, ...] | None = None) -> tupl
     return tuple(space[n] for n in names)
 
 
+MATCHED = ".matched"
+"""Suffix of an objective taken at matched drift: ``eval/jpeg_mean.matched`` is the best ``eval/jpeg_mean`` over the
+run's evaluations whose path KL (``eval/kl``) is within the task card's ``drift_budget`` (the first evaluation, of
+the pretrained model, always is), the report's matched-drift value."""
+
+
 def objective_metric(name: str, task: str) -> str:
-    """The ``eval/`` metric an objective name stands for: ``reward`` = the mean of the task's gold judge (held
-    out, so tuning cannot overfit the proxy) or, without one, of its primary judge; ``diversity`` =
-    ``eval/diversity``; otherwise ``eval/<judge>_{mean,median,top10}``, ``eval/diversity`` or
-    ``eval/vendi`` as given. All objectives are maximised."""
+    """The metric an objective name stands for: ``reward`` = the mean of the task's gold judge (held out, so
+    tuning cannot overfit the proxy) or, without one, of its primary judge; ``matched`` = that reward at matched
+    drift (``MATCHED``; the card must state a ``drift_budget``); ``found`` = ``query/top10_mean``, the mean of the
+    10 best oracle values found (the black-box track's headline); ``diversity`` = ``eval/diversity``; otherwise
+    ``eval/<judge>_{mean,median,top10}``, ``eval/diversity``, ``eval/vendi``, ``query/top10_mean`` or
+    ``query/best`` as given, any ``eval/`` one with the ``.matched`` suffix. All objectives are maximised."""
     spec = load_spec(task)
-    aliases = {"reward": f"eval/{spec.gold_judge or spec.primary_judge}_mean", "diversity": "eval/diversity"}
+    reward = f"eval/{spec.gold_judge or spec.primary_judge}_mean"
+    aliases = {"reward": reward, "matched": reward + MATCHED, "found": "query/top10_mean",
+               "diversity": "eval/diversity"}
     metric = aliases.get(name, name)
     allowed = [f"eval/{judge}_{stat}" for judge, _ in spec.judges for stat in _OBJECTIVE_STATS]
-    allowed += ["eval/diversity", "eval/vendi"]
-    if metric not in allowed:
-        raise ConfigError(f"objective {name!r} is not a metric to maximise on {task}; use reward, diversity or one "
-                          f"of: {', '.join(allowed)}")
+    allowed += ["eval/diversity", "eval/vendi", "query/top10_mean", "query/best"]
+    base = metric.removesuffix(MATCHED)
+    if base not in allowed or (metric != base and not base.startswith("eval/")):
+        raise ConfigError(f"objective {name!r} is not a metric to maximise on {task}; use reward, matched, found, "
+                          f"diversity or one of: {', '.join(allowed)} (eval/ ones also with {MATCHED})")
+    if metric != base and spec.drift_budget is None:
+        raise ConfigError(f"objective {name!r} compares at matched drift, but task {task} states no drift_budget")
     return metric
+
+
+def objective_value(metric: str, curve: list[dict[str, float]], drift_budget: float | None) -> float:
+    """The value of ``metric`` (see ``objective_metric``) for a run's evaluations so far (``curve``: one metrics
+    dict per evaluation, in order): the last evaluation's, or for a ``.matched`` metric the best over the
+    evaluations whose ``eval/kl`` is within ``drift_budget``."""
+    if not metric.endswith(MATCHED):
+        return float(curve[-1][metric])
+    base = metric.removesuffix(MATCHED)
+    # a run's first evaluation (the pretrained model, KL 0) always qualifies; only a pruning report of a resumed
+    # trial, which sees the evaluations after the resume alone, can find none
+    return max((float(point[base]) for point in curve if point["eval/kl"] <= drift_budget), default=-math.inf)
 
 
 @dataclass(frozen=True)
@@ -535,15 +560,18 @@ class Tuner:
         trial.set_user_attr(RUN_ATTR, config.run_id)
         tracker = None if tracking is None else _TrialTracker(tracking, parent_run_id, trial, self.study_name)
         points = eval_points(config.budget, config.eval_fractions)
+        seen: list[dict[str, float]] = []
+        drift_budget = load_spec(self.spec.task).drift_budget
 
         def on_eval(queries: int, metrics: dict[str, float]) -> None:
             try:
                 trial.set_user_attr(QUERIES_ATTR, queries)
             except optuna.exceptions.UpdateFinishedTrialError:  # failed for a late heartbeat: stop, do not race
                 raise StopRun("the trial was failed for a stale heartbeat; its retry continues the run") from None
+            seen.append(metrics)
             if self.pruning:
                 step = max(p for p in points if p <= queries)  # the scheduled point: equal across trials
-                trial.report(float(metrics[self.metrics[0]]), step)
+                trial.report(objective_value(self.metrics[0], seen, drift_budget), step)
                 if trial.should_prune():
                     raise StopRun(f"pruned at {step} queries")
 
@@ -554,7 +582,7 @@ class Tuner:
         except KeyboardInterrupt:
             trial.set_user_attr(INTERRUPTED_ATTR, True)  # Optuna fails the trial; a rerun may retry it
             raise
-        values = [float(result.final[m]) for m in self.metrics]
+        values = [objective_value(m, result.curve, drift_budget) for m in self.metrics]
         return values[0] if len(values) == 1 else values
 
     # --- the whole tune (main process) ---

@@ -63,3 +63,16 @@ def test_cli_parses_task_overrides(tmp_path, capsys):
                  "--set", "task.sampler.bogus=3", "--output", str(tmp_path / "bad"), "--no-mlflow", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "sampler arguments" in err[0] and not (tmp_path / "bad").exists()
+
+
+def test_report_side_card_fields_do_not_change_run_ids():
+    """A card's drift_budget (and its changes note) only affect how runs are reported: adding one to a card keeps
+    every run id (a finished run stays the same run)."""
+    import dataclasses
+
+    from benchsuite.config import task_digest
+    from benchsuite.tasks import load_spec
+
+    spec = load_spec("toy-brightness-v0")
+    assert task_digest(dataclasses.replace(spec, drift_budget=0.5, changes="x")) == task_digest(spec)
+    assert task_digest(dataclasses.replace(spec, default_budget=spec.default_budget + 1)) != task_digest(spec)

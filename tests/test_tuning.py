@@ -243,3 +243,37 @@ def test_cli_tune_prints_front_and_exports_on_request(tmp_path, capsys, baseline
     assert not (baselines / "sqdf" / "tuned").exists()
     assert main([*argv, "--export-trial", "0"]) == 0
     assert (baselines / "sqdf" / "tuned" / f"{TOY}.yaml").exists()
+
+
+def test_matched_drift_objective_is_the_best_reward_within_the_cards_drift_budget():
+    from benchsuite.tuning import MATCHED, objective_metric, objective_value
+
+    curve = [{"eval/r": 0.1, "eval/kl": 0.0}, {"eval/r": 0.4, "eval/kl": 0.3}, {"eval/r": 0.9, "eval/kl": 2.0},
+             {"eval/r": 0.5, "eval/kl": 0.5}]
+    assert objective_value("eval/r" + MATCHED, curve, 0.5) == 0.5  # the inclusive bound; 0.9 lies beyond it
+    assert objective_value("eval/r" + MATCHED, curve, 0.1) == 0.1  # only the pretrained evaluation qualifies
+    assert objective_value("eval/r", curve, 0.5) == 0.5  # a plain objective is the last evaluation's
+    assert objective_metric("found", "toy-online-v0") == "query/top10_mean"
+    with pytest.raises(ConfigError, match="no drift_budget"):
+        objective_metric("matched", "toy-online-v0")
+
+
+def test_a_matched_drift_study_scores_each_trial_by_its_run_curve(tmp_path, baselines):
+    """End to end on the toy task (drift_budget 0.5): each trial's value is the best reward among its run's
+    evaluations within the budget, read back from the trial's run folder."""
+    import json
+
+    from benchsuite.tracking import read_metrics
+    from benchsuite.tuning import objective_value
+
+    tuner = Tuner(_spec(tmp_path, n_trials=2, objectives=("matched",), prune=False, study_name="matched"))
+    assert tuner.metrics == ("eval/brightness_mean.matched",)
+    tuner.tune(1)
+    for trial in _study(tuner).trials:
+        run_dir = tuner.study_dir / "runs" / trial.user_attrs["benchsuite.run_id"]
+        metrics = read_metrics(run_dir)
+        evals = metrics.dropna(subset=["eval/kl"])[["eval/brightness_mean", "eval/kl"]].to_dict("records")
+        assert json.loads((run_dir / "summary.json").read_text())["status"] == "FINISHED"
+        assert trial.value == pytest.approx(objective_value("eval/brightness_mean.matched", evals, 0.5))
+        within = [e["eval/brightness_mean"] for e in evals if e["eval/kl"] <= 0.5]
+        assert trial.value == pytest.approx(max(within))
