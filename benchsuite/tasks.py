@@ -162,6 +162,9 @@ class TaskSpec:
         drift_budget: the path KL to the pretrained model (``eval/kl``, the suite's one KL) within which methods
             are compared at matched drift: the report's matched-drift reward of a run is its best evaluation with
             ``eval/kl <= drift_budget``. None: the task is reported at full budget only.
+        reference_score: a fixed value of the task's headline metric that normalized scores map to 1 (0 is the
+            pretrained model), independent of which methods are compared: a known optimum or a simple
+            construction's score, stated in the card. None: the report falls back to the best method's mean.
     """
 
     id: str
@@ -182,6 +185,7 @@ class TaskSpec:
     # report-side fields: they change how runs are compared and listed, not what a run does, so they stay out of
     # the repr that the run id's task digest hashes (config.task_digest)
     drift_budget: float | None = field(default=None, repr=False)
+    reference_score: float | None = field(default=None, repr=False)
     changes: str = field(default="", compare=False, repr=False)
     source: str = field(default="", compare=False)
 
@@ -215,9 +219,18 @@ def _drift_budget(raw: Any, source: str) -> float | None:
     return float(raw)
 
 
+def _finite(raw: Any, name: str, source: str) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise ConfigError(f"{source}: {name} must be a finite number, got {raw!r}")
+    return float(raw)
+
+
 _CARD_KEYS = {
     "id", "description", "backbone", "sampler", "oracle", "judges", "primary_judge", "conditions", "eval",
     "default_budget", "allow_eval_on_train_conditions", "gold_judge", "online", "changes", "drift_budget",
+    "reference_score",
 }
 
 
@@ -294,6 +307,7 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         gold_judge=None if gold is None else str(gold),
         online=online,
         drift_budget=_drift_budget(raw.get("drift_budget"), source),
+        reference_score=_finite(raw.get("reference_score"), "reference_score", source),
         changes=str(raw.get("changes", "")),
         source=source,
     )

@@ -154,8 +154,13 @@ def _dimension(name: str, raw: Any, where: str) -> Dimension:
     return Dimension(name, kind, low, high, log)
 
 
-def load_search_space(method: str, names: tuple[str, ...] | None = None) -> tuple[Dimension, ...]:
+def load_search_space(method: str, names: tuple[str, ...] | None = None,
+                      backbone: str | None = None) -> tuple[Dimension, ...]:
     """The method's search space from ``baselines/<method>/search_space.yaml``, or the ``names`` subset of it.
+
+    Entries (``field: {type, ...}``) apply to every backbone; a section named after a backbone (``ehrlich: {lr:
+    {...}}``, a mapping without ``type``) replaces or adds entries for tasks on that backbone, where the useful
+    range differs (a 35 k-parameter sequence model takes far larger learning rates than the digits UNet).
 
     Raises:
         ConfigError: no such file, a malformed entry, or a name the file does not list.
@@ -171,7 +176,15 @@ def load_search_space(method: str, names: tuple[str, ...] | None = None) -> tupl
         raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of field: {{type, ...}}")
-    space = {name: _dimension(str(name), value, str(path)) for name, value in raw.items()}
+    from .registry import BACKBONES
+
+    sections = {k: v for k, v in raw.items() if k in BACKBONES and isinstance(v, dict)}
+    entries = {k: v for k, v in raw.items() if k not in sections}
+    for section in sections.values():
+        if not all(isinstance(v, dict) and "type" in v for v in section.values()):
+            raise ConfigError(f"{path}: a backbone section holds field: {{type, ...}} entries only")
+    entries.update(sections.get(backbone, {}))
+    space = {name: _dimension(str(name), value, str(path)) for name, value in entries.items()}
     if names is None:
         return tuple(space.values())
     unknown = [n for n in names if n not in space]
@@ -216,7 +229,7 @@ def objective_value(metric: str, curve: list[dict[str, float]], drift_budget: fl
     dict per evaluation, in order): the last evaluation's, or for a ``.matched`` metric the best over the
     evaluations whose ``eval/kl`` is within ``drift_budget``."""
     if not metric.endswith(MATCHED):
-        return float(curve[-1][metric])
+        return float(curve[-1].get(metric, math.nan))  # query/ metrics exist from the first query on
     base = metric.removesuffix(MATCHED)
     # a run's first evaluation (the pretrained model, KL 0) always qualifies; only a pruning report of a resumed
     # trial, which sees the evaluations after the resume alone, can find none
@@ -247,6 +260,8 @@ class TuneSpec:
         heartbeat_interval: seconds between heartbeats of a running trial (database storage); a trial without
             one for twice as long is failed and retried, at most ``max_retry`` times.
         max_retry: retries of a trial whose worker died.
+        eval_fractions: fractions of the budget at which every trial evaluates (the pruner's steps, and the points
+            a ``.matched`` objective chooses among); None: the runner's default (0, 0.1, ..., 1).
     """
 
     task: str
@@ -266,6 +281,7 @@ class TuneSpec:
     output_root: str = "results"
     heartbeat_interval: int = 30
     max_retry: int = 3
+    eval_fractions: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -328,14 +344,14 @@ class Tuner:
         if len(set(self.metrics)) != len(self.metrics):
             raise ConfigError(f"objectives repeat a metric: {list(self.metrics)}")
         self.pruning = spec.prune and len(self.metrics) == 1
-        short = "+".join(m.removeprefix("eval/") for m in self.metrics)
+        short = "+".join(m.removeprefix("eval/").replace("/", "_") for m in self.metrics)
         self.study_name = spec.study_name or f"{spec.method}--{spec.task}--{short}"
         if not _STUDY_NAME.match(self.study_name):
             raise ConfigError(f"study name {self.study_name!r} must use only letters, digits, '.', '_', '+' and '-'")
         self.study_dir = Path(spec.output_root) / "optuna" / self.study_name
         overrides = dict(spec.overrides)
         self.base: RunConfig = self._config(overrides)
-        self.space = load_search_space(spec.method, spec.params)
+        self.space = load_search_space(spec.method, spec.params, load_spec(spec.task).backbone)
         fixed = [d.name for d in self.space if d.name in overrides]
         if fixed:
             raise ConfigError(f"{', '.join(fixed)} is both tuned and fixed by an override; drop one")
@@ -345,8 +361,9 @@ class Tuner:
         self.storage_url, self.storage_label = self._storage_location()
 
     def _config(self, overrides: dict[str, Any]) -> RunConfig:
+        extra = {} if self.spec.eval_fractions is None else {"eval_fractions": self.spec.eval_fractions}
         return resolve(self.spec.task, self.spec.method, seed=self.spec.seed, budget=self.spec.budget,
-                       overrides=overrides, output_root=str(self.study_dir))
+                       overrides=overrides, output_root=str(self.study_dir), **extra)
 
     def _storage_location(self) -> tuple[str, str]:
         storage = self.spec.storage
@@ -376,6 +393,8 @@ class Tuner:
             "task": self.spec.task, "method": self.spec.method, "budget": self.base.budget, "seed": self.spec.seed,
             "metrics": self.metrics, "space": [dataclasses.asdict(d) for d in self.space],
             "overrides": sorted(map(list, self.spec.overrides)),
+            # only when set: studies from before the field keep their fingerprint
+            **({} if self.spec.eval_fractions is None else {"eval_fractions": list(self.base.eval_fractions)}),
         }, sort_keys=True, default=str)
 
     # --- Optuna objects (built in each process) ---
@@ -571,7 +590,9 @@ class Tuner:
             seen.append(metrics)
             if self.pruning:
                 step = max(p for p in points if p <= queries)  # the scheduled point: equal across trials
-                trial.report(objective_value(self.metrics[0], seen, drift_budget), step)
+                value = objective_value(self.metrics[0], seen, drift_budget)
+                if math.isfinite(value):  # nothing to compare before the first query of a query-side objective
+                    trial.report(value, step)
                 if trial.should_prune():
                     raise StopRun(f"pruned at {step} queries")
 

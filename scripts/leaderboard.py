@@ -1,20 +1,33 @@
-"""The committed leaderboard of the embedded suite: every method on every embedded task, 5 seeds, one command.
+"""The committed leaderboard of the embedded suite: equal tuning effort, then every method on every embedded task.
 
-    python scripts/leaderboard.py                      # runs what is missing, then writes results/leaderboard/
-    python scripts/leaderboard.py --report-only        # redraw the report from the finished runs
+    python scripts/leaderboard.py tune                 # stage 1 (resumable): tune every method on every task
+    python scripts/leaderboard.py run                  # stage 2 (resumable): 5 seeds with the tuned presets + report
+    python scripts/leaderboard.py report               # stage 3: redraw the report from the committed CSVs alone
 
-Embedded tasks are the task cards whose backbone ships with the package (digits, sequence models), toy tasks and
-superseded versions excluded. Every (task, method, seed) is one ``benchsuite.runner.run`` in a worker process
-(1 torch thread each) through ``benchsuite.sweep`` (resumable: finished runs are skipped, interrupted ones
-resume). Run folders go to ``<out>/runs/`` (not committed); the report (leaderboard.md/.csv/.tex, figures) to
-``<out>/``. The script prints the wall time of the whole suite and a table of CPU seconds per (task, method).
+Embedded tasks are the current task cards whose backbone ships with the package (digits, sequence models); toy
+tasks and superseded versions are left out.
 
-The leaderboard protocol is smaller than the task cards' defaults (2048 queries) so that the whole suite
-(8 methods x 7 tasks x 5 seeds = 280 runs) fits the one-hour target on 2 CPU cores: ``LEADERBOARD_BUDGET``
-queries per run on every task (on the sequence tasks: 4 online rounds of 128, each followed by 2 steps of 64
-against the surrogate) and evaluations at 0, 50 and 100% of the budget. Every method of a task gets the same
-budget. ``--budget`` and ``--eval-fractions`` run other protocols (e.g. the cards' defaults) into another
-``--out``.
+Stage 1, tuning (``results/leaderboard/tuning/``): every method with hyperparameters gets the same Optuna budget on
+every task: ``TUNE_TRIALS`` trials (TPE, sampler seed 0, median pruning at equal query counts) over the fields in
+``TUNE_PARAMS`` (the KL coefficient and discount where the method has them, its learning rate, and the one or two
+settings its paper names next; ranges from ``baselines/<method>/search_space.yaml``, per backbone where they
+differ), each trial one run at the leaderboard's budget and evaluation points with the tuning seed 1000 (never a
+reported seed). The objective is the same for every method of a task: on tasks with a ``drift_budget`` the primary
+judge's best evaluation within that path KL (the leaderboard's matched-drift value), on the black-box tasks with
+online rounds the mean of the 10 best oracle values found (their headline). The best trial of each study is exported
+to ``baselines/<method>/tuned/<task>.yaml``, which every later run of that task picks up. The study journals
+(``journals/*.log``, Optuna's own format) and ``tuning.md`` / ``tuning.csv`` (trials, pruned, best value and
+parameters, CPU seconds per study) are committed. ``pretrained`` has nothing to tune; ``best-of-n``'s one setting
+decides which of its samples are judged, not how it searches, so it keeps its definition (the task's eval samples
+per condition).
+
+Stage 2, the leaderboard: every (task, method, seed) is one ``benchsuite.runner.run`` in a worker process (1 torch
+thread each) through ``benchsuite.sweep`` (resumable; run folders in ``<out>/runs/``, not committed), seed-major
+so that a stopped suite holds whole seeds. ``LEADERBOARD_BUDGET`` queries per run (on the sequence tasks 4 online
+rounds of 128), evaluations at ``EVAL_FRACTIONS``. The report (``benchsuite.report.write_report``: leaderboard
+md/csv/tex with Student-t intervals, paired differences, separation, matched drift, figures, ``per_seed.csv`` and
+``curves.csv``) goes to ``<out>/``, with each card's ``reference_score`` as the fixed upper anchor of normalized
+scores; ``cost.md`` has the CPU seconds per (task, method). Stage 3 rebuilds all of it from the committed CSVs.
 """
 
 from __future__ import annotations
@@ -28,7 +41,19 @@ EMBEDDED_BACKBONES = ("digits", "ehrlich", "selfies")
 LEADERBOARD_BUDGET = {"digits": 512, "ehrlich": 512, "selfies": 512}
 """Oracle queries per run on the committed leaderboard, by backbone (one value today; the table allows a
 backbone whose queries cost more or less compute to get its own)."""
-EVAL_FRACTIONS = (0.0, 0.5, 1.0)
+EVAL_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+TUNE_TRIALS = 8
+"""Trials per (task, method) study: the same tuning budget for every method."""
+TUNE_PARAMS = {
+    "ddpo": ("lr", "clip_range"),
+    "draft": ("lr", "kl_coef"),
+    "sqdf": ("lr", "kl_coef", "discount"),
+    "vard": ("lr", "kl_coef", "discount"),
+    "ctrl": ("lr", "kl_coef", "trust_coef"),
+    "bo": ("feature_dim", "initial_queries"),
+}
+"""What each method's study tunes (fields of its search space). None of them changes a run's compute much, so the
+leaderboard's cost stays what the presets give."""
 
 
 def embedded_tasks() -> list[str]:
@@ -40,11 +65,134 @@ def embedded_tasks() -> list[str]:
                   if spec.backbone in EMBEDDED_BACKBONES and not t.startswith("toy-") and not superseded_by(t, specs))
 
 
+def tuning_objective(task: str) -> str:
+    """The objective of every study on ``task`` (see the module docstring)."""
+    from benchsuite.tasks import load_spec
+    from benchsuite.tuning import MATCHED
+
+    spec = load_spec(task)
+    if spec.online is not None:
+        return "found"
+    if spec.drift_budget is None:
+        raise SystemExit(f"{task} states no drift_budget: the leaderboard tunes at matched drift")
+    return f"eval/{spec.primary_judge}_mean{MATCHED}"
+
+
+def tune(tasks: list[str], methods: list[str], out: Path, workers: int) -> None:
+    import optuna
+    import pandas as pd
+
+    from benchsuite.tuning import Tuner, TuneSpec
+
+    rows = []
+    start = time.perf_counter()
+    for task in tasks:
+        for method in methods:
+            if method not in TUNE_PARAMS:
+                continue
+            spec = TuneSpec(task=task, method=method, n_trials=TUNE_TRIALS, params=TUNE_PARAMS[method],
+                            objectives=(tuning_objective(task),), budget=LEADERBOARD_BUDGET[_backbone(task)],
+                            eval_fractions=EVAL_FRACTIONS, output_root=str(out),
+                            storage=str(out / "journals" / f"{method}--{task}.log"))
+            tuner = Tuner(spec)
+            (out / "journals").mkdir(parents=True, exist_ok=True)
+            began = time.perf_counter()
+            report = tuner.tune(workers)
+            study = optuna.load_study(study_name=tuner.study_name, storage=tuner.storage())
+            trials = study.get_trials(deepcopy=False)
+            cpu = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                      if t.datetime_complete is not None and t.datetime_start is not None)
+            best = study.best_trial
+            tuner.export(study)
+            rows.append({"task": task, "method": method, "objective": tuner.metrics[0], "trials": len(trials),
+                         "pruned": report.states.get("PRUNED", 0), "failed": report.states.get("FAIL", 0),
+                         "best": best.value, "best_trial": best.number,
+                         "params": json.dumps(best.params, sort_keys=True), "cpu_s": round(cpu, 1),
+                         "wall_s": round(time.perf_counter() - began, 1)})
+            print(f"{task} {method}: best {best.value:.5g} (trial {best.number}) {best.params}; "
+                  f"{report.states} {cpu:.0f} s CPU", flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "tuning.csv", index=False)
+    wall = time.perf_counter() - start
+    lines = ["# Tuning of the leaderboard's presets", "",
+             f"`python scripts/leaderboard.py tune`: {TUNE_TRIALS} Optuna trials (TPE, median pruning) per (task, "
+             f"method), tuning seed 1000, {LEADERBOARD_BUDGET['digits']} queries per trial, evaluations at "
+             f"{list(EVAL_FRACTIONS)} of the budget. Objective per task: the primary judge's best evaluation within "
+             "the card's drift budget (path KL), or on the online tasks the top-10 mean of the queries. Best trials "
+             "exported to `baselines/<method>/tuned/<task>.yaml`; journals in `journals/`.", "",
+             f"Cost: {table.cpu_s.sum() / 60:.1f} CPU-minutes of trials, {wall / 60:.1f} min wall with {workers} "
+             "workers.", "",
+             "| task | method | objective | trials | pruned | best | best parameters | CPU s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.task} | {r.method} | {r.objective} | {r.trials} | {r.pruned} | {r.best:.5g} | "
+                     f"{r.params} | {r.cpu_s:.0f} |")
+    (out / "tuning.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _backbone(task: str) -> str:
+    from benchsuite.tasks import load_spec
+
+    return load_spec(task).backbone
+
+
+def run(tasks: list[str], methods: list[str], seeds: list[int], out: Path, workers: int, budget: int | None,
+        fractions: tuple[float, ...]) -> None:
+    from benchsuite.config import resolve
+    from benchsuite.sweep import run_many
+
+    start = time.perf_counter()
+    done = [0]
+
+    def progress(o) -> None:
+        done[0] += 1
+        note = o.error or f"{o.final.get('cost/wall_s', float('nan')):.0f} s"
+        print(f"[{done[0]}] {o.config.task} {o.config.method} seed {o.config.seed}: {o.status} ({o.before}) {note}",
+              flush=True)
+
+    outcomes = []
+    for seed in seeds:  # seed-major: a stopped suite still holds whole seeds of every task
+        configs = [resolve(task, method, seed=seed, budget=budget or LEADERBOARD_BUDGET[_backbone(task)],
+                           eval_fractions=fractions, output_root=str(out)) for task in tasks for method in methods]
+        outcomes += run_many(configs, f"leaderboard-seed{seed}", workers=workers, on_outcome=progress)
+    wall = time.perf_counter() - start
+    failed = [o for o in outcomes if o.status != "FINISHED"]
+    print(f"suite: {len(outcomes)} runs, {len(failed)} failed, wall {wall / 60:.1f} min with {workers} workers")
+
+
+def report(tasks: list[str], seeds: list[int], out: Path) -> None:
+    from benchsuite.report import final_grids, load_runs, write_report
+    from benchsuite.tasks import load_spec
+
+    tidy = load_runs(out, tasks=tasks)
+    tidy = tidy[tidy["seed"].isin(seeds)]  # a report of whole seeds only
+    references = {t: load_spec(t).reference_score for t in tasks if load_spec(t).reference_score is not None}
+    result = write_report(tidy, out, grids=final_grids(out, tasks=tasks), reference_scores=references)
+    rows = {}
+    for path in sorted(out.glob("runs/*/summary.json")):
+        s = json.loads(path.read_text())
+        if s["status"] != "FINISHED" or s["config"]["seed"] not in seeds or s["config"]["task"] not in tasks:
+            continue
+        rows.setdefault((s["config"]["task"], s["config"]["method"]), []).append(s["wall_time_s"])
+    lines = ["# CPU cost of the committed leaderboard", "",
+             "Per (task, method): each run's own wall time in its single-threaded worker (2 workers on the 2-core "
+             "CI-type machine).", "", "| task | method | runs | mean s/run | total s |", "|---|---|---|---|---|"]
+    lines += [f"| {t} | {m} | {len(v)} | {sum(v) / len(v):.0f} | {sum(v):.0f} |" for (t, m), v in sorted(rows.items())]
+    lines.append(f"\ntotal run time {sum(sum(v) for v in rows.values()) / 60:.1f} min (sum over runs)")
+    (out / "cost.md").write_text("\n".join(lines) + "\n")
+    print((out / "leaderboard.md").read_text())
+    print("\n".join(lines))
+    print("figures:", *[str(p) for p in result["figures"]], sep="\n  ")
+
+
 def main() -> None:
     from benchsuite.registry import METHODS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="*", default=None, help="default: every embedded task")
+    parser.add_argument("stage", nargs="?", choices=["tune", "run", "report"], default="run",
+                        help="tune: the presets; run: the leaderboard and its report (default); report: from CSVs")
+    parser.add_argument("--tasks", nargs="*", default=None, help="default: every current embedded task")
     parser.add_argument("--methods", nargs="*", default=None, help="default: every registered method")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--workers", type=int, default=2)
@@ -52,59 +200,23 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=None,
                         help="queries per run for every task (default: LEADERBOARD_BUDGET by backbone)")
     parser.add_argument("--eval-fractions", nargs="*", type=float, default=list(EVAL_FRACTIONS))
-    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="with run: only the report from the run folders")
     args = parser.parse_args()
 
     tasks = args.tasks or embedded_tasks()
     methods = args.methods or METHODS.names()
     out = Path(args.out)
-    if not args.report_only:
-        from benchsuite.sweep import SweepSpec, sweep
-        from benchsuite.tasks import task_specs
+    if args.stage == "tune":
+        tune(tasks, methods, out / "tuning", args.workers)
+    elif args.stage == "report":
+        from benchsuite.report import rebuild_report
 
-        specs = task_specs()
-        groups: dict[int, list[str]] = {}  # budget -> tasks (one sweep per budget)
-        for task in tasks:
-            budget = args.budget if args.budget is not None else LEADERBOARD_BUDGET[specs[task].backbone]
-            groups.setdefault(budget, []).append(task)
-        start = time.perf_counter()
-        done = [0]
-
-        def progress(o) -> None:
-            done[0] += 1
-            note = o.error or f"{o.final.get('cost/wall_s', float('nan')):.0f} s"
-            print(f"[{done[0]}] {o.config.task} {o.config.method} seed {o.config.seed}: {o.status} ({o.before}) {note}",
-                  flush=True)
-
-        outcomes = []
-        for seed in args.seeds:  # seed-major: a stopped suite still holds whole seeds of every task
-            for budget, group in groups.items():
-                spec = SweepSpec(name=f"leaderboard-{budget}", tasks=tuple(group), methods=tuple(methods),
-                                 seeds=(seed,), budget=budget, eval_fractions=tuple(args.eval_fractions))
-                outcomes += sweep(spec, output_root=out, workers=args.workers, on_outcome=progress)
-        wall = time.perf_counter() - start
-        failed = [o for o in outcomes if o.status != "FINISHED"]
-        print(f"suite: {len(outcomes)} runs, {len(failed)} failed, wall {wall / 60:.1f} min with {args.workers} workers")
-
-    from benchsuite.report import final_grids, load_runs, write_report
-
-    tidy = load_runs(out, tasks=tasks)
-    tidy = tidy[tidy["seed"].isin(args.seeds)]  # --report-only --seeds 0 1: a report of whole seeds only
-    report = write_report(tidy, out, grids=final_grids(out, tasks=tasks))
-    print((out / "leaderboard.md").read_text())
-    # CPU cost per (task, method): the run's own wall time in its single-threaded worker
-    rows = {}
-    for path in sorted(out.glob("runs/*/summary.json")):
-        s = json.loads(path.read_text())
-        if s["status"] != "FINISHED" or s["config"]["seed"] not in args.seeds or s["config"]["task"] not in tasks:
-            continue
-        key = (s["config"]["task"], s["config"]["method"])
-        rows.setdefault(key, []).append(s["wall_time_s"])
-    print("| task | method | runs | mean s/run | total s |\n|---|---|---|---|---|")
-    for (t, m), v in sorted(rows.items()):
-        print(f"| {t} | {m} | {len(v)} | {sum(v) / len(v):.0f} | {sum(v):.0f} |")
-    print(f"total run time {sum(sum(v) for v in rows.values()) / 60:.1f} min (sum over runs)")
-    print("figures:", *[str(p) for p in report["figures"]], sep="\n  ")
+        rebuild_report(out)
+        print((out / "leaderboard.md").read_text())
+    else:
+        if not args.report_only:
+            run(tasks, methods, args.seeds, out, args.workers, args.budget, tuple(args.eval_fractions))
+        report(tasks, args.seeds, out)
 
 
 if __name__ == "__main__":

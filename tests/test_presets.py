@@ -30,7 +30,10 @@ def test_search_space_names_real_fields(method):
         return
     space = yaml.safe_load(path.read_text())
     fields = {f.name for f in dataclasses.fields(METHODS.load(method).Config)}
-    for name, dim in space.items():
+    entries = [(k, v) for k, v in space.items() if k not in BACKBONES]
+    for backbone in set(space) & set(BACKBONES.names()):  # per-backbone sections hold entries of the same form
+        entries += list(space[backbone].items())
+    for name, dim in entries:
         assert name in fields, f"{path}: {name} is not a field of {method}'s config"
         assert dim["type"] in SPACE_KEYS and set(dim) - {"type"} <= SPACE_KEYS[dim["type"]], (name, dim)
         if dim["type"] != "categorical":

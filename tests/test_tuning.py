@@ -277,3 +277,20 @@ def test_a_matched_drift_study_scores_each_trial_by_its_run_curve(tmp_path, base
         assert trial.value == pytest.approx(objective_value("eval/brightness_mean.matched", evals, 0.5))
         within = [e["eval/brightness_mean"] for e in evals if e["eval/kl"] <= 0.5]
         assert trial.value == pytest.approx(max(within))
+
+
+def test_a_backbone_section_of_the_search_space_replaces_its_entries(tmp_path, monkeypatch):
+    folder = tmp_path / "baselines" / "sqdf"
+    folder.mkdir(parents=True)
+    (folder / "search_space.yaml").write_text(
+        "lr: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}\n"
+        "discount: {type: float, low: 0.8, high: 1.0}\n"
+        "ehrlich:\n  lr: {type: float, low: 1.0e-4, high: 3.0e-2, log: true}\n")
+    monkeypatch.setenv("BENCHSUITE_BASELINES_DIR", str(tmp_path / "baselines"))
+    plain = {d.name: d for d in load_search_space("sqdf")}
+    seq = {d.name: d for d in load_search_space("sqdf", backbone="ehrlich")}
+    assert (plain["lr"].low, plain["lr"].high) == (1e-5, 1e-3) and (seq["lr"].low, seq["lr"].high) == (1e-4, 3e-2)
+    assert seq["discount"] == plain["discount"] and "ehrlich" not in plain
+    (folder / "search_space.yaml").write_text("digits:\n  lr: 3\n")
+    with pytest.raises(ConfigError, match="backbone section"):
+        load_search_space("sqdf", backbone="digits")
