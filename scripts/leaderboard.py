@@ -13,8 +13,9 @@ every task: ``TUNE_TRIALS`` trials (TPE, sampler seed 0, median pruning at equal
 settings its paper names next; ranges from ``baselines/<method>/search_space.yaml``, per backbone where they
 differ), each trial one run at the leaderboard's budget and evaluation points with the tuning seed 1000 (never a
 reported seed). The objective is the same for every method of a task: on tasks with a ``drift_budget`` the primary
-judge's best evaluation within that path KL (the leaderboard's matched-drift value), on the black-box tasks with
-online rounds the mean of the 10 best oracle values found (their headline). The best trial of each study is exported
+judge's best evaluation within that path KL (the leaderboard's matched-drift value; BO, which selects samples and
+has no path KL, at full budget), on the black-box tasks with online rounds the mean of the 10 best oracle values
+found (their headline). The best trial of each study is exported
 to ``baselines/<method>/tuned/<task>.yaml``, which every later run of that task picks up. The study journals
 (``journals/*.log``, Optuna's own format) and ``tuning.md`` / ``tuning.csv`` (trials, pruned, best value and
 parameters, CPU seconds per study) are committed. ``pretrained`` has nothing to tune; ``best-of-n``'s one setting
@@ -65,8 +66,10 @@ def embedded_tasks() -> list[str]:
                   if spec.backbone in EMBEDDED_BACKBONES and not t.startswith("toy-") and not superseded_by(t, specs))
 
 
-def tuning_objective(task: str) -> str:
-    """The objective of every study on ``task`` (see the module docstring)."""
+def tuning_objective(task: str, method: str) -> str:
+    """The objective of every study on ``task`` (see the module docstring): the same for every method, except
+    that a method that does not fine-tune (``bo``) is not on the path-KL axis, so it is tuned at full budget."""
+    from benchsuite.report.plots import REFERENCE_METHODS
     from benchsuite.tasks import load_spec
     from benchsuite.tuning import MATCHED
 
@@ -75,7 +78,8 @@ def tuning_objective(task: str) -> str:
         return "found"
     if spec.drift_budget is None:
         raise SystemExit(f"{task} states no drift_budget: the leaderboard tunes at matched drift")
-    return f"eval/{spec.primary_judge}_mean{MATCHED}"
+    primary = f"eval/{spec.primary_judge}_mean"
+    return primary if method in REFERENCE_METHODS else primary + MATCHED
 
 
 def tune(tasks: list[str], methods: list[str], out: Path, workers: int) -> None:
@@ -91,7 +95,7 @@ def tune(tasks: list[str], methods: list[str], out: Path, workers: int) -> None:
             if method not in TUNE_PARAMS:
                 continue
             spec = TuneSpec(task=task, method=method, n_trials=TUNE_TRIALS, params=TUNE_PARAMS[method],
-                            objectives=(tuning_objective(task),), budget=LEADERBOARD_BUDGET[_backbone(task)],
+                            objectives=(tuning_objective(task, method),), budget=budget_of(task),
                             eval_fractions=EVAL_FRACTIONS, output_root=str(out),
                             storage=str(out / "journals" / f"{method}--{task}.log"))
             tuner = Tuner(spec)
@@ -116,7 +120,8 @@ def tune(tasks: list[str], methods: list[str], out: Path, workers: int) -> None:
     wall = time.perf_counter() - start
     lines = ["# Tuning of the leaderboard's presets", "",
              f"`python scripts/leaderboard.py tune`: {TUNE_TRIALS} Optuna trials (TPE, median pruning) per (task, "
-             f"method), tuning seed 1000, {LEADERBOARD_BUDGET['digits']} queries per trial, evaluations at "
+             f"method), tuning seed 1000, the leaderboard's queries per trial ({sorted(set(LEADERBOARD_BUDGET.values()))}), "
+             "evaluations at "
              f"{list(EVAL_FRACTIONS)} of the budget. Objective per task: the primary judge's best evaluation within "
              "the card's drift budget (path KL), or on the online tasks the top-10 mean of the queries. Best trials "
              "exported to `baselines/<method>/tuned/<task>.yaml`; journals in `journals/`.", "",
@@ -131,10 +136,12 @@ def tune(tasks: list[str], methods: list[str], out: Path, workers: int) -> None:
     print("\n".join(lines))
 
 
-def _backbone(task: str) -> str:
+def budget_of(task: str) -> int:
+    """The leaderboard's queries per run on ``task`` (a card outside the table keeps its default budget)."""
     from benchsuite.tasks import load_spec
 
-    return load_spec(task).backbone
+    spec = load_spec(task)
+    return LEADERBOARD_BUDGET.get(spec.backbone, spec.default_budget)
 
 
 def run(tasks: list[str], methods: list[str], seeds: list[int], out: Path, workers: int, budget: int | None,
@@ -153,7 +160,7 @@ def run(tasks: list[str], methods: list[str], seeds: list[int], out: Path, worke
 
     outcomes = []
     for seed in seeds:  # seed-major: a stopped suite still holds whole seeds of every task
-        configs = [resolve(task, method, seed=seed, budget=budget or LEADERBOARD_BUDGET[_backbone(task)],
+        configs = [resolve(task, method, seed=seed, budget=budget or budget_of(task),
                            eval_fractions=fractions, output_root=str(out)) for task in tasks for method in methods]
         outcomes += run_many(configs, f"leaderboard-seed{seed}", workers=workers, on_outcome=progress)
     wall = time.perf_counter() - start
