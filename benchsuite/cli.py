@@ -300,7 +300,8 @@ def _cmd_sweep(args) -> int:
                                                                            args.budget))
     name = args.name or (base.name if base and not flags_changed_grid else
                          SweepSpec.default_name(tasks, methods, seeds, budget))
-    spec = SweepSpec(name=name, tasks=tasks, methods=methods, seeds=seeds, budget=budget)
+    spec = SweepSpec(name=name, tasks=tasks, methods=methods, seeds=seeds, budget=budget,
+                     eval_fractions=base.eval_fractions if base else None)  # no flag changes the schedule
     configs = plan(spec, args.output)  # every name and budget is checked before anything is written
     _check_output(Path(args.output))
     tracking = _tracking(args)

@@ -145,3 +145,20 @@ def test_run_id_changes_with_the_task_card_and_old_configs_keep_theirs(tmp_path,
     payload.pop("task_overrides")  # added later still, empty here: not part of the formula either
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     assert old.config_hash == hashlib.sha256(blob).hexdigest()[:10]  # the pre-digest formula, unchanged
+
+
+def test_cli_sweep_file_keeps_its_eval_fractions(tmp_path, capsys):
+    """Regression: the CLI rebuilt the sweep spec without the file's eval_fractions (a file with [0, 1] ran 11
+    evaluations)."""
+    path = tmp_path / "two-points.yaml"
+    path.write_text(f"tasks: [{TOY}]\nmethods: [pretrained]\nseeds: [0]\nbudget: 64\neval_fractions: [0, 1]\n")
+    out = tmp_path / "res"
+    assert main(["sweep", str(path), "--output", str(out), "--no-mlflow"]) == 0
+    (run_dir,) = (out / "runs").iterdir()
+    assert json.loads((run_dir / "summary.json").read_text())["config"]["eval_fractions"] == [0.0, 1.0]
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in lines if "eval/brightness_mean" in row] == [0, 64]
+    # the flags that override the file's grid keep its evaluation schedule too
+    assert main(["sweep", str(path), "--seeds", "1", "--output", str(out), "--no-mlflow"]) == 0
+    config = resolve(TOY, "pretrained", seed=1, budget=64, output_root=str(out), eval_fractions=(0.0, 1.0))
+    assert run_state(config.run_dir) == "finished"
