@@ -79,28 +79,64 @@ def final_grids(root: Path | str, tasks: list[str] | None = None) -> dict[str, d
     return grids
 
 
+_SEARCH_PAGE = 1000
+"""Runs asked for per ``search_runs`` page (MLflow's default page size); ``load_mlflow`` reads every page."""
+
+
 def load_mlflow(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
-    """The same tidy frame from an MLflow store: finished runs of the named experiments (= task ids)."""
+    """The same tidy frame from an MLflow store: finished runs of the named experiments (= task ids).
+
+    Runs are listed page by page (``search_runs`` with page tokens), so a store of any size is read whole. Left
+    out: parent runs (``benchsuite.kind`` sweep or study) and the trials of a tuning study (the children of a study
+    parent, also tagged ``benchsuite.study``): a trial trains with the tuning seed under one sampled setting, not a
+    leaderboard setting. A run restarted under the same run key counts once (the newest); two configs of one
+    (task, method, seed) raise ``ConfigError``, as in ``load_runs``. Each kept run's evaluation points come from
+    its metric histories (a search returns only the last value of a metric).
+    """
     import os
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.tracking import MlflowClient
 
+    from ..errors import ConfigError
+    from ..sweep import KIND_TAG
+    from ..tracking import RUN_KEY_TAG
+
     client = MlflowClient(tracking_uri)
-    rows = []
+    names = {}
     for name in experiments:
         exp = client.get_experiment_by_name(name)
-        if exp is None:
-            continue
-        for run in client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'"):
-            tags = run.data.tags
-            if "method" not in tags:  # a sweep/study parent run
+        if exp is not None:
+            names[exp.experiment_id] = name
+    runs, token = [], None
+    while names:  # newest first, so that the first run of a run key is its latest
+        page = client.search_runs(list(names), max_results=_SEARCH_PAGE, page_token=token,
+                                  order_by=["attributes.start_time DESC"])
+        runs.extend(page)
+        token = page.token
+        if not token:
+            break
+    studies = {r.info.run_id for r in runs if r.data.tags.get(KIND_TAG) == "study"}
+    latest = {}
+    for run in runs:
+        tags = run.data.tags
+        tuning = tags.get("mlflow.parentRunId") in studies or "benchsuite.study" in tags
+        if run.info.status == "FINISHED" and "method" in tags and KIND_TAG not in tags and not tuning:
+            latest.setdefault(tags.get(RUN_KEY_TAG, run.info.run_id), run)
+    rows, seen = [], {}
+    for run in latest.values():
+        tags = run.data.tags
+        task, method, seed = names[run.info.experiment_id], tags["method"], int(tags["seed"])
+        if (task, method, seed) in seen:
+            raise ConfigError(f"two runs of {method} seed {seed} on {task} in {tracking_uri} (MLflow runs "
+                              f"{seen[task, method, seed]} and {run.info.run_id}); a report needs one config per "
+                              "(task, method, seed)")
+        seen[task, method, seed] = run.info.run_id
+        for key in run.data.metrics:
+            if not key.startswith(("eval/", "cost/", "query/")) and key != "wall_time_s":
                 continue
-            for key in run.data.metrics:
-                if not key.startswith(("eval/", "cost/", "query/")) and key != "wall_time_s":
-                    continue
-                for m in client.get_metric_history(run.info.run_id, key):
-                    rows.append((name, tags["method"], int(tags["seed"]), m.step, key, m.value))
+            for m in client.get_metric_history(run.info.run_id, key):
+                rows.append((task, method, seed, m.step, key, m.value))
     return pd.DataFrame(rows, columns=TIDY_COLUMNS)
 
 
