@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
-from .tasks import data_dir
+from .tasks import MAX_INTEGER, MAX_SEED, check_numbers, data_dir
 
 DEFAULT_EVAL_FRACTIONS = tuple(i / 10 for i in range(11))
 
@@ -54,35 +55,64 @@ def parse_overrides(items: list[str] | None, task: bool = False) -> dict[str, An
     return (out, task_out) if task else out
 
 
-def _coerce(name: str, value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ConfigError(f"{where}: {name} must be one of {list(choices)}, got {value!r}")
-        return value
+_NO = object()  # _convert's answer for a value that is not of the type asked
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    """``value`` as type ``hint`` (bool, int, float, str, None or a ``Literal``), or ``_NO`` if it is not one."""
+    if typing.get_origin(hint) is Literal:
+        return value if value in typing.get_args(hint) else _NO
     if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: {name} must be true or false, got {value!r}")
-        return value
+        return value if isinstance(value, bool) else _NO
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {name} must be an integer, got {value!r}")
-        return value
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
                 value = float(value)
             except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
-        return float(value)
+                return _NO
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else _NO
     if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: {name} must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config field type {hint!r} for {name}")
+        return value if isinstance(value, str) else _NO
+    if hint is type(None):
+        return value if value is None else _NO
+    raise TypeError(f"unsupported config field type {hint!r}")
+
+
+def _options(hint: Any) -> tuple[Any, ...]:
+    """The members of a union (``float | None``, ``Optional[int]``, ``Literal[...] | None``), else ``(hint,)``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _describe(hint: Any) -> str:
+    def one(option: Any) -> str:
+        if typing.get_origin(option) is Literal:
+            return f"one of {list(typing.get_args(option))}"
+        return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                type(None): "null"}[option]
+
+    return " or ".join(one(option) for option in _options(hint))
+
+
+def _coerce(name: str, value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against a config field's type ``hint``: bool, int, float, str, a ``Literal`` or a union of
+    them (``float | None``; the first member that takes the value wins, in the order written). An int stays an int
+    and a number for a float field becomes a float, so resolved configs (and run ids) keep their types. Floats must
+    be finite and integers at most ``MAX_INTEGER`` in magnitude. Raises ``ConfigError`` naming the field and what
+    is allowed.
+
+    Not pydantic's ``TypeAdapter``: its lax mode takes ``true`` and ``1.0`` for an integer, its strict mode refuses
+    YAML 1.1's ``"1e-4"`` strings for a float, and either way its messages would replace these.
+    """
+    for option in _options(hint):
+        converted = _convert(value, option)
+        if converted is not _NO:
+            check_numbers(converted, f"{where}: {name}")
+            return converted
+    raise ConfigError(f"{where}: {name} must be {_describe(hint)}, got {value!r}")
 
 
 def _read_yaml(path: Path) -> Any:
@@ -219,17 +249,19 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
     from .registry import METHODS
     from .tasks import apply_task_overrides, load_spec
 
-    spec = apply_task_overrides(load_spec(task), task_overrides)
+    card = load_spec(task)
+    task_overrides = _check_task_overrides(card, task_overrides or {})
+    spec = apply_task_overrides(card, task_overrides)
     method_cls = METHODS.load(method)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     budget = spec.default_budget if budget is None else budget
     layers = preset_layers(method, spec.backbone, task)
     if overrides:
         layers.append(("--set", overrides))
     mcfg = build_method_config(method_cls.Config, layers)
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
-        raise ConfigError(f"budget must be a non-negative integer, got {budget!r}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_INTEGER:
+        raise ConfigError(f"budget must be an integer from 0 to 10**9 queries, got {budget!r}")
     if 0 < budget < mcfg.batch_size:
         raise ConfigError(
             f"budget {budget} is below one batch of {method} (batch_size={mcfg.batch_size}); "
@@ -244,8 +276,36 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
     return RunConfig(task=task, method=method, seed=seed, budget=budget,
                      method_config=tuple(sorted(dataclasses.asdict(mcfg).items())),
                      eval_fractions=tuple(sorted(set(fractions) | {0.0, 1.0})),
-                     task_digest=task_digest(spec), task_overrides=tuple(sorted((task_overrides or {}).items())),
+                     task_digest=task_digest(spec), task_overrides=tuple(sorted(task_overrides.items())),
                      **kwargs)
+
+
+def _check_task_overrides(spec, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` (``{"sampler.num_steps": 50}``) checked against the types of what they set: the backbone
+    factory's annotated arguments and ``OnlineSpec``'s fields (``_coerce``); every number finite and bounded. A
+    number written as a string (YAML 1.1's ``1e-4``) becomes a float; other values stay as given, so the run ids of
+    existing configs stay. Unknown names are left to ``apply_task_overrides``, which lists the allowed ones."""
+    from .registry import BACKBONES
+    from .tasks import OnlineSpec
+
+    checked = {}
+    for key, value in overrides.items():
+        section, _, name = str(key).partition(".")
+        hints = {}
+        if section == "sampler" and name:
+            try:
+                hints = typing.get_type_hints(BACKBONES.load(spec.backbone))
+            except (NameError, TypeError):  # an annotation that does not evaluate: check the numbers only
+                hints = {}
+        elif section == "online":
+            hints = typing.get_type_hints(OnlineSpec)
+        try:
+            converted = _coerce(str(key), value, hints[name], "task override") if name in hints else _NO
+        except TypeError:  # an argument of another type (a shape, a list): its numbers are still checked
+            converted = _NO
+        check_numbers(value if converted is _NO else converted, f"task override {key}")
+        checked[key] = converted if isinstance(value, str) and converted is not _NO else value
+    return checked
 
 
 @functools.cache

@@ -25,6 +25,30 @@ from .registry import BACKBONES, REWARDS
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*-v\d+$")
 
+MAX_INTEGER = 10**9
+"""The largest magnitude of an integer in a card, preset or override, and of a budget or count on the command line:
+10**9 oracle queries would take years on any backbone here, so a larger number is a typo (or would overflow)."""
+MAX_SEED = 2**32 - 1
+"""The largest seed (what numpy's legacy seeding and most tools take)."""
+
+
+def check_numbers(value: Any, where: str) -> Any:
+    """``value`` unchanged if every number in it (nested lists and mappings included) is finite and every integer
+    at most ``MAX_INTEGER`` in magnitude; else ``ConfigError`` naming ``where``. YAML reads ``1e400`` or ``.nan`` as
+    floats that no setting means."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_numbers(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            check_numbers(item, f"{where}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        raise ConfigError(f"{where} must be at most 10**9 in magnitude (benchsuite's bound on counts, budgets and "
+                          f"integer settings), got {value}")
+    return value
+
 
 def data_dir(kind: str) -> Path:
     """Folder of ``tasks`` or ``baselines`` data: inside an installed wheel, else at the repository root.
