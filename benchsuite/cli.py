@@ -23,14 +23,20 @@ class _Parser(argparse.ArgumentParser):
         raise BenchsuiteError(f"{message} (see '{self.prog} --help')")
 
 
-def _nonneg_int(name: str):
+def _nonneg_int(name: str, seed: bool = False):
+    """An integer option from 0 to ``MAX_INTEGER`` (10**9), or to ``MAX_SEED`` (2**32 - 1) for a seed."""
+
     def parse(text: str) -> int:
+        from .tasks import MAX_INTEGER, MAX_SEED
+
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
         if value < 0:
             raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
+        if value > (MAX_SEED if seed else MAX_INTEGER):
+            raise argparse.ArgumentTypeError(f"{name} must be at most {'2**32 - 1' if seed else '10**9'}, got {value}")
         return value
 
     return parse
@@ -67,6 +73,9 @@ def _seeds(text: str) -> tuple[int, ...]:
             raise argparse.ArgumentTypeError(f"--seeds must look like 0,1,2 or 0-4, got {text!r}") from None
         if first < 0 or last < first:
             raise argparse.ArgumentTypeError(f"--seeds range {item.strip()!r} must be non-negative and increasing")
+        _nonneg_int("--seeds", seed=True)(str(last))
+        if last - first >= 10_000:
+            raise argparse.ArgumentTypeError(f"--seeds range {item.strip()!r} holds more than 10000 seeds")
         seeds.extend(range(first, last + 1))
     return tuple(seeds)
 
@@ -78,6 +87,10 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="log to the run folders only")
 
 
+MAX_SECONDS = 10**6
+"""The longest wait an option may ask for (about 11.6 days): longer ones overflow the sleep and thread timeouts."""
+
+
 def _positive_float(name: str, allow_zero: bool = False):
     def parse(text: str) -> float:
         try:
@@ -86,6 +99,8 @@ def _positive_float(name: str, allow_zero: bool = False):
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
         if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
             raise argparse.ArgumentTypeError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0")
+        if value > MAX_SECONDS:
+            raise argparse.ArgumentTypeError(f"{name} must be at most 10**6 seconds, got {text}")
         return value
 
     return parse
@@ -103,12 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--method", required=True, help="method name (see 'benchsuite list methods')")
     r.add_argument("--budget", type=_nonneg_int("--budget"), default=None,
                    help="oracle queries (default: the task card's default_budget)")
-    r.add_argument("--seed", type=_nonneg_int("--seed"), default=0)
+    r.add_argument("--seed", type=_nonneg_int("--seed", seed=True), default=0)
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="method.FIELD=VALUE",
                    help="override a method setting or the task's sampler / online settings, repeatable "
                         "(e.g. --set method.lr=1e-4 --set task.sampler.num_steps=50)")
     _add_output_args(r)
-    r.add_argument("--threads", type=_nonneg_int("--threads"), default=1,
+    r.add_argument("--threads", type=_positive_int("--threads"), default=1,
                    help="torch CPU threads (default 1: on 2 shared cores 1 thread was measured faster than 2)")
     r.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -127,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--state", required=True, metavar="FOLDER", help="the session folder (created on the first ask)")
     a.add_argument("--task", help="task id (first ask only: starts the session)")
     a.add_argument("--method", help="method name (first ask only)")
-    a.add_argument("--budget", type=_nonneg_int("--budget"), default=None, help="oracle queries (first ask only)")
-    a.add_argument("--seed", type=_nonneg_int("--seed"), default=0, help="training seed (first ask only)")
+    a.add_argument("--budget", type=_positive_int("--budget"), default=None, help="oracle queries (first ask only)")
+    a.add_argument("--seed", type=_nonneg_int("--seed", seed=True), default=0, help="training seed (first ask only)")
     a.add_argument("--set", dest="overrides", action="append", default=[], metavar="method.FIELD=VALUE",
                    help="override a method setting or task.sampler.ARG / task.online.FIELD (first ask only), "
                         "repeatable")
@@ -162,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("tune", help="tune a method's hyperparameters on a task with Optuna")
     t.add_argument("--task", required=True, help="task id (see 'benchsuite list tasks')")
     t.add_argument("--method", required=True, help="method name (see 'benchsuite list methods')")
-    t.add_argument("--trials", type=_nonneg_int("--trials"), default=16,
+    t.add_argument("--trials", type=_positive_int("--trials"), default=16,
                    help="trials of the study in total, over all workers and machines (default 16)")
     t.add_argument("--params", type=_names("--params"), default=None,
                    help="comma-separated fields of baselines/<method>/search_space.yaml to tune (default: all)")
@@ -173,12 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
                         " = eval/diversity, or an eval/ metric")
     t.add_argument("--budget", type=_nonneg_int("--budget"), default=None,
                    help="oracle queries of every trial (default: the task card's default_budget)")
-    t.add_argument("--seed", type=_nonneg_int("--seed"), default=1000,
+    t.add_argument("--seed", type=_nonneg_int("--seed", seed=True), default=1000,
                    help="training seed of every trial (default 1000, apart from the seeds sweeps report)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="method.FIELD=VALUE",
                    help="fix a method setting for every trial, repeatable")
     t.add_argument("--sampler", choices=["tpe", "gp"], default="tpe", help="Optuna sampler (default tpe)")
-    t.add_argument("--sampler-seed", type=_nonneg_int("--sampler-seed"), default=0,
+    t.add_argument("--sampler-seed", type=_nonneg_int("--sampler-seed", seed=True), default=0,
                    help="seed of the samplers (default 0); give each machine joining a study its own")
     t.add_argument("--no-prune", action="store_true", help="do not prune single-objective trials")
     t.add_argument("--storage", default=None,
@@ -237,15 +252,33 @@ def _check_output(path: Path) -> None:
         raise BenchsuiteError(f"output folder {path} is not writable; pass --output <writable folder>")
 
 
+def _check_sampler_overrides(config) -> None:
+    """Build the backbone of a run whose task overrides change sampler settings, so that a value it refuses
+    (``num_steps=0``, ``eta=0``) is a one-line error before anything is written rather than a traceback in the run.
+    The embedded backbones build in well under a second; Stable Diffusion (minutes to load) checks at run time."""
+    if not any(key.startswith("sampler.") for key, _ in config.task_overrides):
+        return
+    from .registry import BACKBONES
+
+    spec = config.task_spec()
+    if spec.backbone == "sd":
+        return
+    try:
+        BACKBONES.make(spec.backbone, **dict(spec.sampler))
+    except (ValueError, TypeError) as exc:
+        settings = ", ".join(f"task.{key}={value}" for key, value in config.task_overrides)
+        raise BenchsuiteError(f"backbone {spec.backbone!r} refuses {settings}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
 def _cmd_run(args) -> int:
     from .config import parse_overrides, resolve
 
-    if args.threads < 1:
-        raise BenchsuiteError("--threads must be >= 1")
     method_overrides, task_overrides = parse_overrides(args.overrides, task=True)
     config = resolve(args.task, args.method, seed=args.seed, budget=args.budget, overrides=method_overrides,
                      task_overrides=task_overrides, num_threads=args.threads, device=args.device,
                      output_root=args.output)
+    _check_sampler_overrides(config)
     if config.device != "cpu":
         import torch
 
@@ -279,10 +312,13 @@ def _tracking(args) -> tuple[str, str] | None:
     """``(tracking_uri, artifact_root)`` of the MLflow store the command logs to, or None with --no-mlflow."""
     if args.no_mlflow:
         return None
-    from .tracking import default_tracking_uri
+    from .tracking import check_tracking_uri, default_tracking_uri
 
     output = Path(args.output)
     uri = args.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(output / "mlflow")
+    database = check_tracking_uri(uri)  # before any folder exists: a bad URI must leave nothing behind
+    if database is not None:
+        _check_output(database.parent)
     return uri, str((output / "mlflow" / "artifacts").resolve())
 
 
@@ -420,6 +456,11 @@ def _cmd_report(args) -> int:
     if args.mlflow_uri:
         if not args.tasks:
             raise BenchsuiteError("--mlflow-uri needs --tasks (the experiments to read)")
+        from .tracking import check_tracking_uri
+
+        database = check_tracking_uri(args.mlflow_uri)
+        if database is not None and not database.is_file():  # reading must not create an empty store
+            raise BenchsuiteError(f"no MLflow database at {database}; pass the --mlflow-uri your runs logged to")
         tidy = load_mlflow(args.mlflow_uri, list(args.tasks))
     else:
         if not (Path(args.runs) / "runs").is_dir():
@@ -456,6 +497,7 @@ def _cmd_ask(args) -> int:
         method_overrides, task_overrides = parse_overrides(args.overrides, task=True)
         config = resolve(args.task, args.method, seed=args.seed, budget=args.budget, overrides=method_overrides,
                          task_overrides=task_overrides)
+        _check_sampler_overrides(config)
         _check_output(state)
         session = AskTellSession.create(state, config)
     batch = session.ask(args.format)

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
-from .tasks import MAX_INTEGER, MAX_SEED, check_numbers, data_dir
+from .tasks import MAX_INTEGER, MAX_SEED, check_numbers, data_dir, read_yaml
 
 DEFAULT_EVAL_FRACTIONS = tuple(i / 10 for i in range(11))
 
@@ -115,20 +115,13 @@ def _coerce(name: str, value: Any, hint: Any, where: str) -> Any:
     raise ConfigError(f"{where}: {name} must be {_describe(hint)}, got {value!r}")
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
-
-
 def preset_layers(method: str, backbone: str, task_id: str) -> list[tuple[str, dict[str, Any]]]:
     """The (source, values) layers from ``baselines/`` that apply to this method on this task, in order."""
     folder = data_dir("baselines") / method
     layers: list[tuple[str, dict[str, Any]]] = []
     defaults = folder / "defaults.yaml"
     if defaults.exists():
-        raw = _read_yaml(defaults) or {}
+        raw = read_yaml(defaults, "preset") or {}
         if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
             raise ConfigError(f"{defaults}: expected sections (common, <backbone>) of key: value mappings")
         for section in ("common", backbone):
@@ -136,7 +129,7 @@ def preset_layers(method: str, backbone: str, task_id: str) -> list[tuple[str, d
                 layers.append((f"{defaults}[{section}]", raw[section]))
     tuned = folder / "tuned" / f"{task_id}.yaml"
     if tuned.exists():
-        raw = _read_yaml(tuned) or {}
+        raw = read_yaml(tuned, "preset") or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{tuned}: expected a mapping of field: value")
         layers.append((str(tuned), raw))
@@ -250,7 +243,7 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
     from .tasks import apply_task_overrides, load_spec
 
     card = load_spec(task)
-    task_overrides = _check_task_overrides(card, task_overrides or {})
+    task_overrides = check_task_settings(card.backbone, task_overrides or {})
     spec = apply_task_overrides(card, task_overrides)
     method_cls = METHODS.load(method)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
@@ -280,30 +273,31 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
                      **kwargs)
 
 
-def _check_task_overrides(spec, overrides: dict[str, Any]) -> dict[str, Any]:
-    """``overrides`` (``{"sampler.num_steps": 50}``) checked against the types of what they set: the backbone
-    factory's annotated arguments and ``OnlineSpec``'s fields (``_coerce``); every number finite and bounded. A
-    number written as a string (YAML 1.1's ``1e-4``) becomes a float; other values stay as given, so the run ids of
-    existing configs stay. Unknown names are left to ``apply_task_overrides``, which lists the allowed ones."""
+def check_task_settings(backbone: str, settings: dict[str, Any], where: str = "task override") -> dict[str, Any]:
+    """Task settings (``{"sampler.num_steps": 50, "online.bonus": 1.0}``: task overrides, or a card's sampler
+    section) checked against the types of what they set: the backbone factory's annotated arguments and
+    ``OnlineSpec``'s fields (``_coerce``); every number finite and bounded. A number written as a string (YAML 1.1's
+    ``1e-4``) becomes a float; other values stay as given, so the run ids of existing configs stay. Unknown names
+    are left to ``apply_task_overrides``, which lists the allowed ones. Raises ``ConfigError`` naming ``where``."""
     from .registry import BACKBONES
     from .tasks import OnlineSpec
 
     checked = {}
-    for key, value in overrides.items():
+    for key, value in settings.items():
         section, _, name = str(key).partition(".")
         hints = {}
         if section == "sampler" and name:
             try:
-                hints = typing.get_type_hints(BACKBONES.load(spec.backbone))
+                hints = typing.get_type_hints(BACKBONES.load(backbone))
             except (NameError, TypeError):  # an annotation that does not evaluate: check the numbers only
                 hints = {}
         elif section == "online":
             hints = typing.get_type_hints(OnlineSpec)
         try:
-            converted = _coerce(str(key), value, hints[name], "task override") if name in hints else _NO
+            converted = _coerce(str(key), value, hints[name], where) if name in hints else _NO
         except TypeError:  # an argument of another type (a shape, a list): its numbers are still checked
             converted = _NO
-        check_numbers(value if converted is _NO else converted, f"task override {key}")
+        check_numbers(value if converted is _NO else converted, f"{where} {key}")
         checked[key] = converted if isinstance(value, str) and converted is not _NO else value
     return checked
 

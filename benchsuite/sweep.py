@@ -36,6 +36,7 @@ from typing import Any
 
 from .config import RunConfig, resolve
 from .errors import ConfigError
+from .tasks import MAX_SEED, read_yaml
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FILE_KEYS = {"name", "tasks", "methods", "seeds", "budget", "eval_fractions"}
@@ -75,8 +76,8 @@ class SweepSpec:
                 raise ConfigError(f"a sweep needs at least one entry in {label}")
             if len(set(items)) != len(items):
                 raise ConfigError(f"sweep {label} repeat an entry: {list(items)}")
-        if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in self.seeds):
-            raise ConfigError(f"sweep seeds must be non-negative integers, got {list(self.seeds)}")
+        if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in self.seeds):
+            raise ConfigError(f"sweep seeds must be non-negative integers up to 2**32 - 1, got {list(self.seeds)}")
         if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
                                         or self.budget < 0):
             raise ConfigError(f"sweep budget must be a non-negative integer or null, got {self.budget!r}")
@@ -91,15 +92,8 @@ class SweepSpec:
 
 def load_sweep_file(path: Path) -> SweepSpec:
     """Read a sweep file (format in the module docstring). Raises ``ConfigError`` naming the file."""
-    import yaml
-
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read sweep file {path} ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, "sweep file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a sweep file is a mapping with keys {sorted(_FILE_KEYS)}")
     unknown = set(raw) - _FILE_KEYS

@@ -50,6 +50,28 @@ def check_numbers(value: Any, where: str) -> Any:
     return value
 
 
+def read_yaml(path: Path, what: str) -> Any:
+    """The YAML document in the file at ``path`` (a ``what``: "task card", "preset", "sweep file"...), or a one-line
+    ``ConfigError`` naming the file: unreadable, not UTF-8 text, malformed or too deeply nested YAML."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path} ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          f"save the {what} as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: malformed YAML ({first})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
+
+
 def data_dir(kind: str) -> Path:
     """Folder of ``tasks`` or ``baselines`` data: inside an installed wheel, else at the repository root.
 
@@ -344,18 +366,22 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
     return spec
 
 
+def _checked_sampler(spec: TaskSpec) -> TaskSpec:
+    """``spec`` with its sampler settings checked against the backbone factory's argument types (as task overrides
+    are: ``config.check_task_settings``), so that a wrong type is an error of the card, not a traceback in a run."""
+    from .config import check_task_settings
+
+    settings = check_task_settings(spec.backbone, {f"sampler.{k}": v for k, v in spec.sampler}, f"{spec.source}: card")
+    sampler = tuple((key.removeprefix("sampler."), value) for key, value in settings.items())
+    return spec if sampler == spec.sampler else dataclasses.replace(spec, sampler=sampler)
+
+
 @functools.cache
 def _cards(folder: Path) -> dict[str, TaskSpec]:
-    import yaml
-
     specs: dict[str, TaskSpec] = {}
     for path in sorted(folder.glob("*.yaml")):
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ConfigError(f"{path}: malformed YAML ({first})") from None
-        spec = parse_card(raw, str(path))
+        raw = check_numbers(read_yaml(path, "task card"), f"{path}: card")
+        spec = _checked_sampler(parse_card(raw, str(path)))
         if spec.id != path.stem:
             raise ConfigError(f"{path}: card id {spec.id!r} must match the file name {path.stem!r}")
         specs[spec.id] = spec

@@ -19,6 +19,7 @@ import platform
 import shutil
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -438,6 +439,54 @@ def default_tracking_uri(root: Path) -> str:
     ``MlflowTracker`` creates ``root`` when it first connects.
     """
     return f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+_MLFLOW_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks", "databricks-uc", "uc")
+"""URI schemes mlflow 3 has a tracking store for besides the file store (mlflow/tracking/_tracking_service/utils.py,
+``_register_tracking_stores``); plugins add theirs through the ``mlflow.tracking_store`` entry points."""
+_DATABASES = ("postgresql", "mysql", "mssql")
+
+
+def check_tracking_uri(uri: str) -> Path | None:
+    """Check that MLflow can use the tracking URI ``uri`` before anything is written; creates nothing.
+
+    Returns:
+        The local sqlite database file of an ``sqlite:///`` URI (its folder is created on first use), else None.
+
+    Raises:
+        BenchsuiteError: a scheme MLflow has no store for, a file store (mlflow 3 refuses it unless
+            ``MLFLOW_ALLOW_FILE_STORE=true``), an sqlite URI without a database file, or a database URL whose driver
+            is not installed. Servers are not contacted.
+    """
+    scheme = urllib.parse.urlparse(uri).scheme.lower()
+    scheme = "" if len(scheme) == 1 else scheme  # a Windows drive letter is a path
+    base = scheme.split("+", 1)[0]
+    plugins = {entry.name for entry in importlib.metadata.entry_points(group="mlflow.tracking_store")}
+    if base in ("", "file"):
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() == "true":
+            return None
+        raise BenchsuiteError(f"MLflow tracking URI {uri!r} is a file store, which mlflow 3 refuses; pass "
+                              "sqlite:///<folder>/mlflow.db (or set MLFLOW_ALLOW_FILE_STORE=true)")
+    if base not in _MLFLOW_SCHEMES and scheme not in plugins:
+        raise BenchsuiteError(f"MLflow tracking URI {uri!r}: no MLflow tracking store for scheme {scheme!r}; use "
+                              "sqlite:///<folder>/mlflow.db, http(s)://<server> or postgresql://<user>@<host>/<db>")
+    if base == "sqlite":
+        path = _sqlite_path(uri)
+        if path is None or str(path) in ("", ":memory:"):
+            raise BenchsuiteError(f"MLflow tracking URI {uri!r} names no database file; pass "
+                                  "sqlite:///<folder>/mlflow.db (three slashes, then the path)")
+        return path
+    if base in _DATABASES:
+        from sqlalchemy.engine import make_url
+
+        try:
+            url = make_url(uri)
+            url.get_dialect().import_dbapi()
+        except Exception as exc:  # noqa: BLE001 - a malformed URL or a missing driver: sqlalchemy has no common base
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BenchsuiteError(f"MLflow tracking URI with scheme {scheme!r} cannot be used here ({first}); for "
+                                  "PostgreSQL: pip install 'psycopg[binary]' and use postgresql+psycopg://") from None
+    return None
 
 
 def run_tags(repo: Path | None = None) -> dict[str, str]:

@@ -328,8 +328,8 @@ class Tuner:
 
     def __init__(self, spec: TuneSpec):
         """Check names, search space bounds, objectives, storage and trial count. Raises ``ConfigError``."""
-        if isinstance(spec.n_trials, bool) or not isinstance(spec.n_trials, int) or spec.n_trials < 0:
-            raise ConfigError(f"the number of trials must be a non-negative integer, got {spec.n_trials!r}")
+        if isinstance(spec.n_trials, bool) or not isinstance(spec.n_trials, int) or spec.n_trials < 1:
+            raise ConfigError(f"the number of trials must be a positive integer, got {spec.n_trials!r}")
         if spec.sampler not in ("tpe", "gp"):
             raise ConfigError(f"sampler must be tpe or gp, got {spec.sampler!r}")
         integers = (("sampler seed", spec.sampler_seed, 0), ("heartbeat interval", spec.heartbeat_interval, 1),
