@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_list(args) -> int:
     from .registry import METHODS
-    from .tasks import superseded_by, task_specs
+    from .tasks import broken_cards, superseded_by, task_specs
 
     if args.what in ("tasks", "all"):
         print("tasks:")
@@ -235,6 +235,8 @@ def _cmd_list(args) -> int:
             newer = superseded_by(tid, specs)
             note = f"  [superseded by {newer}]" if newer else ""
             print(f"  {tid:32s} budget {spec.default_budget:>6d}  {spec.description}{note}")
+        for tid, problem in broken_cards().items():  # one line each: the others stay usable
+            print(f"  {tid:32s} [does not load] {problem}")
     if args.what in ("methods", "all"):
         print("methods:")
         for name in METHODS.names():

@@ -72,17 +72,37 @@ def read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
 
 
-def data_dir(kind: str) -> Path:
-    """Folder of ``tasks`` or ``baselines`` data: inside an installed wheel, else at the repository root.
+def _extra_dirs(kind: str) -> list[Path]:
+    """The folders named in ``BENCHSUITE_<KIND>_DIR`` (separated by ``os.pathsep``; empty entries skipped)."""
+    return [Path(item) for item in os.environ.get(f"BENCHSUITE_{kind.upper()}_DIR", "").split(os.pathsep) if item]
 
-    ``BENCHSUITE_TASKS_DIR`` / ``BENCHSUITE_BASELINES_DIR`` override it (for private task cards).
-    """
-    env = os.environ.get(f"BENCHSUITE_{kind.upper()}_DIR")
-    if env:
-        return Path(env)
+
+def _builtin_dir(kind: str) -> Path:
     here = Path(__file__).resolve().parent
     packaged = here / "_data" / kind
     return packaged if packaged.is_dir() else here.parent / kind
+
+
+def data_dir(kind: str) -> Path:
+    """Folder of ``tasks`` or ``baselines`` data: inside an installed wheel, else at the repository root.
+
+    ``BENCHSUITE_BASELINES_DIR`` replaces the baselines folder (a private copy of the presets; ``benchsuite tune``
+    then exports there). ``BENCHSUITE_TASKS_DIR`` adds task folders to the built-in one (``task_dirs``: cards are
+    read from all of them); here it gives the first folder it names, where prompt lists (``<folder>/prompts``)
+    are read.
+    """
+    extra = _extra_dirs(kind)
+    return extra[0] if extra else _builtin_dir(kind)
+
+
+def task_dirs() -> list[Path]:
+    """The folders task cards are read from, in order: the built-in cards, then each folder named in
+    ``BENCHSUITE_TASKS_DIR`` (several separated by ``os.pathsep``, as in ``PATH``)."""
+    folders = [_builtin_dir("tasks")]
+    for folder in _extra_dirs("tasks"):
+        if folder.resolve() not in [f.resolve() for f in folders]:
+            folders.append(folder)
+    return folders
 
 
 @dataclass(frozen=True)
@@ -377,20 +397,53 @@ def _checked_sampler(spec: TaskSpec) -> TaskSpec:
 
 
 @functools.cache
-def _cards(folder: Path) -> dict[str, TaskSpec]:
+def _cards(folder: Path) -> tuple[dict[str, TaskSpec], dict[str, str]]:
+    """The cards of one folder: ``(specs by id, problems by id)``. A card that does not load (unreadable, malformed,
+    an unregistered reward or backbone, an id other than its file name) is a problem of its own id (its file name),
+    as a one-line message naming the file; the other cards are unaffected."""
     specs: dict[str, TaskSpec] = {}
+    broken: dict[str, str] = {}
     for path in sorted(folder.glob("*.yaml")):
-        raw = check_numbers(read_yaml(path, "task card"), f"{path}: card")
-        spec = _checked_sampler(parse_card(raw, str(path)))
-        if spec.id != path.stem:
-            raise ConfigError(f"{path}: card id {spec.id!r} must match the file name {path.stem!r}")
+        try:
+            raw = check_numbers(read_yaml(path, "task card"), f"{path}: card")
+            spec = _checked_sampler(parse_card(raw, str(path)))
+            if spec.id != path.stem:
+                raise ConfigError(f"{path}: card id {spec.id!r} must match the file name {path.stem!r}")
+        except ConfigError as exc:
+            broken[path.stem] = str(exc)
+            continue
         specs[spec.id] = spec
-    return specs
+    return specs, broken
+
+
+def _catalog() -> tuple[dict[str, TaskSpec], dict[str, str]]:
+    """Every folder's cards merged in ``task_dirs`` order: ``(specs by id, problems by id)``. An id that two files
+    define differently is a problem naming both (the same card twice, e.g. a copy of a built-in card, is not); an
+    id with a problem in any folder is left out of the specs, so no other card stands in for it."""
+    specs: dict[str, TaskSpec] = {}
+    broken: dict[str, str] = {}
+    for folder in task_dirs():
+        found, problems = _cards(folder)
+        for tid, message in problems.items():
+            broken.setdefault(tid, message)
+        for tid, spec in found.items():
+            if tid not in specs:
+                specs[tid] = spec
+            elif spec != specs[tid]:
+                broken.setdefault(tid, f"task id {tid!r} is defined twice, differently: {specs[tid].source} and "
+                                       f"{spec.source}; give one of the cards another id (and file name)")
+    return {tid: spec for tid, spec in specs.items() if tid not in broken}, broken
 
 
 def task_specs() -> dict[str, TaskSpec]:
-    """All task cards found in the tasks folder, by id."""
-    return _cards(data_dir("tasks"))
+    """All task cards that load, by id, from the built-in folder and the folders of ``BENCHSUITE_TASKS_DIR``
+    (``task_dirs``). Cards that do not load are left out; ``broken_cards`` says why."""
+    return _catalog()[0]
+
+
+def broken_cards() -> dict[str, str]:
+    """The ids (file names) of the cards that do not load or clash, each with its one-line problem naming the file."""
+    return _catalog()[1]
 
 
 TASK_OVERRIDE_SECTIONS = ("sampler", "online")
@@ -442,10 +495,14 @@ def superseded_by(task_id: str, ids) -> str | None:
 
 
 def load_spec(task_id: str) -> TaskSpec:
-    specs = task_specs()
-    if task_id not in specs:
-        raise UnknownNameError("task", task_id, list(specs))
-    return specs[task_id]
+    """The ``TaskSpec`` of ``task_id``. Raises ``ConfigError``: the card's own problem if it does not load, else an
+    unknown id with the valid ones."""
+    specs, broken = _catalog()
+    if task_id in specs:
+        return specs[task_id]
+    if task_id in broken:
+        raise ConfigError(broken[task_id])
+    raise UnknownNameError("task", task_id, list(specs))
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,10 @@ def test_malformed_card_files_name_the_file(tmp_path, monkeypatch, text):
     monkeypatch.setenv("BENCHSUITE_TASKS_DIR", str(tmp_path))
     tasks._cards.cache_clear()
     try:
-        with pytest.raises(BenchsuiteError, match="broken-v0.yaml"):
-            tasks.task_specs()
+        with pytest.raises(BenchsuiteError, match="broken-v0.yaml") as info:
+            tasks.load_spec("broken-v0")
+        assert "\n" not in str(info.value) and "broken-v0.yaml" in tasks.broken_cards()["broken-v0"]
+        assert "toy-brightness-v0" in tasks.task_specs()  # the other cards still load
     finally:
         tasks._cards.cache_clear()
 

@@ -127,16 +127,17 @@ def test_run_id_changes_with_the_task_card_and_old_configs_keep_theirs(tmp_path,
 
     from benchsuite.tasks import data_dir
 
-    card = (data_dir("tasks") / f"{TOY}.yaml").read_text()
+    copy = "toy-copy-v0"  # extra task folders add cards, so the copy takes its own id
+    card = (data_dir("tasks") / f"{TOY}.yaml").read_text().replace(f"id: {TOY}", f"id: {copy}")
     ids = []
     changed = card.replace("num_steps: 5", "num_steps: 15")
     assert changed != card
     for name, text in (("a", card), ("b", card), ("c", changed)):
         folder = tmp_path / name
         folder.mkdir()
-        (folder / f"{TOY}.yaml").write_text(text)
+        (folder / f"{copy}.yaml").write_text(text)
         monkeypatch.setenv("BENCHSUITE_TASKS_DIR", str(folder))
-        ids.append(resolve(TOY, "ddpo", seed=0, budget=64).run_id)
+        ids.append(resolve(copy, "ddpo", seed=0, budget=64).run_id)
     assert ids[0] == ids[1] and ids[2] != ids[0]  # same card text in another folder: same id; changed card: new
     old = dataclasses.replace(resolve(TOY, "ddpo", seed=0, budget=64), task_digest="")
     payload = old.to_dict()
