@@ -1,4 +1,5 @@
-"""Command line: ``benchsuite list``, ``run``, ``sweep``, ``tune`` and ``report``.
+"""Command line: ``benchsuite list``, ``show``, ``run``, ``ask``, ``tell``, ``weights``, ``sweep``, ``tune`` and
+``report`` (``benchsuite --help`` lists them with one line each).
 
 User errors (unknown names, bad values, malformed files, missing weights) print one line,
 ``benchsuite: error: <what to do>``, exit with code 2 and write nothing: every check runs before the first file
@@ -8,9 +9,11 @@ or MLflow run is created.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from .errors import BenchsuiteError
@@ -106,9 +109,25 @@ def _positive_float(name: str, allow_zero: bool = False):
     return parse
 
 
+DESCRIPTION = "Benchmark and black-box optimization suite for reward fine-tuning of diffusion models."
+
+
+def version() -> str:
+    """The installed package's version (``importlib.metadata``), else the source tree's."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("benchsuite")
+    except importlib.metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="benchsuite", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(prog="benchsuite", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"benchsuite {version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     ls = sub.add_parser("list", help="list tasks and methods")
     ls.add_argument("what", nargs="?", choices=["tasks", "methods", "all"], default="all")
@@ -240,9 +259,14 @@ def _cmd_list(args) -> int:
     if args.what in ("methods", "all"):
         print("methods:")
         for name in METHODS.names():
-            doc = (METHODS.load(name).__doc__ or "").strip().splitlines()[0]
-            print(f"  {name:32s} {doc}")
+            print(textwrap.fill(first_paragraph(METHODS.load(name).__doc__), width=118, break_on_hyphens=False,
+                                initial_indent=f"  {name:32s} ", subsequent_indent=" " * 35))
     return 0
+
+
+def first_paragraph(doc: str | None) -> str:
+    """A docstring's first paragraph (up to its first blank line) as one line."""
+    return " ".join(inspect.cleandoc(doc or "").split("\n\n", 1)[0].split())
 
 
 def _check_output(path: Path) -> None:
