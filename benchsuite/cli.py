@@ -83,8 +83,8 @@ def _seeds(text: str) -> tuple[int, ...]:
     return tuple(seeds)
 
 
-def _add_output_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", default="results", help="root folder for run outputs (default: results)")
+def _add_output_args(p: argparse.ArgumentParser, output_default: str | None = "results") -> None:
+    p.add_argument("--output", default=output_default, help="root folder for run outputs (default: results)")
     p.add_argument("--mlflow-uri", default=None,
                    help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///<output>/mlflow/mlflow.db)")
     p.add_argument("--no-mlflow", action="store_true", help="log to the run folders only")
@@ -132,19 +132,27 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list tasks and methods")
     ls.add_argument("what", nargs="?", choices=["tasks", "methods", "all"], default="all")
 
+    sh = sub.add_parser("show", help="a method's settings (types, defaults, presets, docs) or a task's card")
+    sh.add_argument("name", help="a method or task name (see 'benchsuite list')")
+
     r = sub.add_parser("run", help="fine-tune one method on one task under a query budget")
-    r.add_argument("--task", required=True, help="task id (see 'benchsuite list tasks')")
-    r.add_argument("--method", required=True, help="method name (see 'benchsuite list methods')")
+    r.add_argument("--task", help="task id (see 'benchsuite list tasks'); required without --config")
+    r.add_argument("--method", help="method name (see 'benchsuite list methods'); required without --config")
     r.add_argument("--budget", type=_nonneg_int("--budget"), default=None,
                    help="oracle queries (default: the task card's default_budget)")
-    r.add_argument("--seed", type=_nonneg_int("--seed", seed=True), default=0)
+    r.add_argument("--seed", type=_nonneg_int("--seed", seed=True), default=None, help="training seed (default 0)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="method.FIELD=VALUE",
                    help="override a method setting or the task's sampler / online settings, repeatable "
                         "(e.g. --set method.lr=1e-4 --set task.sampler.num_steps=50)")
-    _add_output_args(r)
-    r.add_argument("--threads", type=_positive_int("--threads"), default=1,
+    r.add_argument("--config", metavar="FILE", default=None,
+                   help="run the config in FILE (written by --print-config; same run id as the flags that wrote it) "
+                        "instead of --task/--method/--budget/--seed/--set/--threads/--device")
+    r.add_argument("--print-config", action="store_true",
+                   help="print the fully resolved run config as YAML and exit without running")
+    _add_output_args(r, output_default=None)
+    r.add_argument("--threads", type=_positive_int("--threads"), default=None,
                    help="torch CPU threads (default 1: on 2 shared cores 1 thread was measured faster than 2)")
-    r.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    r.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:1, ...; default cpu)")
     r.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     again = r.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue this run from its last checkpoint")
@@ -269,6 +277,103 @@ def first_paragraph(doc: str | None) -> str:
     return " ".join(inspect.cleandoc(doc or "").split("\n\n", 1)[0].split())
 
 
+def _cmd_show(args) -> int:
+    from .registry import METHODS
+    from .tasks import broken_cards, task_specs
+
+    if args.name in METHODS.names():
+        print(_show_method(args.name))
+    elif args.name in task_specs() or args.name in broken_cards():
+        print(_show_task(args.name))
+    else:
+        raise BenchsuiteError(f"unknown name {args.name!r}; choose a method ({', '.join(METHODS.names())}) or a task "
+                              f"({', '.join(task_specs())})")
+    return 0
+
+
+def _wrap(text: str, indent: int, hang: int = 0) -> str:
+    """``text`` on lines of at most 118 characters, indented by ``indent`` (continuation lines by ``indent + hang``)."""
+    return textwrap.fill(" ".join(text.split()), width=118, initial_indent=" " * indent,
+                         subsequent_indent=" " * (indent + hang), break_on_hyphens=False)
+
+
+def _show_method(name: str) -> str:
+    """Every config field of method ``name``: type, dataclass default, the preset values per backbone where they
+    differ (``baselines/<method>/defaults.yaml``) and the field's docstring."""
+    import dataclasses
+    import typing
+
+    from .config import build_method_config, field_docs, read_yaml
+    from .registry import METHODS
+    from .tasks import data_dir
+
+    method_cls = METHODS.load(name)
+    config_cls = method_cls.Config
+    preset_file = data_dir("baselines") / name / "defaults.yaml"
+    sections = (read_yaml(preset_file, "preset") or {}) if preset_file.exists() else {}
+    presets = {}  # backbone -> resolved preset config (common, then the backbone's section)
+    for backbone in [b for b in sections if b != "common"] or (["common"] if "common" in sections else []):
+        layers = [(f"{preset_file}[{s}]", sections[s]) for s in dict.fromkeys(("common", backbone)) if sections.get(s)]
+        presets[backbone] = build_method_config(config_cls, layers)
+    tuned = sorted(p.stem for p in (data_dir("baselines") / name / "tuned").glob("*.yaml"))
+    lines = [_wrap(f"method {name}: {first_paragraph(method_cls.__doc__)}", 0, 2),
+             _wrap(f"config {config_cls.__module__}.{config_cls.__qualname__}; presets {preset_file}"
+                   + (f"; tuned presets (baselines/{name}/tuned) for {', '.join(tuned)}" if tuned else ""), 2, 2),
+             "fields:"]
+    hints, docs = typing.get_type_hints(config_cls), field_docs(config_cls)
+    for f in dataclasses.fields(config_cls):
+        hint = hints[f.name]
+        kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+        lines.append(f"  {f.name}: {kind} = {f.default!r}")
+        differ = {b: getattr(c, f.name) for b, c in presets.items() if getattr(c, f.name) != f.default}
+        if differ:
+            lines.append(_wrap("presets: " + ", ".join(f"{b} {v!r}" for b, v in differ.items()), 6))
+        if f.name in docs:
+            lines.append(_wrap(docs[f.name], 6))
+    return "\n".join(lines)
+
+
+def _show_task(task_id: str) -> str:
+    """The settings of task ``task_id``'s card and the version that supersedes it, if any."""
+    import dataclasses
+
+    from .tasks import load_spec, superseded_by, task_specs
+
+    spec = load_spec(task_id)  # a card that does not load: its one-line problem
+
+    def reward(r) -> str:
+        return f"{r.name} v{r.version}" + (f" {dict(r.kwargs)}" if r.kwargs else "")
+
+    judges = [f"{label}: {reward(r)}" + (" (primary)" if label == spec.primary_judge else "")
+              + (" (gold)" if label == spec.gold_judge else "") for label, r in spec.judges]
+    newer = superseded_by(task_id, task_specs())
+    rows = [
+        ("card", spec.source), ("description", spec.description), ("backbone", spec.backbone),
+        ("sampler", ", ".join(f"{k}={v}" for k, v in spec.sampler) or "the backbone's defaults"),
+        ("oracle", reward(spec.oracle)), ("judges", "; ".join(judges)),
+        ("conditions", f"train {_ids(spec.train_conditions)}; eval {_ids(spec.eval_conditions)}"
+                       + (" (eval on training conditions allowed)" if spec.allow_eval_on_train_conditions else "")),
+        ("eval", f"{spec.eval_samples_per_condition} samples per condition, seed {spec.eval_seed}"),
+        ("default budget", f"{spec.default_budget} queries"),
+        ("drift budget", "none (reported at full budget only)" if spec.drift_budget is None
+         else f"path KL {spec.drift_budget:g}"),
+        ("reference score", "none" if spec.reference_score is None else f"{spec.reference_score:g}"),
+        ("online rounds", "none" if spec.online is None
+         else ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(spec.online).items())),
+        ("changes", spec.changes or "none"),
+        ("superseded by", newer or "none (current)"),
+    ]
+    return "\n".join([f"task {task_id}"] + [_wrap(f"{label}: {value}", 2, 4) for label, value in rows])
+
+
+def _ids(ids) -> str:
+    if ids is None:
+        return "unconditional"
+    if list(ids) == list(range(ids[0], ids[0] + len(ids))) and len(ids) > 3:
+        return f"{ids[0]}..{ids[-1]} ({len(ids)})"
+    return ", ".join(map(str, ids))
+
+
 def _check_output(path: Path) -> None:
     """Fail early (before anything is written) if ``path`` cannot be created or written."""
     probe = path
@@ -297,14 +402,36 @@ def _check_sampler_overrides(config) -> None:
                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
-def _cmd_run(args) -> int:
-    from .config import parse_overrides, resolve
+_CONFIG_FLAGS = ("task", "method", "budget", "seed", "overrides", "threads", "device")
 
+
+def _run_config(args):
+    """The run's ``RunConfig``: from ``--config FILE`` or from the flags (validated, nothing written)."""
+    from .config import parse_overrides, resolve, resolve_file
+
+    if args.config:
+        given = [f"--{'set' if name == 'overrides' else name}" for name in _CONFIG_FLAGS if getattr(args, name)
+                 not in (None, [])]
+        if given:
+            raise BenchsuiteError(f"--config FILE holds the whole run config; drop {', '.join(given)} (or edit FILE)")
+        return resolve_file(Path(args.config), output_root=args.output)
+    if not (args.task and args.method):
+        raise BenchsuiteError("run needs --task and --method (both are required), or --config FILE")
     method_overrides, task_overrides = parse_overrides(args.overrides, task=True)
-    config = resolve(args.task, args.method, seed=args.seed, budget=args.budget, overrides=method_overrides,
-                     task_overrides=task_overrides, num_threads=args.threads, device=args.device,
-                     output_root=args.output)
+    return resolve(args.task, args.method, seed=0 if args.seed is None else args.seed, budget=args.budget,
+                   overrides=method_overrides, task_overrides=task_overrides, num_threads=args.threads or 1,
+                   device=args.device or "cpu", output_root=args.output or "results")
+
+
+def _cmd_run(args) -> int:
+    config = _run_config(args)
+    args.output = config.output_root
     _check_sampler_overrides(config)
+    if args.print_config:
+        from .config import config_yaml
+
+        print(config_yaml(config), end="")
+        return 0
     if config.device != "cpu":
         import torch
 
@@ -550,6 +677,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if args.command == "list":
             return _cmd_list(args)
+        if args.command == "show":
+            return _cmd_show(args)
         if args.command == "sweep":
             return _cmd_sweep(args)
         if args.command == "tune":

@@ -233,11 +233,11 @@ class RunConfig:
 
 def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
             overrides: dict[str, Any] | None = None, task_overrides: dict[str, Any] | None = None,
-            **kwargs: Any) -> RunConfig:
+            overrides_source: str = "--set", **kwargs: Any) -> RunConfig:
     """Validate names and values and build the ``RunConfig``; writes nothing. Raises ``ConfigError``.
 
-    ``overrides`` are method settings; ``task_overrides`` change the task card for this run
-    (``{"sampler.num_steps": 50}``, see ``benchsuite.tasks.apply_task_overrides``).
+    ``overrides`` are method settings (errors name them after ``overrides_source``); ``task_overrides`` change the
+    task card for this run (``{"sampler.num_steps": 50}``, see ``benchsuite.tasks.apply_task_overrides``).
     """
     from .registry import METHODS
     from .tasks import apply_task_overrides, load_spec
@@ -251,7 +251,7 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
     budget = spec.default_budget if budget is None else budget
     layers = preset_layers(method, spec.backbone, task)
     if overrides:
-        layers.append(("--set", overrides))
+        layers.append((overrides_source, overrides))
     mcfg = build_method_config(method_cls.Config, layers)
     if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_INTEGER:
         raise ConfigError(f"budget must be an integer from 0 to 10**9 queries, got {budget!r}")
@@ -271,6 +271,82 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
                      eval_fractions=tuple(sorted(set(fractions) | {0.0, 1.0})),
                      task_digest=task_digest(spec), task_overrides=tuple(sorted(task_overrides.items())),
                      **kwargs)
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal under it in the class body) of a ``Config`` dataclass, its bases'
+    fields included; read with ``ast`` from the classes' source. Fields without one are absent."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for cls in reversed(config_cls.__mro__[:-1]):  # bases first, so that a subclass's own docstring wins
+        try:
+            body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+        except (OSError, TypeError, IndexError, AttributeError, SyntaxError):  # no source (e.g. a built-in class)
+            continue
+        for field_node, doc_node in zip(body, body[1:]):
+            if (isinstance(field_node, ast.AnnAssign) and isinstance(field_node.target, ast.Name)
+                    and isinstance(doc_node, ast.Expr) and isinstance(doc_node.value, ast.Constant)
+                    and isinstance(doc_node.value.value, str)):
+                docs[field_node.target.id] = inspect.cleandoc(doc_node.value.value)
+    return docs
+
+
+RUN_CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+def config_yaml(config: RunConfig) -> str:
+    """The resolved ``config`` as YAML (``benchsuite run --print-config``); ``resolve_file`` reads it back into the
+    same run (the same run id)."""
+    d = config.to_dict()
+    d["eval_fractions"] = list(config.eval_fractions)
+    d["task_overrides"] = dict(config.task_overrides)
+    return f"# run {config.run_id}: benchsuite run --config <this file>\n" + yaml.safe_dump(d, sort_keys=False)
+
+
+def resolve_file(path: Path, output_root: str | None = None) -> RunConfig:
+    """The ``RunConfig`` of a run config file (``config_yaml``'s format), resolved again as ``resolve`` does: every
+    value checked, the task digest recomputed from the card as it is now. A file written by ``config_yaml`` gives the
+    same run id as the flags that produced it. Omitted keys take ``resolve``'s defaults (``method_config`` fields:
+    the presets); ``output_root`` (the ``--output`` flag) replaces the file's.
+
+    Raises:
+        ConfigError: unreadable or malformed file, unknown keys, a bad value, or a ``task_digest`` other than the
+            card's now (the card or the shipped weights changed: the file describes another run).
+    """
+    raw = read_yaml(path, "run config")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a run config is a mapping with keys {', '.join(RUN_CONFIG_KEYS)}")
+    unknown = sorted(set(map(str, raw)) - set(RUN_CONFIG_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {', '.join(RUN_CONFIG_KEYS)}")
+    for key in ("task", "method"):
+        if not isinstance(raw.get(key), str):
+            raise ConfigError(f"{path}: {key} must be a name (see 'benchsuite list'), got {raw.get(key)!r}")
+    for key in ("method_config", "task_overrides"):
+        if not isinstance(raw.get(key) or {}, dict):
+            raise ConfigError(f"{path}: {key} must be a mapping of name: value, got {raw[key]!r}")
+    fractions = raw.get("eval_fractions", list(DEFAULT_EVAL_FRACTIONS))
+    if not isinstance(fractions, list) or not all(_convert(f, float) is not _NO for f in fractions):
+        raise ConfigError(f"{path}: eval_fractions must be a list of numbers in [0, 1], got {fractions!r}")
+    if not isinstance(raw.get("device", "cpu"), str):
+        raise ConfigError(f"{path}: device must be a string such as cpu or cuda:0, got {raw['device']!r}")
+    try:
+        config = resolve(raw["task"], raw["method"], seed=raw.get("seed", 0), budget=raw.get("budget"),
+                         overrides=raw.get("method_config") or {}, overrides_source="method_config",
+                         task_overrides=raw.get("task_overrides") or {},
+                         eval_fractions=tuple(fractions), num_threads=raw.get("num_threads", 1),
+                         device=raw.get("device", "cpu"),
+                         output_root=str(output_root or raw.get("output_root") or "results"))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    written = raw.get("task_digest") or config.task_digest
+    if written != config.task_digest:
+        raise ConfigError(f"{path}: written for task digest {written}, but the card of {config.task} (or the shipped "
+                          f"weights) now gives {config.task_digest}; print the config again with --print-config")
+    return config
 
 
 def check_task_settings(backbone: str, settings: dict[str, Any], where: str = "task override") -> dict[str, Any]:

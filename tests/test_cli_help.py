@@ -30,7 +30,7 @@ def test_help_lists_every_subcommand_with_one_line(capsys):
     assert info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     commands = _subcommands(build_parser())
-    assert {"list", "run", "ask", "tell", "weights", "sweep", "tune", "report"} <= set(commands)
+    assert {"list", "show", "run", "ask", "tell", "weights", "sweep", "tune", "report"} <= set(commands)
     for name, help_text in commands.items():
         assert help_text and "\n" not in help_text, name
         assert f"{name} {' '.join(help_text.split())}" in text, name
