@@ -299,6 +299,8 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         try:
             if status == "FINISHED":
                 log.log_metrics({"wall_time_s": wall}, step=oracle.used)
+            if tracker is not None:  # the caller's tracker (MLflow); the run folder holds these files already
+                _log_run_files(tracker, result, status, oracle.used)
             log.end_run(status)
         finally:
             if run_dir is not None:  # the summary is written last: it is what marks a run finished
@@ -306,9 +308,25 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     return result
 
 
-def _write_run_files(result: RunResult, status: str, used: int) -> None:
-    """summary.json (final metrics, status, wall time) and query_log.csv, written atomically."""
-    run_dir = result.run_dir
+def _log_run_files(tracker, result: RunResult, status: str, used: int) -> None:
+    """Log the run's resolved config (``config.yaml``, the ``benchsuite run --config`` format), ``summary.json`` and
+    ``query_log.csv`` to ``tracker`` as artifacts, at the end of the run (again at the end of a resumed one)."""
+    import tempfile
+
+    from .config import config_yaml
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        (folder / "config.yaml").write_text(config_yaml(result.config))
+        _write_run_files(result, status, used, folder)
+        for name in ("config.yaml", "summary.json", "query_log.csv"):
+            tracker.log_artifact(folder / name)
+
+
+def _write_run_files(result: RunResult, status: str, used: int, folder: Path | None = None) -> None:
+    """summary.json (final metrics, status, wall time) and query_log.csv in ``folder`` (default: the run folder),
+    written atomically."""
+    run_dir = result.run_dir if folder is None else folder
     summary = {
         "run_id": result.config.run_id,
         "status": status,

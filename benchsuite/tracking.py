@@ -41,6 +41,9 @@ RUN_KEY_TAG = "benchsuite.run_key"
 GIT_SHA_TAG = "benchsuite.git_sha"
 """Tag holding the git commit of the benchsuite source tree, with ``-dirty`` when it had uncommitted changes."""
 
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+"""MLflow's standard tag for the git commit of the code (shown in its UI); set only inside a git checkout."""
+
 STATUSES = frozenset({"FINISHED", "FAILED", "KILLED"})
 """Statuses ``Tracker.end_run`` accepts (the terminal statuses of an MLflow run)."""
 
@@ -497,16 +500,20 @@ def run_tags(repo: Path | None = None) -> dict[str, str]:
 
     Returns:
         ``GIT_SHA_TAG``: ``git rev-parse HEAD``, plus ``-dirty`` when ``git status --porcelain`` lists changes,
-        or ``"unknown"`` outside a repository, in one without commits, or without git;
+        or ``"unknown"`` outside a repository, in one without commits, or without git; ``GIT_COMMIT_TAG``
+        (MLflow's ``mlflow.source.git.commit``): the commit alone, only when there is one;
         ``benchsuite.version``; ``version.python``; and ``version.<pkg>`` for torch, diffusers, numpy and mlflow
         (``"absent"`` when not installed).
     """
     repo = Path(benchsuite.__file__).parent if repo is None else Path(repo)
+    sha = _git_sha(repo)
     tags = {
-        GIT_SHA_TAG: _git_sha(repo),
+        GIT_SHA_TAG: sha,
         "benchsuite.version": benchsuite.__version__,
         "version.python": platform.python_version(),
     }
+    if sha != "unknown":
+        tags[GIT_COMMIT_TAG] = sha.removesuffix("-dirty")
     for package in _VERSIONED_PACKAGES:
         try:
             tags[f"version.{package}"] = importlib.metadata.version(package)

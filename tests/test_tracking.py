@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from benchsuite.tracking import (
+    GIT_COMMIT_TAG,
     GIT_SHA_TAG,
     RUN_KEY_TAG,
     JsonlTracker,
@@ -223,6 +224,7 @@ def _git(repo: Path, *args: str) -> str:
 
 def test_run_tags_git_sha_clean_dirty_and_unknown(tmp_path):
     assert run_tags(tmp_path)[GIT_SHA_TAG] == "unknown"  # not a repository
+    assert GIT_COMMIT_TAG not in run_tags(tmp_path)  # MLflow's standard tag only names a real commit
     _git(tmp_path, "init", "-q")
     (tmp_path / "f.txt").write_text("1")
     assert run_tags(tmp_path)[GIT_SHA_TAG] == "unknown"  # no commits yet
@@ -230,11 +232,37 @@ def test_run_tags_git_sha_clean_dirty_and_unknown(tmp_path):
     _git(tmp_path, "commit", "-q", "-m", "init")
     sha = _git(tmp_path, "rev-parse", "HEAD")
     tags = run_tags(tmp_path)
-    assert tags[GIT_SHA_TAG] == sha
+    assert tags[GIT_SHA_TAG] == sha and tags[GIT_COMMIT_TAG] == sha
     assert set(tags) >= {"benchsuite.version", "version.python", "version.torch", "version.mlflow"}
     assert tags["version.diffusers"]  # a version string or "absent"
     (tmp_path / "f.txt").write_text("2")
-    assert run_tags(tmp_path)[GIT_SHA_TAG] == sha + "-dirty"
+    dirty = run_tags(tmp_path)
+    assert dirty[GIT_SHA_TAG] == sha + "-dirty" and dirty[GIT_COMMIT_TAG] == sha
+
+
+def test_a_run_logs_its_config_summary_and_query_log_to_mlflow(tmp_path):
+    """The MLflow run carries MLflow's git commit tag and, as artifacts, the resolved config (rerunnable with
+    ``benchsuite run --config``), the summary and the query log: the run folder's files, for stores on other
+    machines."""
+    from mlflow.tracking import MlflowClient
+
+    from benchsuite.config import resolve, resolve_file
+    from benchsuite.runner import run
+
+    config = resolve("toy-brightness-v0", "pretrained", budget=64, output_root=str(tmp_path / "res"))
+    uri = default_tracking_uri(tmp_path / "mlflow")
+    tracker = MlflowTracker(uri)
+    result = run(config, tracker=tracker)
+    client = MlflowClient(uri)
+    (mrun,) = client.search_runs([client.get_experiment_by_name(config.task).experiment_id])
+    assert mrun.data.tags.get(GIT_COMMIT_TAG) == run_tags().get(GIT_COMMIT_TAG)
+    names = {a.path for a in client.list_artifacts(mrun.info.run_id)}
+    assert {"config.yaml", "summary.json", "query_log.csv"} <= names
+    folder = Path(client.download_artifacts(mrun.info.run_id, "", str(tmp_path / "dl")))
+    assert resolve_file(folder / "config.yaml").run_id == config.run_id
+    assert json.loads((folder / "summary.json").read_text()) == json.loads((result.run_dir / "summary.json").read_text())
+    assert (folder / "query_log.csv").read_text() == (result.run_dir / "query_log.csv").read_text()
+    assert not (result.run_dir / "artifacts").exists()  # the run folder keeps its own copies only
 
 
 def test_import_does_not_import_mlflow():
