@@ -247,7 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--mlflow-uri", default=None, help="read runs from this MLflow store instead of run folders")
     rep.add_argument("--tasks", type=_names("--tasks"), default=None,
                      help="comma-separated task ids (default: every task found; required with --mlflow-uri)")
-    rep.add_argument("--out", default="results/report", help="where to write (default: results/report)")
+    rep.add_argument("--out", default=None, help="where to write (default: results/report; with --rebuild, "
+                     "the report folder itself)")
+    rep.add_argument("--rebuild", default=None, metavar="REPORT_DIR",
+                     help="regenerate a written report (e.g. results/leaderboard) from its own curves.csv, "
+                     "report.json and grids/ alone: no run folders needed")
     return parser
 
 
@@ -603,9 +607,23 @@ def format_summary(result) -> str:
 
 
 def _cmd_report(args) -> int:
-    from .report import final_grids, load_mlflow, load_runs, write_report
+    from .report import final_grids, load_mlflow, load_runs, rebuild_report, write_report
+    from .tasks import load_spec
 
     grids = None
+    if args.rebuild is not None:
+        folder = Path(args.rebuild)
+        missing = [name for name in ("curves.csv", "report.json") if not (folder / name).is_file()]
+        if missing:
+            raise BenchsuiteError(f"{folder} is not a written report (no {', '.join(missing)}); pass the folder "
+                                  "that 'benchsuite report' or scripts/leaderboard.py wrote")
+        out = folder if args.out is None else Path(args.out)
+        if out != folder:
+            _check_output(out)
+        report = rebuild_report(folder, out)
+        print((out / "leaderboard.md").read_text())
+        print("figures:", *[str(p) for p in report["figures"]], sep="\n  ")
+        return 0
     if args.mlflow_uri:
         if not args.tasks:
             raise BenchsuiteError("--mlflow-uri needs --tasks (the experiments to read)")
@@ -622,13 +640,11 @@ def _cmd_report(args) -> int:
         grids = final_grids(args.runs, list(args.tasks) if args.tasks else None)
     if tidy.empty:
         raise BenchsuiteError("no finished runs found; finish some with 'benchsuite run' or 'benchsuite sweep'")
-    for task in tidy["task"].unique():
-        from .tasks import load_spec
-
-        load_spec(task)  # a run of a task whose card is gone cannot be reported: say so before writing
-    out = Path(args.out)
+    specs = {task: load_spec(task) for task in tidy["task"].unique()}  # a task whose card is gone: say so first
+    references = {task: spec.reference_score for task, spec in specs.items() if spec.reference_score is not None}
+    out = Path("results/report" if args.out is None else args.out)
     _check_output(out)
-    report = write_report(tidy, out, grids=grids)
+    report = write_report(tidy, out, grids=grids, reference_scores=references)
     print((out / "leaderboard.md").read_text())
     print("figures:", *[str(p) for p in report["figures"]], sep="\n  ")
     return 0

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -149,7 +150,10 @@ def run(tasks: list[str], methods: list[str], seeds: list[int], out: Path, worke
     from benchsuite.config import resolve
     from benchsuite.sweep import run_many
 
+    from benchsuite.tracking import GIT_SHA_TAG, run_tags
+
     start = time.perf_counter()
+    cpu_before = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
     done = [0]
 
     def progress(o) -> None:
@@ -164,8 +168,16 @@ def run(tasks: list[str], methods: list[str], seeds: list[int], out: Path, worke
                            eval_fractions=fractions, output_root=str(out)) for task in tasks for method in methods]
         outcomes += run_many(configs, f"leaderboard-seed{seed}", workers=workers, on_outcome=progress)
     wall = time.perf_counter() - start
+    # CPU seconds of the joined worker processes: the suite's compute whatever else the machine was doing (its wall
+    # time on an idle machine with `workers` cores is at least cpu / workers)
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = cpu.ru_utime + cpu.ru_stime - cpu_before
     failed = [o for o in outcomes if o.status != "FINISHED"]
-    print(f"suite: {len(outcomes)} runs, {len(failed)} failed, wall {wall / 60:.1f} min with {workers} workers")
+    suite = {"runs": len(outcomes), "failed": len(failed), "ran": sum(o.before != "finished" for o in outcomes),
+             "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "workers": workers, "commit": run_tags()[GIT_SHA_TAG]}
+    (out / "suite.json").write_text(json.dumps(suite, indent=1) + "\n")
+    print(f"suite: {len(outcomes)} runs, {len(failed)} failed, wall {wall / 60:.1f} min with {workers} workers, "
+          f"{cpu / 60:.1f} CPU-minutes in the workers")
 
 
 def report(tasks: list[str], seeds: list[int], out: Path) -> None:
@@ -187,6 +199,12 @@ def report(tasks: list[str], seeds: list[int], out: Path) -> None:
              "CI-type machine).", "", "| task | method | runs | mean s/run | total s |", "|---|---|---|---|---|"]
     lines += [f"| {t} | {m} | {len(v)} | {sum(v) / len(v):.0f} | {sum(v):.0f} |" for (t, m), v in sorted(rows.items())]
     lines.append(f"\ntotal run time {sum(sum(v) for v in rows.values()) / 60:.1f} min (sum over runs)")
+    if (out / "suite.json").exists():  # written by the run stage when it ran every run in one go
+        suite = json.loads((out / "suite.json").read_text())
+        lines.append(f"\nLast run stage (commit {suite['commit']}): {suite['ran']} of {suite['runs']} runs executed, "
+                     f"{suite['failed']} failed, wall {suite['wall_s'] / 60:.1f} min with {suite['workers']} workers, "
+                     f"{suite['cpu_s'] / 60:.1f} CPU-minutes in the workers (a lower bound on the wall time of "
+                     f"{suite['cpu_s'] / 60 / suite['workers']:.1f} min on {suite['workers']} idle cores).")
     (out / "cost.md").write_text("\n".join(lines) + "\n")
     print((out / "leaderboard.md").read_text())
     print("\n".join(lines))

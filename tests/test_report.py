@@ -153,3 +153,30 @@ def test_report_cli_writes_files_and_rejects_bad_input(runs_root, tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "no run folders" in err and "needs --tasks" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_report_cli_uses_card_anchors_and_rebuilds_from_its_own_files(runs_root, tmp_path, capsys):
+    """``benchsuite report`` anchors normalized scores at the card's reference_score (as scripts/leaderboard.py
+    does), and ``--rebuild`` regenerates the written tables from the report folder alone: identical bytes, without
+    the run folders; a folder that is not a report is a one-line error and nothing is written."""
+    import json
+    import shutil
+
+    from benchsuite.cli import main
+    from benchsuite.tasks import load_spec
+
+    out = tmp_path / "rep"
+    assert main(["report", "--runs", str(runs_root), "--out", str(out)]) == 0
+    reference = load_spec("toy-brightness-v0").reference_score
+    assert json.loads((out / "report.json").read_text())["reference_scores"] == (
+        {} if reference is None else {"toy-brightness-v0": reference})
+    moved = tmp_path / "committed"
+    shutil.copytree(out, moved)  # as committed: no run folders beside it
+    again = tmp_path / "again"
+    capsys.readouterr()
+    assert main(["report", "--rebuild", str(moved), "--out", str(again)]) == 0
+    for name in ("leaderboard.md", "leaderboard.csv", "per_seed.csv"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    assert main(["report", "--rebuild", str(runs_root), "--out", str(tmp_path / "z")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a written report" in err and not (tmp_path / "z").exists()
