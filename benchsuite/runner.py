@@ -30,6 +30,7 @@ from .budget import QueryLog
 from .config import RunConfig
 from .errors import StopRun
 from .evaluation import cost_metrics, evaluate, sample_grid
+from .export import export_finished
 from .metrics.sequences import query_metrics, sequence_grid
 from .registry import METHODS
 
@@ -304,6 +305,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
             log.end_run(status)
         finally:
             if run_dir is not None:  # the summary is written last: it is what marks a run finished
+                export_finished(config, policy, run_dir, status)  # trained weights, as diffusers/safetensors load them
                 _write_run_files(result, status, oracle.used)
     return result
 

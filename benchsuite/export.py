@@ -1,0 +1,115 @@
+"""Trained weights of a finished run, written into its run folder in the format its ecosystem loads.
+
+- Embedded backbones (digits, sequences, the tiny test model): ``model.safetensors``, the denoiser's
+  ``trainable_state_dict`` written with safetensors. Rebuilding the policy needs only the run's config, which the
+  run folder holds already (``summary.json``): ``benchsuite.load_run(run_dir)`` does both.
+- Stable Diffusion (LoRA through peft): ``pytorch_lora_weights.safetensors`` in diffusers' LoRA format, written by
+  diffusers' own ``StableDiffusionPipeline.save_lora_weights`` from peft's ``get_peft_model_state_dict``, so that
+
+      pipe = StableDiffusionPipeline.from_pretrained("stable-diffusion-v1-5/stable-diffusion-v1-5")
+      pipe.load_lora_weights("results/runs/<run id>")
+
+  applies the fine-tuned adapter.
+
+Only methods that train the policy export (``Method.trains_policy``: not ``pretrained``, ``best-of-n`` or ``bo``,
+whose product is the pretrained model or a set of samples), and only the process that writes the run folder
+(rank 0 under a distributed launch). Files are written atomically (a temporary name, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import MissingWeightsError
+from .weights import WeightsFormatError
+
+MODEL_FILE = "model.safetensors"
+"""The embedded backbones' exported weights (safetensors; keys of ``DiffusionPolicy.trainable_state_dict``)."""
+LORA_FILE = "pytorch_lora_weights.safetensors"
+"""Stable Diffusion's exported LoRA: diffusers' default LoRA file name, which ``load_lora_weights(folder)`` finds."""
+
+
+def _is_sd(policy) -> bool:
+    from .policies.sd import SDPolicy
+
+    return isinstance(policy, SDPolicy)
+
+
+def weights_file(policy) -> str:
+    """The file name ``save_weights`` writes for ``policy``."""
+    return LORA_FILE if _is_sd(policy) else MODEL_FILE
+
+
+def save_weights(policy, folder: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``policy``'s trained weights into ``folder`` (see the module docstring) and return the file.
+
+    Args:
+        policy: a ``DiffusionPolicy`` (an ``SDPolicy`` writes its LoRA adapter, any other its
+            ``trainable_state_dict``).
+        folder: an existing folder (the run folder).
+        metadata: strings stored in the safetensors header of ``model.safetensors`` (e.g. the run id).
+    """
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
+        if _is_sd(policy):
+            from diffusers import StableDiffusionPipeline
+
+            # LoRA config (rank, alpha, targets) in the header, so that diffusers rebuilds the adapter exactly
+            config = policy.sd_denoiser.unet.peft_config["default"].to_dict()
+            StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=policy.trainable_state_dict(),
+                                                      weight_name=LORA_FILE, unet_lora_adapter_metadata=config)
+            written = Path(tmp) / LORA_FILE
+        else:
+            from safetensors.torch import save_file
+
+            state = {k: v.detach().cpu().contiguous() for k, v in policy.trainable_state_dict().items()}
+            written = Path(tmp) / MODEL_FILE
+            save_file(state, written, metadata={"format": "pt", **(metadata or {})})
+        target = folder / written.name
+        os.replace(written, target)
+    return target
+
+
+def load_weights(policy, folder: str | os.PathLike) -> Path:
+    """Load the weights ``save_weights`` wrote in ``folder`` into ``policy`` (in place) and return the file.
+
+    Raises:
+        MissingWeightsError: the folder holds no exported weights for this kind of policy.
+        WeightsFormatError: the file does not fit the policy (other keys or shapes, not a safetensors file).
+    """
+    path = Path(folder) / weights_file(policy)
+    if not path.is_file():
+        raise MissingWeightsError(f"{path} does not exist: the run exported no weights (only methods that train the "
+                                  "policy do, when their run finishes)")
+    try:
+        if _is_sd(policy):
+            from diffusers import StableDiffusionPipeline
+
+            state = StableDiffusionPipeline.lora_state_dict(str(path.parent), weight_name=path.name)[0]
+            state = {k.removeprefix("unet."): v for k, v in state.items()}  # diffusers' keys -> peft's
+        else:
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        policy.load_trainable_state_dict(state)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # safetensors, torch and peft errors alike
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise WeightsFormatError(f"{path} does not fit the run's policy ({first}); export it again by resuming "
+                                 "the run") from None
+    return path
+
+
+def export_finished(config, policy, run_dir: Path | None, status: str) -> Path | None:
+    """The runner's end-of-run hook: when a run that trains its policy has ``status`` FINISHED and this process
+    writes the run folder, save the policy's weights there (``save_weights``). Returns the file, or None."""
+    from . import distributed
+    from .registry import METHODS
+
+    if run_dir is None or status != "FINISHED" or not distributed.is_main_process():
+        return None
+    if not METHODS.load(config.method).trains_policy:
+        return None
+    return save_weights(policy, run_dir, metadata={"run_id": config.run_id, "task": config.task,
+                                                   "method": config.method})
