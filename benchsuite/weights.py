@@ -7,8 +7,11 @@ first, which looks, in this order, at:
 2. the environment variable named by the spec (e.g. ``BENCHSUITE_AESTHETIC_WEIGHTS``);
 3. ``<weights dir>/<filename>``, where the weights dir is ``$BENCHSUITE_WEIGHTS_DIR`` or
    ``~/.cache/benchsuite/weights``;
-4. the Hugging Face hub, only when downloads are allowed (``allow_download=True`` or
-   ``BENCHSUITE_ALLOW_DOWNLOADS=1``); the file is stored under the weights dir.
+4. the Hugging Face cache (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``): a file or repository that
+   ``hf download`` or any diffusers/transformers program already fetched is used where it is, without a network
+   call (``huggingface_hub.try_to_load_from_cache``, ``snapshot_download(local_files_only=True)``);
+5. the Hugging Face hub, only when downloads are allowed (``allow_download=True`` or
+   ``BENCHSUITE_ALLOW_DOWNLOADS=1``) and ``HF_HUB_OFFLINE`` is not set; the file is stored under the weights dir.
 
 When none applies, ``MissingWeightsError`` names the file, where it was looked for and how to get it.
 """
@@ -80,16 +83,64 @@ def resolve(spec: WeightSpec, path: str | os.PathLike | None = None, allow_downl
     local = weights_dir() / spec.filename
     if local.exists():
         return local
+    cached = hf_cached(spec)
+    if cached is not None:
+        return cached
     allow = downloads_allowed() if allow_download is None else allow_download
     if allow and spec.hub_repo:
+        if hf_offline():
+            raise MissingWeightsError(f"{spec.name} is neither in {local} nor in the Hugging Face cache, and "
+                                      f"HF_HUB_OFFLINE is set, so nothing is downloaded; on a machine with network "
+                                      f"run {_fetch_command(spec)} and copy the file to {local}, or unset HF_HUB_OFFLINE")
         return _download(spec, local)
-    raise MissingWeightsError(f"{spec.name} weights not found (looked for ${spec.env_var} and {local}); "
-                              f"{_how_to_get(spec)}")
+    raise MissingWeightsError(f"{spec.name} weights not found (looked for ${spec.env_var}, {local} and the Hugging "
+                              f"Face cache); {_how_to_get(spec)}")
+
+
+def hf_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is 1, true, yes or on (the values huggingface_hub takes), read when asked."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "TRUE", "YES", "ON"}
+
+
+def hf_cached(spec: WeightSpec) -> Path | None:
+    """``spec``'s file (or repository snapshot) in the Hugging Face cache, or None; never touches the network.
+
+    The cache is ``$HF_HUB_CACHE`` as it is now (else huggingface_hub's default, ``~/.cache/huggingface/hub``),
+    the folder ``hf download`` and ``from_pretrained`` fill; the ``main`` revision is looked up."""
+    if not spec.hub_repo:
+        return None
+    try:
+        import huggingface_hub
+    except ImportError:  # pragma: no cover - huggingface_hub comes with diffusers
+        return None
+    cache_dir = os.environ.get("HF_HUB_CACHE") or None
+    if spec.hub_filename is not None:
+        found = huggingface_hub.try_to_load_from_cache(spec.hub_repo, spec.hub_filename, cache_dir=cache_dir)
+        return Path(found) if isinstance(found, str) else None  # else None or the "cached as missing" marker
+    patterns = None if spec.hub_allow_patterns is None else list(spec.hub_allow_patterns)
+    try:
+        return Path(huggingface_hub.snapshot_download(spec.hub_repo, allow_patterns=patterns, cache_dir=cache_dir,
+                                                      local_files_only=True))
+    except (OSError, ValueError):  # LocalEntryNotFoundError (an OSError): not in the cache
+        return None
+
+
+def _fetch_command(spec: WeightSpec) -> str:
+    """The command that fetches ``spec`` (its ``benchsuite weights fetch`` name, else ``hf download``)."""
+    key = next((k for k, v in KNOWN_WEIGHTS.items() if v == spec), None)
+    if key is not None:
+        return f"'benchsuite weights fetch {key} --allow-download'"
+    return f"'{_hf_download(spec)}'"
+
+
+def _hf_download(spec: WeightSpec) -> str:
+    return f"hf download {spec.hub_repo}" + (f" {spec.hub_filename}" if spec.hub_filename else "")
 
 
 def _how_to_get(spec: WeightSpec) -> str:
     ways = [f"put {spec.filename} in {weights_dir()}", f"set ${spec.env_var} to its path"]
     if spec.hub_repo:
+        ways.append(f"fetch it into the Hugging Face cache ('{_hf_download(spec)}')")
         ways.append(f"or set {DOWNLOADS_ENV}=1 to download it from the hub ({spec.hub_repo}"
                     + (f"/{spec.hub_filename})" if spec.hub_filename else ")"))
     if spec.source:

@@ -30,8 +30,11 @@ from benchsuite.weights import (
 
 @pytest.fixture
 def weights_dir(tmp_path, monkeypatch):
-    """An empty weights dir, no weights env vars, downloads off."""
+    """An empty weights dir and Hugging Face cache, no weights env vars, downloads off (HF_HUB_OFFLINE unset: the
+    download tests fake the hub)."""
     monkeypatch.setenv("BENCHSUITE_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path.with_name(tmp_path.name + "-hf-cache")))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("BENCHSUITE_ALLOW_DOWNLOADS", raising=False)
     for spec in KNOWN_WEIGHTS.values():
         monkeypatch.delenv(spec.env_var, raising=False)
