@@ -309,19 +309,19 @@ def _show_method(name: str) -> str:
 
     from .config import build_method_config, field_docs, read_yaml
     from .registry import METHODS
-    from .tasks import data_dir
+    from .tasks import data_dir, preset_file
 
     method_cls = METHODS.load(name)
     config_cls = method_cls.Config
-    preset_file = data_dir("baselines") / name / "defaults.yaml"
-    sections = (read_yaml(preset_file, "preset") or {}) if preset_file.exists() else {}
+    defaults_file = preset_file(name, "defaults.yaml")
+    sections = (read_yaml(defaults_file, "preset") or {}) if defaults_file.exists() else {}
     presets = {}  # backbone -> resolved preset config (common, then the backbone's section)
     for backbone in [b for b in sections if b != "common"] or (["common"] if "common" in sections else []):
-        layers = [(f"{preset_file}[{s}]", sections[s]) for s in dict.fromkeys(("common", backbone)) if sections.get(s)]
+        layers = [(f"{defaults_file}[{s}]", sections[s]) for s in dict.fromkeys(("common", backbone)) if sections.get(s)]
         presets[backbone] = build_method_config(config_cls, layers)
     tuned = sorted(p.stem for p in (data_dir("baselines") / name / "tuned").glob("*.yaml"))
     lines = [_wrap(f"method {name}: {first_paragraph(method_cls.__doc__)}", 0, 2),
-             _wrap(f"config {config_cls.__module__}.{config_cls.__qualname__}; presets {preset_file}"
+             _wrap(f"config {config_cls.__module__}.{config_cls.__qualname__}; presets {defaults_file}"
                    + (f"; tuned presets (baselines/{name}/tuned) for {', '.join(tuned)}" if tuned else ""), 2, 2),
              "fields:"]
     hints, docs = typing.get_type_hints(config_cls), field_docs(config_cls)

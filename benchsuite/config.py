@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from .errors import ConfigError
-from .tasks import MAX_INTEGER, MAX_SEED, check_numbers, data_dir, read_yaml
+from .tasks import MAX_INTEGER, MAX_SEED, check_numbers, data_dir, preset_file, read_yaml
 
 DEFAULT_EVAL_FRACTIONS = tuple(i / 10 for i in range(11))
 
@@ -119,7 +119,7 @@ def preset_layers(method: str, backbone: str, task_id: str) -> list[tuple[str, d
     """The (source, values) layers from ``baselines/`` that apply to this method on this task, in order."""
     folder = data_dir("baselines") / method
     layers: list[tuple[str, dict[str, Any]]] = []
-    defaults = folder / "defaults.yaml"
+    defaults = preset_file(method, "defaults.yaml")
     if defaults.exists():
         raw = read_yaml(defaults, "preset") or {}
         if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):

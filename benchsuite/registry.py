@@ -1,48 +1,190 @@
-"""Name -> object registries with lazy ``"module:attr"`` entry points (as Gymnasium's registration).
+"""Name -> object registries with lazy ``"module:attr"`` entry points (as Gymnasium's registration), and plugins.
 
 Listing an entry here is all it takes to enroll it in the contract test suites, which iterate the registries.
 Heavy modules are imported only when an entry is made.
+
+Plugins: an installed distribution adds methods, rewards, backbones and task-card folders through Python entry
+points (``importlib.metadata``) in the groups of ``PLUGIN_GROUPS``::
+
+    [project.entry-points."benchsuite.methods"]
+    rwr = "benchsuite_example.rwr:RewardWeightedRegression"
+
+The registries read the entry points once per process, on their first use (not at import), so every command and
+every spawned worker process (``sweep --workers``, ``tune --workers``) sees the same plugins. A plugin entry is
+imported when it is first made, like a built-in one, and its type is checked then. A broken plugin (it does not
+import, has the wrong type, or takes a built-in's name) is a one-line ``PluginError`` naming the entry point and
+its distribution, raised only when that name is used; the built-ins and the other plugins stay usable, and
+``plugin_problems`` (shown by ``benchsuite list``) lists it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from .errors import UnknownNameError
+from .errors import ConfigError, UnknownNameError
+
+PLUGIN_GROUPS = {
+    "benchsuite.methods": "method",
+    "benchsuite.rewards": "reward",
+    "benchsuite.backbones": "backbone",
+    "benchsuite.tasks": "task-card folder",
+}
+"""Entry-point group -> what its entries provide."""
+
+
+class PluginError(ConfigError):
+    """An installed plugin's entry point cannot be used. The message names it, its distribution and the fix."""
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One entry point of an installed distribution in a ``PLUGIN_GROUPS`` group."""
+
+    group: str
+    name: str
+    value: str
+    distribution: str
+    """``"<name> <version>"`` of the distribution that declares it."""
+
+    @classmethod
+    def of(cls, ep: importlib.metadata.EntryPoint) -> Plugin:
+        dist = getattr(ep, "dist", None)
+        label = f"{dist.name} {dist.version}" if dist is not None else "an unknown distribution"
+        return cls(ep.group, ep.name, ep.value, label)
+
+    def problem(self, what: str) -> str:
+        """The one-line message of a problem ``what`` with this entry point."""
+        dist = self.distribution.split(" ")[0]
+        return (f"plugin {self.name} = {self.value!r} (entry point group {self.group}, distribution "
+                f"{self.distribution}): {what}; fix the plugin or uninstall it (pip uninstall {dist})")
+
+    def load(self) -> Any:
+        """The object the entry point names, imported now; ``PluginError`` if that fails (with anything)."""
+        module, _, attr = self.value.partition(":")
+        try:
+            obj = importlib.import_module(module.strip())
+            for part in attr.strip().split(".") if attr.strip() else ():
+                obj = getattr(obj, part)
+        except Exception as exc:  # a plugin's import may raise anything; it must not take the others down
+            first = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise PluginError(self.problem(f"does not import ({type(exc).__name__}{': ' + first if first else ''})"))
+        return obj
+
+
+def _entry_points(group: str) -> list[Plugin]:
+    """The installed entry points of ``group``, sorted by name then distribution (a stable order everywhere)."""
+    return sorted((Plugin.of(ep) for ep in importlib.metadata.entry_points(group=group)),
+                  key=lambda p: (p.name, p.distribution))
 
 
 class Registry:
-    """A mapping from names to lazily imported callables (classes or factory functions)."""
+    """A mapping from names to lazily imported callables (classes or factory functions), built-ins and plugins.
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    ``validate(name, obj)`` returns what is wrong with a plugin's object (a short phrase) or None; built-in
+    entries are checked by the contract suites instead.
+    """
+
+    def __init__(self, kind: str, group: str | None = None,
+                 validate: Callable[[str, Any], str | None] | None = None):
+        self.kind, self.group, self._validate = kind, group, validate
         self._entries: dict[str, str | Any] = {}
+        self._builtin: set[str] = set()
+        self._plugins: dict[str, Plugin] = {}  # name -> the entry point it came from
+        self._broken: dict[str, str] = {}  # "<distribution>:<name>" -> one-line problem
 
+    # ---- registration --------------------------------------------------------------------------------------
     def register(self, name: str, entry_point: str | Any) -> None:
-        """Register ``entry_point`` (a ``"module:attr"`` string or the object itself) under ``name``."""
+        """Register ``entry_point`` (a ``"module:attr"`` string or the object itself) under ``name``, in this
+        process only (spawned workers do not see it; a plugin's entry point reaches them)."""
+        load_plugins()
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = entry_point
 
+    def _register_builtin(self, name: str, entry_point: str) -> None:
+        self._entries[name] = entry_point
+        self._builtin.add(name)
+
+    def _add_plugins(self, plugins: list[Plugin]) -> None:
+        by_name: dict[str, list[Plugin]] = {}
+        for plugin in plugins:
+            by_name.setdefault(plugin.name, []).append(plugin)
+        for name, found in by_name.items():
+            if name in self._entries:  # a built-in: it stays
+                for plugin in found:
+                    self._broken[f"{plugin.distribution}:{name}"] = plugin.problem(
+                        f"{name!r} is the name of a built-in {self.kind}; give the entry point another name")
+            elif len(found) > 1:
+                others = ", ".join(p.distribution for p in found)
+                for plugin in found:
+                    self._broken[f"{plugin.distribution}:{name}"] = plugin.problem(
+                        f"{len(found)} distributions ({others}) define {self.kind} {name!r}; uninstall one")
+            else:
+                self._entries[name] = found[0].value
+                self._plugins[name] = found[0]
+
+    # ---- queries ---------------------------------------------------------------------------------------------
     def names(self) -> list[str]:
+        """Every usable name: the built-ins, the plugins' and those registered in this process."""
+        load_plugins()
         return sorted(self._entries)
 
+    def builtin_names(self) -> list[str]:
+        """The names benchsuite itself ships (what the project's contract tests enroll)."""
+        return sorted(self._builtin)
+
+    def plugin(self, name: str) -> Plugin | None:
+        """The entry point ``name`` came from, or None for a built-in or in-process entry."""
+        load_plugins()
+        return self._plugins.get(name)
+
+    def broken(self) -> list[str]:
+        """One line per plugin entry point of this registry that cannot be used (found so far: a plugin that does
+        not import is found when it is first loaded; ``check_plugins`` loads them all)."""
+        load_plugins()
+        return [self._broken[key] for key in sorted(self._broken)]
+
     def __contains__(self, name: str) -> bool:
+        load_plugins()
         return name in self._entries
 
     def check(self, name: str) -> None:
-        """Raise ``UnknownNameError`` (listing the valid names) if ``name`` is not registered."""
+        """Raise ``UnknownNameError`` (listing the valid names) if ``name`` is not registered, or the plugin's
+        ``PluginError`` if plugins define it but none can be used."""
+        load_plugins()
         if name not in self._entries:
+            problems = [line for key, line in sorted(self._broken.items()) if key.endswith(f":{name}")]
+            if problems:
+                raise PluginError(problems[0])
             raise UnknownNameError(self.kind, name, self.names())
 
     def load(self, name: str) -> Any:
-        """The registered object, importing its module on first use."""
+        """The registered object, importing its module on first use. A plugin whose object does not import or has
+        the wrong type raises ``PluginError`` and is dropped from the names (the others are untouched)."""
         self.check(name)
         entry = self._entries[name]
         if isinstance(entry, str):
-            module, _, attr = entry.partition(":")
-            entry = getattr(importlib.import_module(module), attr)
+            plugin = self._plugins.get(name)
+            if plugin is None:
+                module, _, attr = entry.partition(":")
+                entry = getattr(importlib.import_module(module), attr)
+            else:
+                try:
+                    entry = plugin.load()
+                    wrong = self._validate(name, entry) if self._validate else None
+                    if wrong:
+                        raise PluginError(plugin.problem(wrong))
+                except PluginError as exc:
+                    del self._entries[name], self._plugins[name]
+                    self._broken[f"{plugin.distribution}:{name}"] = str(exc)
+                    raise
             self._entries[name] = entry
         return entry
 
@@ -50,38 +192,154 @@ class Registry:
         return self.load(name)(**kwargs)
 
 
-REWARDS = Registry("reward")
-REWARDS.register("jpeg-compressibility", "benchsuite.rewards.jpeg:JpegCompressibility")
-REWARDS.register("jpeg-incompressibility", "benchsuite.rewards.jpeg:JpegIncompressibility")
-REWARDS.register("digit-class-probability", "benchsuite.rewards.digit_classifier:DigitClassProbability")
-REWARDS.register("digit-target-proxy", "benchsuite.rewards.digit_classifier:DigitTargetProxy")
-REWARDS.register("digit-target-gold", "benchsuite.rewards.digit_classifier:DigitTargetGold")
-REWARDS.register("mean-brightness", "benchsuite.testing:MeanBrightness")
+# ---- plugin type checks (imported when a plugin is loaded, so that this module stays light) --------------------
+def _named_subclass(base: type, kind: str, name: str, obj: Any) -> str | None:
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        return f"a {kind} must be a subclass of {base.__module__}.{base.__qualname__}, got {obj!r}"
+    if getattr(obj, "name", None) != name:
+        return f"its class attribute name is {getattr(obj, 'name', None)!r}, not the entry point's name {name!r}"
+    return None
+
+
+def _valid_method(name: str, obj: Any) -> str | None:
+    import dataclasses
+
+    from .methods.base import Method, MethodConfig
+
+    wrong = _named_subclass(Method, "method", name, obj)
+    if wrong is None and not (dataclasses.is_dataclass(obj.Config) and issubclass(obj.Config, MethodConfig)):
+        wrong = "its Config must be a frozen dataclass subclassing benchsuite.methods.base.MethodConfig"
+    return wrong
+
+
+def _valid_reward(name: str, obj: Any) -> str | None:
+    from .rewards.base import Reward
+
+    if isinstance(obj, type) or not callable(obj):
+        return _named_subclass(Reward, "reward", name, obj)
+    return None  # a factory function: checked by check_reward when it is called
+
+
+def _valid_backbone(name: str, obj: Any) -> str | None:
+    return None if callable(obj) else f"a backbone must be a factory returning a DiffusionPolicy, got {obj!r}"
+
+
+REWARDS = Registry("reward", "benchsuite.rewards", _valid_reward)
+REWARDS._register_builtin("jpeg-compressibility", "benchsuite.rewards.jpeg:JpegCompressibility")
+REWARDS._register_builtin("jpeg-incompressibility", "benchsuite.rewards.jpeg:JpegIncompressibility")
+REWARDS._register_builtin("digit-class-probability", "benchsuite.rewards.digit_classifier:DigitClassProbability")
+REWARDS._register_builtin("digit-target-proxy", "benchsuite.rewards.digit_classifier:DigitTargetProxy")
+REWARDS._register_builtin("digit-target-gold", "benchsuite.rewards.digit_classifier:DigitTargetGold")
+REWARDS._register_builtin("mean-brightness", "benchsuite.testing:MeanBrightness")
 # CLIP-based rewards: open_clip is imported when one is made, not here; weights via benchsuite.weights
-REWARDS.register("laion-aesthetic", "benchsuite.rewards.aesthetic:LaionAesthetic")
-REWARDS.register("hpsv2", "benchsuite.rewards.hps:HPSv2")
-REWARDS.register("hpsv2.1", "benchsuite.rewards.hps:HPSv21")
+REWARDS._register_builtin("laion-aesthetic", "benchsuite.rewards.aesthetic:LaionAesthetic")
+REWARDS._register_builtin("hpsv2", "benchsuite.rewards.hps:HPSv2")
+REWARDS._register_builtin("hpsv2.1", "benchsuite.rewards.hps:HPSv21")
 # Sequence (molecule-like) black-box oracles: B x V x L token probabilities in, argmax inside
-REWARDS.register("ehrlich", "benchsuite.rewards.ehrlich:Ehrlich")
-REWARDS.register("ehrlich-feasibility", "benchsuite.rewards.ehrlich:EhrlichFeasibility")
-REWARDS.register("selfies-qed", "benchsuite.rewards.molecules:SelfiesQED")
-REWARDS.register("selfies-sa", "benchsuite.rewards.molecules:SelfiesSA")
+REWARDS._register_builtin("ehrlich", "benchsuite.rewards.ehrlich:Ehrlich")
+REWARDS._register_builtin("ehrlich-feasibility", "benchsuite.rewards.ehrlich:EhrlichFeasibility")
+REWARDS._register_builtin("selfies-qed", "benchsuite.rewards.molecules:SelfiesQED")
+REWARDS._register_builtin("selfies-sa", "benchsuite.rewards.molecules:SelfiesSA")
 
-METHODS = Registry("method")
-METHODS.register("pretrained", "benchsuite.methods.pretrained:Pretrained")
-METHODS.register("ddpo", "benchsuite.methods.ddpo:DDPO")
-METHODS.register("draft", "benchsuite.methods.draft:DRaFT")
-METHODS.register("best-of-n", "benchsuite.methods.best_of_n:BestOfN")
-METHODS.register("bo", "benchsuite.methods.bo:BayesianOptimization")
-METHODS.register("sqdf", "benchsuite.methods.sqdf:SQDF")
-METHODS.register("vard", "benchsuite.methods.vard:VARD")
-METHODS.register("ctrl", "benchsuite.methods.ctrl:ContinuousTimeRL")
+METHODS = Registry("method", "benchsuite.methods", _valid_method)
+METHODS._register_builtin("pretrained", "benchsuite.methods.pretrained:Pretrained")
+METHODS._register_builtin("ddpo", "benchsuite.methods.ddpo:DDPO")
+METHODS._register_builtin("draft", "benchsuite.methods.draft:DRaFT")
+METHODS._register_builtin("best-of-n", "benchsuite.methods.best_of_n:BestOfN")
+METHODS._register_builtin("bo", "benchsuite.methods.bo:BayesianOptimization")
+METHODS._register_builtin("sqdf", "benchsuite.methods.sqdf:SQDF")
+METHODS._register_builtin("vard", "benchsuite.methods.vard:VARD")
+METHODS._register_builtin("ctrl", "benchsuite.methods.ctrl:ContinuousTimeRL")
 
-BACKBONES = Registry("backbone")
-BACKBONES.register("digits", "benchsuite.policies.embedded:digits_policy")
-BACKBONES.register("tiny", "benchsuite.testing:tiny_policy")
+BACKBONES = Registry("backbone", "benchsuite.backbones", _valid_backbone)
+BACKBONES._register_builtin("digits", "benchsuite.policies.embedded:digits_policy")
+BACKBONES._register_builtin("tiny", "benchsuite.testing:tiny_policy")
 # Stable Diffusion + LoRA (GPU users; weights resolved by benchsuite.weights when a run starts, never at import)
-BACKBONES.register("sd", "benchsuite.policies.sd:sd_policy")
+BACKBONES._register_builtin("sd", "benchsuite.policies.sd:sd_policy")
 # Sequence backbones over one-hot relaxations (V x L); shipped weights in benchsuite/policies/weights
-BACKBONES.register("ehrlich", "benchsuite.policies.sequence:ehrlich_policy")
-BACKBONES.register("selfies", "benchsuite.policies.sequence:selfies_policy")
+BACKBONES._register_builtin("ehrlich", "benchsuite.policies.sequence:ehrlich_policy")
+BACKBONES._register_builtin("selfies", "benchsuite.policies.sequence:selfies_policy")
+
+REGISTRIES = (METHODS, REWARDS, BACKBONES)
+
+# ---- plugin discovery: once per process, on first use ------------------------------------------------------------
+_lock = threading.RLock()
+_loaded = False
+_task_plugins: list[Plugin] = []
+_task_folders: list[Path] | None = None
+_task_problems: list[str] = []
+
+
+def load_plugins() -> None:
+    """Read the installed entry points of every ``PLUGIN_GROUPS`` group into the registries, once per process.
+    Only metadata is read here; a plugin's code is imported when it is first made."""
+    global _loaded
+    if _loaded:
+        return
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True  # before reading: a plugin may use the registries while it is imported
+        for registry in REGISTRIES:
+            registry._add_plugins(_entry_points(registry.group))
+        _task_plugins.extend(_entry_points("benchsuite.tasks"))
+
+
+def _folder_of(obj: Any) -> Path | None:
+    """The folder a ``benchsuite.tasks`` entry point names: a package (its folder), a path, or a function of no
+    arguments returning one."""
+    import types
+
+    if isinstance(obj, types.ModuleType):
+        files = getattr(obj, "__path__", None)
+        return Path(list(files)[0]) if files else Path(obj.__file__).parent
+    if callable(obj) and not isinstance(obj, type):
+        obj = obj()
+    return Path(obj) if isinstance(obj, str | os.PathLike) else None
+
+
+def plugin_task_folders() -> list[Path]:
+    """The task-card folders of the ``benchsuite.tasks`` plugins that resolve to an existing folder, in entry-point
+    order (imported once); the others are in ``plugin_problems``."""
+    global _task_folders
+    load_plugins()
+    with _lock:
+        if _task_folders is None:
+            folders: list[Path] = []
+            for plugin in _task_plugins:
+                try:
+                    folder = _folder_of(plugin.load())
+                    if folder is None or not folder.is_dir():
+                        raise PluginError(plugin.problem(
+                            "a task-card folder entry point must name a package, a path or a function returning "
+                            f"an existing folder, got {folder if folder is not None else 'something else'}"))
+                except PluginError as exc:
+                    _task_problems.append(str(exc))
+                    continue
+                folders.append(folder)
+            _task_folders = folders
+    return list(_task_folders)
+
+
+def check_plugins() -> list[str]:
+    """Import every installed plugin entry point now and return one line per one that cannot be used (empty when
+    all load). What ``benchsuite list`` shows; the built-ins and the usable plugins are unaffected."""
+    for registry in REGISTRIES:
+        for name in list(registry._plugins):
+            try:
+                registry.load(name)
+            except PluginError:
+                pass
+    plugin_task_folders()
+    return plugin_problems()
+
+
+def plugin_problems() -> list[str]:
+    """The plugin problems found so far, one line each (``check_plugins`` finds them all)."""
+    load_plugins()
+    return [line for registry in REGISTRIES for line in registry.broken()] + list(_task_problems)
+
+
+def plugins() -> list[Plugin]:
+    """Every installed entry point of the ``PLUGIN_GROUPS`` groups, usable or not."""
+    return [p for group in PLUGIN_GROUPS for p in _entry_points(group)]

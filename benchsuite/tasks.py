@@ -95,11 +95,30 @@ def data_dir(kind: str) -> Path:
     return extra[0] if extra else _builtin_dir(kind)
 
 
+def preset_file(method: str, filename: str) -> Path:
+    """A method's preset file (``defaults.yaml``, ``search_space.yaml``): ``baselines/<method>/<filename>``
+    (``data_dir``), else, for a plugin method, the one its package ships in ``baselines/<method>/`` beside the
+    method's module; the former path when neither exists. Tuned presets (``tuned/``) always live in ``data_dir``:
+    ``benchsuite tune`` exports there, never into an installed package."""
+    local = data_dir("baselines") / method / filename
+    from .registry import METHODS
+
+    if local.exists() or METHODS.plugin(method) is None:
+        return local
+    import inspect
+
+    shipped = Path(inspect.getfile(METHODS.load(method))).parent / "baselines" / method / filename
+    return shipped if shipped.exists() else local
+
+
 def task_dirs() -> list[Path]:
-    """The folders task cards are read from, in order: the built-in cards, then each folder named in
+    """The folders task cards are read from, in order: the built-in cards, the folders of installed
+    ``benchsuite.tasks`` plugins (``registry.plugin_task_folders``), then each folder named in
     ``BENCHSUITE_TASKS_DIR`` (several separated by ``os.pathsep``, as in ``PATH``)."""
+    from .registry import plugin_task_folders
+
     folders = [_builtin_dir("tasks")]
-    for folder in _extra_dirs("tasks"):
+    for folder in [*plugin_task_folders(), *_extra_dirs("tasks")]:
         if folder.resolve() not in [f.resolve() for f in folders]:
             folders.append(folder)
     return folders

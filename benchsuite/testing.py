@@ -1,9 +1,28 @@
-"""Tiny components for tests and examples: a random-init denoiser and policy small enough for unit tests of the
-sampler math, and a closed-form differentiable reward. Nothing here is used by real runs."""
+"""Tiny components for tests and examples, and the contract suites.
+
+- A random-init denoiser and policy small enough for unit tests of the sampler math, and a closed-form
+  differentiable reward (the ``toy-brightness-v0`` task). Nothing here is used by real runs.
+- The contract suites every method, reward, backbone and task card passes: ``check_method``, ``check_reward``,
+  ``check_backbone`` and ``check_task``. benchsuite's own contract tests (``tests/*/test_*_contract.py``) call the
+  same checks on every built-in entry; a plugin's tests call them on its own (as optuna ships
+  ``optuna.testing``)::
+
+      from benchsuite.testing import check_method, check_reward, check_task
+
+      def test_my_method():
+          check_method("my-method")          # a registered name (entry point or METHODS.register) or the class
+
+  Each ``check_*`` runs all its checks and raises ``AssertionError`` naming the first that fails; the single
+  checks (``METHOD_CHECKS``, ``REWARD_CHECKS``, ``BACKBONE_CHECKS``, ``TASK_CHECKS``) are there to parametrize a
+  test over them. They run on the CPU in seconds: methods on the toy task, backbones and task cards on a few samples.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+import io
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -67,3 +86,335 @@ NONDETERMINISTIC_METRICS = ("cost/wall_s", "cost/peak_rss_mb", "cost/peak_cuda_m
 def deterministic(metrics: dict) -> dict:
     """``metrics`` without the ones that measure the machine (wall time, peak memory)."""
     return {k: v for k, v in metrics.items() if k not in NONDETERMINISTIC_METRICS}
+
+
+# ---- contract suites -------------------------------------------------------------------------------------------
+CONTRACT_TASK = "toy-brightness-v0"
+"""The task ``check_method`` runs on by default: a random tiny model on 2x2 images, runs of a second or less."""
+
+
+def _expect(ok: bool, message: str) -> None:
+    """``AssertionError(message)`` unless ``ok`` (explicit, so that the checks also hold under ``python -O``)."""
+    if not ok:
+        raise AssertionError(message)
+
+
+def _registered(registry, cls_or_name: Any) -> str:
+    """The registry name of ``cls_or_name``: a registered name as is; an object by its ``name`` attribute,
+    registered in this process first if that name is free (a method or reward written in a notebook or a test)."""
+    if isinstance(cls_or_name, str):
+        registry.check(cls_or_name)
+        return cls_or_name
+    name = getattr(cls_or_name, "name", None) or getattr(cls_or_name, "__name__", None)
+    _expect(isinstance(name, str) and bool(name), f"{cls_or_name!r} has no name attribute to register it under")
+    if name not in registry:
+        registry.register(name, cls_or_name)
+    _expect(registry.load(name) is cls_or_name, f"{registry.kind} {name!r} is registered as another object "
+                                                f"({registry.load(name)!r}); give {cls_or_name!r} its own name")
+    return name
+
+
+# -- methods: each check takes (method name, task id) --
+def _method_run(method: str, task: str, budget: int, seed: int = 0):
+    from .config import resolve
+    from .runner import run
+
+    return run(resolve(task, method, seed=seed, budget=budget, eval_fractions=(0.0, 1.0)), write=False)
+
+
+def check_method_spends_exactly_the_budget(method: str, task: str = CONTRACT_TASK) -> None:
+    """A budget that is not a multiple of the batch is spent exactly (the last step shrinks), never exceeded."""
+    from .config import resolve
+
+    batch = dict(resolve(task, method).method_config)["batch_size"]
+    budget = 2 * batch + 3
+    result = _method_run(method, task, budget)
+    _expect(len(result.query_log) == budget, f"{method}: {len(result.query_log)} queries answered of a budget of "
+                                             f"{budget}")
+    _expect(result.final["queries"] == budget, f"{method}: final evaluation at {result.final['queries']} queries, "
+                                               f"not {budget}")
+
+
+def check_method_is_deterministic(method: str, task: str = CONTRACT_TASK) -> None:
+    """The same seed gives the same query log and metrics; another seed another query log."""
+    import numpy as np
+
+    a, b = _method_run(method, task, 70, seed=3), _method_run(method, task, 70, seed=3)
+    _expect(np.array_equal(a.query_log.reward, b.query_log.reward), f"{method}: seed 3 twice, different rewards")
+    _expect(np.array_equal(a.query_log.condition, b.query_log.condition),
+            f"{method}: seed 3 twice, different conditions")
+    _expect(deterministic(a.final) == deterministic(b.final), f"{method}: seed 3 twice, different final metrics")
+    c = _method_run(method, task, 70, seed=4)
+    _expect(not np.array_equal(a.query_log.reward, c.query_log.reward), f"{method}: seeds 3 and 4 query alike")
+
+
+def check_method_budget_zero(method: str, task: str = CONTRACT_TASK) -> None:
+    """Budget 0: no query, no update, one evaluation of the untouched pretrained model (KL 0)."""
+    from .config import resolve
+    from .runner import run
+    from .tasks import make_task
+
+    built = make_task(task)
+    before = {k: v.clone() for k, v in built.make_policy().denoiser.state_dict().items()}
+    result = run(resolve(task, method, budget=0), write=False)
+    _expect(len(result.query_log) == 0, f"{method}: {len(result.query_log)} queries answered on budget 0")
+    _expect(deterministic(result.curve[0]) == deterministic(result.final),
+            f"{method}: more than the one evaluation of the pretrained model on budget 0")
+    after = built.make_policy().denoiser.state_dict()
+    _expect(all(torch.equal(before[k], after[k]) for k in before), f"{method}: changed the backbone's weights")
+    _expect(result.final["eval/kl"] == 0.0, f"{method}: eval/kl {result.final['eval/kl']} on budget 0")
+
+
+def check_method_state_dict_round_trip(method: str, task: str = CONTRACT_TASK) -> None:
+    """``state_dict`` through a file (``torch.load(weights_only=True)``: tensors and plain containers only) into a
+    fresh instance resumes identically: the next step gives the same diagnostics and weights."""
+    from .config import resolve
+    from .registry import METHODS
+    from .tasks import make_task
+
+    cls = METHODS.load(method)
+    cfg = resolve(task, method)
+    built = make_task(task)
+
+    def fresh():
+        m = cls(cls.Config(**dict(cfg.method_config)))
+        m.setup(built.make_policy(), built.info, torch.Generator().manual_seed(11))
+        return m
+
+    a = fresh()
+    oracle_a = built.train_oracle(1000)
+    a.step(oracle_a)
+    b = fresh()
+    buffer = io.BytesIO()
+    torch.save(a.state_dict(), buffer)
+    buffer.seek(0)
+    b.load_state_dict(torch.load(buffer, weights_only=True))
+    oracle_b = built.train_oracle(1000)
+    info_a, info_b = a.step(oracle_a), b.step(oracle_b)
+    _expect(info_a == info_b, f"{method}: resumed step diagnostics differ: {info_a} vs {info_b}")
+    for (k, va), (_, vb) in zip(a.policy.denoiser.state_dict().items(), b.policy.denoiser.state_dict().items()):
+        _expect(torch.equal(va, vb), f"{method}: resumed step gives other weights ({k})")
+
+
+def check_method_config(method: str, task: str = CONTRACT_TASK) -> None:
+    """A frozen dataclass config that refuses ``batch_size=0`` with ``ValueError``; a class docstring (what
+    ``benchsuite list`` shows) and ``name`` equal to the registry name."""
+    from .registry import METHODS
+
+    cls = METHODS.load(method)
+    _expect(dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen,
+            f"{method}: Config must be a frozen dataclass")
+    try:
+        cls.Config(batch_size=0)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{method}: Config(batch_size=0) must raise ValueError")
+    _expect(bool(cls.__doc__), f"{method}: the class needs a docstring ('benchsuite list' shows it)")
+    _expect(cls.name == method, f"{method}: class attribute name is {cls.name!r}")
+
+
+def check_method_moves_the_policy(method: str, task: str = CONTRACT_TASK) -> None:
+    """After 96 queries a method's evaluated samples have drifted from the pretrained model (``eval/kl > 0``);
+    ``pretrained``'s have not."""
+    kl = _method_run(method, task, 96).final["eval/kl"]
+    _expect(kl == 0.0 if method == "pretrained" else kl > 0, f"{method}: eval/kl {kl} after 96 queries")
+
+
+METHOD_CHECKS: tuple[Callable[..., None], ...] = (
+    check_method_config, check_method_spends_exactly_the_budget, check_method_is_deterministic,
+    check_method_budget_zero, check_method_state_dict_round_trip, check_method_moves_the_policy,
+)
+
+
+def check_method(cls_or_name: Any, task: str = CONTRACT_TASK) -> None:
+    """Run every ``METHOD_CHECKS`` check on a method (a registered name, or a ``Method`` subclass: registered in
+    this process under its ``name`` if that is free) on ``task`` (default: the toy task, seconds)."""
+    from .registry import METHODS
+
+    name = _registered(METHODS, cls_or_name)
+    for check in METHOD_CHECKS:
+        check(name, task)
+
+
+# -- rewards --
+def check_reward_class(name: str) -> None:
+    """A registered reward is a ``Reward`` subclass with its registry ``name``, a non-empty ``version`` string, a
+    bool ``differentiable`` and a known ``sample_kind``, or a factory (checked when called)."""
+    from .registry import REWARDS
+
+    entry = REWARDS.load(name)
+    _expect(callable(entry), f"reward {name!r}: {entry!r} is not callable")
+    if isinstance(entry, type):
+        _expect(issubclass(entry, Reward), f"reward {name!r}: {entry!r} does not subclass Reward")
+        _expect(entry.name == name, f"reward {name!r}: class attribute name is {entry.name!r}")
+        _expect(isinstance(entry.version, str) and bool(entry.version), f"reward {name!r}: version must be a string")
+        _expect(isinstance(entry.differentiable, bool), f"reward {name!r}: differentiable must be a bool")
+        _expect(entry.sample_kind in ("image", "sequence"), f"reward {name!r}: unknown sample_kind")
+
+
+def check_reward_scores(reward: Reward, samples: Tensor, conditions: Tensor | None = None) -> Tensor:
+    """The call contract on a batch ``reward`` accepts: ``(B,)`` finite floats, the same twice, and for a
+    differentiable reward a finite, non-zero gradient to the samples. Returns the rewards."""
+    out = reward(samples, conditions)
+    _expect(out.shape == (len(samples),) and out.is_floating_point() and bool(torch.isfinite(out).all()),
+            f"{reward!r}: expected ({len(samples)},) finite floats, got {tuple(out.shape)} {out.dtype}")
+    _expect(torch.allclose(out, reward(samples, conditions), rtol=1.3e-6, atol=1e-5),
+            f"{reward!r}: not a deterministic function of its input")
+    if reward.differentiable:
+        x = samples.clone().requires_grad_(True)
+        scored = reward(x, conditions)
+        _expect(scored.requires_grad, f"{reward!r}: declared differentiable, but its output carries no gradient")
+        scored.sum().backward()
+        _expect(x.grad is not None and bool(torch.isfinite(x.grad).all()) and float(x.grad.abs().sum()) > 0,
+                f"{reward!r}: declared differentiable, but no finite non-zero gradient reaches the samples")
+    return out
+
+
+def check_reward(cls_or_name: Any, samples: Tensor | None = None, conditions: Tensor | None = None,
+                 **kwargs: Any) -> Tensor:
+    """Check a reward (a registered name, or a ``Reward`` subclass: registered in this process under its ``name`` if
+    that is free): its class attributes, that ``REWARDS.make(name, **kwargs)`` builds it, and the call contract on
+    ``samples`` (default for an image reward: three random 1 x 8 x 8 images with conditions 0, 1, 2; other sample
+    kinds must pass a batch their backbone decodes). Returns the rewards."""
+    from .registry import REWARDS
+
+    name = _registered(REWARDS, cls_or_name)
+    check_reward_class(name)
+    reward = REWARDS.make(name, **kwargs)
+    _expect(isinstance(reward, Reward) and reward.name == name, f"reward {name!r} built {reward!r}")
+    if samples is None:
+        if reward.sample_kind != "image":
+            raise TypeError(f"check_reward({name!r}): pass samples=, a batch of what its backbone decodes")
+        samples = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        conditions = torch.tensor([0, 1, 2])
+    return check_reward_scores(reward, samples, conditions)
+
+
+# -- backbones: each check takes (task, policy) built from a card that uses the backbone --
+def backbone_card(backbone: str) -> str:
+    """The first task card (by id) that uses ``backbone``: the one its contract builds it from."""
+    from .tasks import task_specs
+
+    ids = sorted(t for t, s in task_specs().items() if s.backbone == backbone)
+    _expect(bool(ids), f"backbone {backbone!r} has no task card to build it from; write one")
+    return ids[0]
+
+
+def _conditions(task, n: int) -> Tensor | None:
+    tc = task.info.train_conditions
+    return None if tc is None else tc[torch.arange(n) % len(tc)]
+
+
+def check_backbone_rollout(task, policy) -> None:
+    """Rollout shapes; finite log-probs; zero KL to its own frozen copy; log-probs recomputed from the stored chain
+    equal the sampling ones (the basis of every policy-gradient method)."""
+    conds = _conditions(task, 3)
+    traj, kls = policy.rollout(conds, torch.Generator().manual_seed(0), batch=3, reference=policy.frozen_copy())
+    T, S = policy.num_steps, policy.sample_shape
+    _expect(traj.latents.shape == (3, T + 1, *S) and traj.means.shape == (3, T, *S),
+            f"rollout latents {tuple(traj.latents.shape)} / means {tuple(traj.means.shape)} for T={T}, S={S}")
+    _expect(traj.log_probs.shape == (3, T) and bool(torch.isfinite(traj.log_probs).all()),
+            "rollout log-probs must be finite, B x T")
+    _expect(bool((traj.stds > 0).all()), "every step std must be > 0")
+    _expect(kls.abs().max().item() < 1e-6, "KL to the policy's own frozen copy must be 0")
+    for k in (0, T - 1):
+        lp = policy.log_prob(traj.latents[:, k], traj.latents[:, k + 1], k, traj.conditions)
+        _expect(torch.allclose(lp, traj.log_probs[:, k], rtol=1e-4, atol=1e-3),
+                f"log_prob at step {k} does not recompute the sampling log-probs")
+
+
+def check_backbone_decode_feeds_the_oracle(task, policy) -> None:
+    """The same generator gives the same samples; decoded samples are floats in [0, 1] that the task's oracle scores
+    to ``(B,)`` finite values."""
+    conds = _conditions(task, 4)
+    a, _ = policy.rollout(conds, torch.Generator().manual_seed(1), batch=4)
+    b, _ = policy.rollout(conds, torch.Generator().manual_seed(1), batch=4)
+    _expect(torch.equal(a.x0, b.x0), "the same generator must give the same samples")
+    decoded = policy.decode(a.x0)
+    _expect(decoded.is_floating_point() and float(decoded.min()) >= 0 and float(decoded.max()) <= 1,
+            "decode must give floats in [0, 1]")
+    rewards = task.oracle_reward(decoded, conds)
+    _expect(rewards.shape == (4,) and bool(torch.isfinite(rewards).all()), "the oracle must score decoded samples")
+
+
+def check_backbone_decode_is_differentiable(task, policy) -> None:
+    """Gradient methods backpropagate rewards through the decoder into the chain."""
+    x = torch.randn(2, *policy.sample_shape, requires_grad=True)
+    policy.decode(x).square().sum().backward()
+    _expect(x.grad is not None and float(x.grad.abs().sum()) > 0, "decode must pass gradients to the samples")
+
+
+def check_backbone_parameters_move_the_mean(task, policy) -> None:
+    """The trainable parameters change the step mean (a method has something to train)."""
+    x = torch.randn(2, *policy.sample_shape, generator=torch.Generator().manual_seed(2))
+    mean, _ = policy.step_mean(x, 0, _conditions(task, 2))
+    params = [p for p in policy.denoiser.parameters() if p.requires_grad]
+    _expect(bool(params), "the policy has no trainable parameters")
+    mean.sum().backward()
+    _expect(any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in params),
+            "no trainable parameter gets a gradient from the step mean")
+
+
+BACKBONE_CHECKS: tuple[Callable[..., None], ...] = (
+    check_backbone_rollout, check_backbone_decode_feeds_the_oracle, check_backbone_decode_is_differentiable,
+    check_backbone_parameters_move_the_mean,
+)
+
+
+def built_backbone(cls_or_name: Any, task: str | None = None):
+    """``(task, policy)``: the backbone built the way a run builds it, from ``task`` (default: the first card
+    that uses it) with that card's sampler settings."""
+    from .registry import BACKBONES
+    from .tasks import make_task
+
+    name = _registered(BACKBONES, cls_or_name)
+    built = make_task(task or backbone_card(name))
+    _expect(built.spec.backbone == name, f"task {built.spec.id} uses backbone {built.spec.backbone!r}, not {name!r}")
+    return built, built.make_policy()
+
+
+def check_backbone(cls_or_name: Any, task: str | None = None) -> None:
+    """Run every ``BACKBONE_CHECKS`` check on a backbone (a registered name, or a factory function: registered in
+    this process under its ``__name__`` if that is free), built from ``task`` (default: the first card using it)."""
+    built, policy = built_backbone(cls_or_name, task)
+    for check in BACKBONE_CHECKS:
+        check(built, policy)
+
+
+# -- task cards: each check takes a task id --
+def check_task_loads(task_id: str) -> None:
+    """The card loads (no problem in ``benchsuite list``), builds its oracle and judges at the pinned versions and
+    its backbone, and the backbone's decoded samples are scored by the oracle and every judge to ``(B,)`` finite
+    floats without spending a budget."""
+    from .tasks import broken_cards, make_task
+
+    _expect(task_id not in broken_cards(), f"task card {task_id}: {broken_cards().get(task_id)}")
+    built = make_task(task_id)
+    policy = built.make_policy()
+    conds = None if built.spec.eval_conditions is None else torch.tensor(built.spec.eval_conditions[:4])
+    traj, _ = policy.rollout(conds, torch.Generator().manual_seed(0), batch=4)
+    decoded = policy.decode(traj.x0)
+    for label, reward in [("oracle", built.oracle_reward), *built.judges.items()]:
+        out = reward(decoded, traj.conditions)
+        _expect(out.shape == (len(decoded),) and bool(torch.isfinite(out).all()),
+                f"task {task_id}: {label} ({reward!r}) does not score the backbone's samples to finite values")
+
+
+def check_task_resolves_for_every_method(task_id: str) -> None:
+    """Every registered method resolves a run config on the card (its presets fit the card's backbone) at the
+    card's default budget."""
+    from .config import resolve
+    from .registry import METHODS
+
+    for method in METHODS.names():
+        resolve(task_id, method)
+
+
+TASK_CHECKS: tuple[Callable[[str], None], ...] = (check_task_loads, check_task_resolves_for_every_method)
+
+
+def check_task(task_id: str) -> None:
+    """Run every ``TASK_CHECKS`` check on the task card ``task_id`` (from any task folder or plugin)."""
+    for check in TASK_CHECKS:
+        check(task_id)

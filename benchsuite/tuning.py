@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any
 from .config import RunConfig, resolve
 from .errors import BenchsuiteError, ConfigError, StopRun
 from .sweep import KIND_TAG, open_parent_run
-from .tasks import data_dir, load_spec
+from .tasks import data_dir, load_spec, preset_file
 from .tracking import MlflowTracker
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def load_search_space(method: str, names: tuple[str, ...] | None = None,
     """
     import yaml
 
-    path = data_dir("baselines") / method / "search_space.yaml"
+    path = preset_file(method, "search_space.yaml")
     if not path.exists():
         raise ConfigError(f"method {method!r} has no search space; write {path} to tune it")
     try:

@@ -55,7 +55,7 @@ def test_wrong_values_name_the_field_and_what_is_allowed(values, message):
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("method", METHODS.builtin_names())
 def test_resolved_values_keep_the_field_types(method):
     """An int field resolves to an int and a float field to a float, whatever the preset wrote (run ids hash them
     as JSON, where 1 and 1.0 differ)."""

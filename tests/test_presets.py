@@ -12,17 +12,17 @@ from benchsuite.tasks import data_dir, task_specs
 SPACE_KEYS = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "categorical": {"choices"}}
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("method", METHODS.builtin_names())
 def test_defaults_sections_resolve_for_every_task(method):
     path = data_dir("baselines") / method / "defaults.yaml"
     assert path.exists(), f"{method} has no baselines/{method}/defaults.yaml"
     sections = yaml.safe_load(path.read_text()) or {}
-    assert set(sections) <= {"common", *BACKBONES.names()}, sections.keys()
+    assert set(sections) <= {"common", *BACKBONES.builtin_names()}, sections.keys()
     for spec in task_specs().values():
         build_method_config(METHODS.load(method).Config, preset_layers(method, spec.backbone, spec.id))
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("method", METHODS.builtin_names())
 def test_search_space_names_real_fields(method):
     path = data_dir("baselines") / method / "search_space.yaml"
     if method == "pretrained":
@@ -31,7 +31,7 @@ def test_search_space_names_real_fields(method):
     space = yaml.safe_load(path.read_text())
     fields = {f.name for f in dataclasses.fields(METHODS.load(method).Config)}
     entries = [(k, v) for k, v in space.items() if k not in BACKBONES]
-    for backbone in set(space) & set(BACKBONES.names()):  # per-backbone sections hold entries of the same form
+    for backbone in set(space) & set(BACKBONES.builtin_names()):  # per-backbone sections hold entries of the same form
         entries += list(space[backbone].items())
     for name, dim in entries:
         assert name in fields, f"{path}: {name} is not a field of {method}'s config"

@@ -11,7 +11,7 @@ from benchsuite.runner import build_method
 from benchsuite.tasks import make_task
 
 BACKBONE_TASKS = {"digits": "digits-jpeg-compress-v1", "ehrlich": "ehrlich-s32-l32-v0", "selfies": "selfies-qed-v0"}
-FINE_TUNERS = [m for m in METHODS.names() if METHODS.load(m).trains_policy]
+FINE_TUNERS = [m for m in METHODS.builtin_names() if METHODS.load(m).trains_policy]
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONE_TASKS))

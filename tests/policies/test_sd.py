@@ -307,7 +307,7 @@ SMALL = {"batch_size": 4, "train_batch_size": 4, "lr": 1e-2, "surrogate_fit_step
 def _methods():
     from benchsuite.registry import METHODS
 
-    return METHODS.names()
+    return METHODS.builtin_names()
 
 
 @pytest.mark.parametrize("method", _methods())

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from test_reward_contract import NOT_BUILT_BY_DEFAULT, check_reward_contract  # sibling module (pytest's rootdir import)
+from test_reward_contract import NOT_BUILT_BY_DEFAULT  # sibling module (pytest's rootdir import)
 
 from benchsuite.errors import ConfigError, MissingWeightsError
 from benchsuite.prompts import load_prompts
@@ -25,6 +25,7 @@ from benchsuite.registry import REWARDS
 from benchsuite.rewards.aesthetic import AestheticHead, LaionAesthetic
 from benchsuite.rewards.clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, clip_preprocess
 from benchsuite.rewards.hps import HPSv2, HPSv21
+from benchsuite.testing import check_reward_scores
 from benchsuite.weights import (
     AESTHETIC_HEAD,
     CLIP_VIT_L_14_OPENAI,
@@ -109,7 +110,7 @@ def test_aesthetic_equals_the_head_on_the_normalised_clip_embedding(env):
 @pytest.mark.parametrize("shape", [(2, 3, 32, 32), (2, 1, 40, 56), (1, 3, 512, 512)])
 def test_aesthetic_contract_on_any_image_size(env, shape):
     reward = REWARDS.make("laion-aesthetic", clip_model=TINY)
-    check_reward_contract(reward, _images(*shape), None)
+    check_reward_scores(reward, _images(*shape), None)
 
 
 def test_aesthetic_gradient_matches_finite_differences(env):
@@ -186,8 +187,8 @@ def test_hps_versions_load_their_own_files(env):
 @pytest.mark.parametrize("name", ["hpsv2", "hpsv2.1"])
 def test_hps_contract(env, name):
     reward = REWARDS.make(name, prompts=PROMPTS, clip_model=TINY)
-    check_reward_contract(reward, _images(3, c=3, h=48, w=36), torch.tensor([0, 1, 2]))
-    check_reward_contract(reward, _images(2, c=1, h=512, w=512), torch.tensor([1, 1]))
+    check_reward_scores(reward, _images(3, c=3, h=48, w=36), torch.tensor([0, 1, 2]))
+    check_reward_scores(reward, _images(2, c=1, h=512, w=512), torch.tensor([1, 1]))
 
 
 def test_hps_caches_only_the_prompts_it_scored(env):
@@ -246,7 +247,7 @@ def test_registered_contract_with_tiny_models(env, name):
     kwargs, conditions = TINY_BUILDERS[name]
     reward = REWARDS.make(name, **kwargs)
     assert reward.name == name and reward.differentiable
-    check_reward_contract(reward, _images(2, h=64, w=64), conditions)
+    check_reward_scores(reward, _images(2, h=64, w=64), conditions)
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (64, 64), (48, 80), (100, 37), (512, 512)])

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_reward_contract import check_reward_contract  # sibling module (pytest's rootdir import)
 
 from benchsuite.errors import MissingWeightsError
 from benchsuite.registry import REWARDS
+from benchsuite.testing import check_reward_scores
 
 pytestmark = pytest.mark.weights
 
@@ -28,7 +28,7 @@ def test_real_weights(name):
     noise = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0))
     x = torch.cat([torch.full((1, 3, 512, 512), 0.5), noise]).to(device)
     ids = None if name == "laion-aesthetic" else torch.tensor([0, 1], device=device)
-    out = check_reward_contract(reward, x, ids)
+    out = check_reward_scores(reward, x, ids)
     # aesthetic scores live on the AVA 1-10 scale; HPS is a cosine similarity (real images: about 0.2-0.35)
     low, high = (0.0, 11.0) if name == "laion-aesthetic" else (-1.0, 1.0)
     assert ((out > low) & (out < high)).all(), out

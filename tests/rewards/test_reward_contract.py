@@ -1,4 +1,6 @@
-"""Contract suite applied to every registered reward (listing a reward in REWARDS enrolls it).
+"""Contract suite applied to every built-in reward (listing a reward in REWARDS enrolls it): the checks of
+``benchsuite.testing`` (``check_reward_class``, ``check_reward_scores``), which plugins run on their own rewards with
+``check_reward``.
 
 A reward that cannot be built with its default arguments on a CI machine (it needs downloaded weights, or a
 constructor argument such as a prompt list) must be listed in ``NOT_BUILT_BY_DEFAULT`` with the place where the
@@ -12,6 +14,7 @@ import torch
 
 from benchsuite.registry import REWARDS
 from benchsuite.rewards.base import Reward
+from benchsuite.testing import check_reward, check_reward_class, check_reward_scores
 
 NOT_BUILT_BY_DEFAULT = {
     # name -> where its contract runs instead
@@ -19,21 +22,8 @@ NOT_BUILT_BY_DEFAULT = {
     "hpsv2": "tests/rewards/test_image_rewards.py (images tier: tiny open_clip models, same loading code)",
     "hpsv2.1": "tests/rewards/test_image_rewards.py (images tier: tiny open_clip models, same loading code)",
 }
-ALL = REWARDS.names()
+ALL = REWARDS.builtin_names()
 BUILT = [n for n in ALL if n not in NOT_BUILT_BY_DEFAULT]
-
-
-def check_reward_contract(reward: Reward, samples: torch.Tensor, conditions: torch.Tensor | None) -> torch.Tensor:
-    """The checks every reward passes on a batch it accepts; shared with the images tier. Returns the rewards."""
-    out = reward(samples, conditions)
-    assert out.shape == (len(samples),) and out.is_floating_point() and torch.isfinite(out).all()
-    again = reward(samples, conditions)
-    torch.testing.assert_close(out, again)  # a deterministic function of its input
-    if reward.differentiable:
-        x = samples.clone().requires_grad_(True)
-        reward(x, conditions).sum().backward()
-        assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    return out
 
 
 def test_listed_exceptions_are_registered():
@@ -42,20 +32,7 @@ def test_listed_exceptions_are_registered():
 
 @pytest.mark.parametrize("name", ALL)
 def test_registered_reward_class_attributes(name):
-    entry = REWARDS.load(name)
-    assert callable(entry)
-    if isinstance(entry, type):
-        assert issubclass(entry, Reward)
-        assert entry.name == name
-        assert isinstance(entry.version, str) and entry.version
-        assert isinstance(entry.differentiable, bool)
-        assert entry.sample_kind in ("image", "sequence")
-
-
-@pytest.mark.parametrize("name", BUILT)
-def test_builds_with_defaults(name):
-    reward = REWARDS.make(name)
-    assert isinstance(reward, Reward) and reward.name == name
+    check_reward_class(name)
 
 
 def _kind(name: str) -> str:
@@ -63,13 +40,30 @@ def _kind(name: str) -> str:
     return entry.sample_kind if isinstance(entry, type) else "image"  # a factory: checked when called
 
 
-# sequence rewards take their backbone's own sample format; their call contract is in tests/sequences
+# sequence rewards take their backbone's own sample format: tests/sequences pass check_reward their samples
 IMAGE_BUILT = [n for n in BUILT if _kind(n) == "image"]
 
 
 @pytest.mark.parametrize("name", IMAGE_BUILT)
-def test_scores_an_image_batch(name):
+def test_builds_with_defaults_and_scores_an_image_batch(name):
+    check_reward(name)
+
+
+@pytest.mark.parametrize("name", [n for n in BUILT if n not in IMAGE_BUILT])
+def test_builds_with_defaults(name):
     reward = REWARDS.make(name)
-    assert reward.sample_kind == "image"
-    samples = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    check_reward_contract(reward, samples, torch.tensor([0, 1, 2]))
+    assert isinstance(reward, Reward) and reward.name == name
+
+
+def test_the_checks_can_fail():
+    """A reward that declares a gradient it does not have fails the call contract."""
+
+    class Detached(Reward):
+        name = "detached"
+        differentiable = True
+
+        def _score(self, samples, conditions):
+            return samples.detach().flatten(1).mean(1)
+
+    with pytest.raises(AssertionError, match="differentiable"):
+        check_reward_scores(Detached(), torch.rand(2, 1, 4, 4))

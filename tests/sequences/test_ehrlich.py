@@ -22,6 +22,7 @@ from benchsuite.rewards.ehrlich import (
     is_ergodic,
     stationary_distribution,
 )
+from benchsuite.testing import check_reward
 
 REFERENCE = Path(__file__).parent / "data" / "ehrlich_reference.json"
 
@@ -196,7 +197,7 @@ def test_infeasible_value_is_configurable_and_finite():
         Ehrlich(infeasible_value=-math.inf)
 
 
-SEQUENCE_REWARDS = [n for n in REWARDS.names() if getattr(REWARDS.load(n), "sample_kind", None) == "sequence"]
+SEQUENCE_REWARDS = [n for n in REWARDS.builtin_names() if getattr(REWARDS.load(n), "sample_kind", None) == "sequence"]
 
 
 @pytest.mark.parametrize("name", SEQUENCE_REWARDS)
@@ -210,8 +211,7 @@ def test_every_sequence_reward_scores_probabilities(name):
     ids = torch.randint(reward.vocab_size, (6, reward.length), generator=torch.Generator().manual_seed(0))
     ids[0] = 0
     probs = token_probabilities(one_hot_relaxation(ids, reward.vocab_size))
-    out = reward(probs)
-    assert out.shape == (6,) and out.dtype == torch.float32 and torch.isfinite(out).all()
-    assert reward(probs).tolist() == out.tolist()
+    out = check_reward(name, probs)  # benchsuite.testing's call contract
+    assert out.dtype == torch.float32 and reward(probs).tolist() == out.tolist()
     with pytest.raises(ValueError):
         reward(torch.rand(2, reward.vocab_size + 1, reward.length))
