@@ -173,9 +173,12 @@ def run(tasks: list[str], methods: list[str], seeds: list[int], out: Path, worke
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = cpu.ru_utime + cpu.ru_stime - cpu_before
     failed = [o for o in outcomes if o.status != "FINISHED"]
-    suite = {"runs": len(outcomes), "failed": len(failed), "ran": sum(o.before != "finished" for o in outcomes),
-             "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "workers": workers, "commit": run_tags()[GIT_SHA_TAG]}
-    (out / "suite.json").write_text(json.dumps(suite, indent=1) + "\n")
+    stage = {"tasks": tasks, "runs": len(outcomes), "failed": len(failed),
+             "ran": sum(o.before != "finished" for o in outcomes), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+             "workers": workers, "commit": run_tags()[GIT_SHA_TAG]}
+    log = out / "suite.json"  # one entry per run stage (a suite may be run in parts, e.g. by task)
+    stages = json.loads(log.read_text()) if log.exists() else []
+    log.write_text(json.dumps([*stages, stage], indent=1) + "\n")
     print(f"suite: {len(outcomes)} runs, {len(failed)} failed, wall {wall / 60:.1f} min with {workers} workers, "
           f"{cpu / 60:.1f} CPU-minutes in the workers")
 
@@ -199,12 +202,15 @@ def report(tasks: list[str], seeds: list[int], out: Path) -> None:
              "CI-type machine).", "", "| task | method | runs | mean s/run | total s |", "|---|---|---|---|---|"]
     lines += [f"| {t} | {m} | {len(v)} | {sum(v) / len(v):.0f} | {sum(v):.0f} |" for (t, m), v in sorted(rows.items())]
     lines.append(f"\ntotal run time {sum(sum(v) for v in rows.values()) / 60:.1f} min (sum over runs)")
-    if (out / "suite.json").exists():  # written by the run stage when it ran every run in one go
-        suite = json.loads((out / "suite.json").read_text())
-        lines.append(f"\nLast run stage (commit {suite['commit']}): {suite['ran']} of {suite['runs']} runs executed, "
-                     f"{suite['failed']} failed, wall {suite['wall_s'] / 60:.1f} min with {suite['workers']} workers, "
-                     f"{suite['cpu_s'] / 60:.1f} CPU-minutes in the workers (a lower bound on the wall time of "
-                     f"{suite['cpu_s'] / 60 / suite['workers']:.1f} min on {suite['workers']} idle cores).")
+    if (out / "suite.json").exists():  # one entry per run stage
+        stages = json.loads((out / "suite.json").read_text())
+        lines += ["", "Run stages (wall time depends on what else the machine ran; CPU time of the workers does not):",
+                  "", "| commit | tasks | runs executed / in stage | failed | workers | wall min | worker CPU min |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {s['commit'][:12]} | {len(s['tasks'])} | {s['ran']} / {s['runs']} | {s['failed']} | "
+                  f"{s['workers']} | {s['wall_s'] / 60:.1f} | {s['cpu_s'] / 60:.1f} |" for s in stages]
+        cpu = sum(s["cpu_s"] for s in stages) / 60
+        lines.append(f"\nIn all {cpu:.1f} CPU-minutes: at least {cpu / 2:.1f} min of wall time on 2 idle cores.")
     (out / "cost.md").write_text("\n".join(lines) + "\n")
     print((out / "leaderboard.md").read_text())
     print("\n".join(lines))
