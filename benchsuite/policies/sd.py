@@ -532,7 +532,7 @@ def sd_policy(model: str = SD15, prompts: str = "animals", num_steps: int = 50, 
         from transformers import CLIPTextModel, CLIPTokenizer
     except ImportError as exc:
         raise ConfigError(f"the sd backbone needs transformers and peft ({exc.name} is missing); "
-                          "pip install 'benchsuite[weights]'") from None
+                          "pip install 'benchsuite[sd]'") from None
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
     folder = resolve_model(model, allow_download)
