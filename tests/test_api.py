@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import benchsuite
 from benchsuite.config import resolve
-from benchsuite.errors import ConfigError, MissingWeightsError, UnknownNameError
+from benchsuite.errors import BenchsuiteError, ConfigError, MissingWeightsError, UnknownNameError
 from benchsuite.weights import WeightsFormatError
 
 TOY = "toy-brightness-v0"
@@ -108,7 +108,11 @@ def test_run_takes_a_task_id_or_a_config(tmp_path):
 def test_run_logs_to_mlflow_when_asked(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    benchsuite.run(TOY, "pretrained", budget=32, eval_fractions=(0.0, 1.0), output_root=str(tmp_path), mlflow=uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # mlflow=True: the CLI's choice of store (a URI string also works)
+    benchsuite.run(TOY, "pretrained", budget=32, eval_fractions=(0.0, 1.0), output_root=str(tmp_path), mlflow=True)
+    with pytest.raises(BenchsuiteError, match="bogus"):  # an unsupported store: refused before anything is written
+        benchsuite.run(TOY, "pretrained", budget=32, output_root=str(tmp_path / "other"), mlflow="bogus://x")
+    assert not (tmp_path / "other").exists()
     import mlflow
 
     runs = mlflow.MlflowClient(uri).search_runs([mlflow.MlflowClient(uri).get_experiment_by_name(TOY).experiment_id])
