@@ -55,7 +55,12 @@ _VERSIONED_PACKAGES = ("torch", "diffusers", "numpy", "mlflow")
 
 @runtime_checkable
 class Tracker(Protocol):
-    """Where a run's parameters, metrics, images and files go. One tracker holds at most one open run."""
+    """Where a run's parameters, metrics, images and files go. One tracker holds at most one open run.
+
+    A tracker may also offer ``log_metric_rows(rows)``, many ``(metrics, step)`` rows in one call (the runner
+    buffers its logs between checkpoints and hands them over so); ``MultiTracker`` falls back to ``log_metrics``
+    per row for a tracker without it.
+    """
 
     def start_run(
         self, *, experiment: str, run_name: str, run_key: str, params: Mapping[str, Any], tags: Mapping[str, str],
@@ -107,6 +112,9 @@ class NullTracker:
         """Do nothing."""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Do nothing."""
+
+    def log_metric_rows(self, rows: Sequence[tuple[Mapping[str, float], int]]) -> None:
         """Do nothing."""
 
     def log_image(self, image: np.ndarray | Image.Image, name: str) -> None:
@@ -168,15 +176,22 @@ class JsonlTracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Append one line ``{"step": step, **metrics}`` to ``metrics.jsonl`` (non-finite values as null)."""
+        self.log_metric_rows([(metrics, step)])
+
+    def log_metric_rows(self, rows: Sequence[tuple[Mapping[str, float], int]]) -> None:
+        """``log_metrics(metrics, step)`` for each ``(metrics, step)`` of ``rows``, in one write."""
         self._require_run()
-        if "step" in metrics:
-            raise ValueError("JsonlTracker: 'step' is reserved for the step column; rename that metric")
-        row: dict[str, Any] = {"step": int(step)}
-        for key, value in metrics.items():
-            value = float(value)
-            row[key] = value if math.isfinite(value) else None
+        lines = []
+        for metrics, step in rows:
+            if "step" in metrics:
+                raise ValueError("JsonlTracker: 'step' is reserved for the step column; rename that metric")
+            row: dict[str, Any] = {"step": int(step)}
+            for key, value in metrics.items():
+                value = float(value)
+                row[key] = value if math.isfinite(value) else None
+            lines.append(json.dumps(row, allow_nan=False) + "\n")
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(row, allow_nan=False) + "\n")
+            f.write("".join(lines))
 
     def log_image(self, image: np.ndarray | Image.Image, name: str) -> None:
         """Save ``image`` as PNG at ``run_dir / name``."""
@@ -265,6 +280,7 @@ class MlflowTracker:
         self.parent_run_id = parent_run_id
         self.run_id: str | None = None
         self._resume_step: int | None = None
+        self._logged_before_resume: set[tuple[str, int]] | None = None
         self._client_instance: MlflowClient | None = None
 
     def start_run(
@@ -292,7 +308,7 @@ class MlflowTracker:
             found = self.find_run(experiment, run_key)
             if found is not None:
                 client.update_run(found, status="RUNNING")
-                self.run_id, self._resume_step = found, resume_step
+                self.run_id, self._resume_step, self._logged_before_resume = found, resume_step, None
                 return
         experiment_id = self._experiment_id(experiment)
         all_tags = {**tags, RUN_KEY_TAG: run_key}
@@ -305,18 +321,32 @@ class MlflowTracker:
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Log ``metrics`` at ``step`` in one batch (NaN and infinities are stored as such by MLflow)."""
+        self.log_metric_rows([(metrics, step)])
+
+    def log_metric_rows(self, rows: Sequence[tuple[Mapping[str, float], int]]) -> None:
+        """``log_metrics(metrics, step)`` for each ``(metrics, step)`` of ``rows``, in as few ``log_batch`` calls
+        as mlflow's limit of 1000 metrics per call allows (one store transaction each instead of one per row)."""
         run_id = self._require_run()
         from mlflow.entities import Metric
 
-        if self._resume_step is not None and step >= self._resume_step and metrics:
-            # an entry at this step may have been logged before the crash: log it only if it is absent
-            history = self._client().get_metric_history(run_id, next(iter(metrics)))
-            if any(m.step == step for m in history):
-                return
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, int(step)) for key, value in metrics.items()]
+        batch = [Metric(key, float(value), now, int(step)) for metrics, step in rows for key, value in metrics.items()]
+        if self._resume_step is not None:
+            # a (metric, step) at or after the checkpoint may have been logged before the crash: log it only once
+            logged = self._logged_since_resume(run_id)
+            batch = [m for m in batch if (m.key, m.step) not in logged]
         for chunk in _chunks(batch, _MAX_METRICS_PER_BATCH):
             self._client().log_batch(run_id, metrics=chunk)
+
+    def _logged_since_resume(self, run_id: str) -> set[tuple[str, int]]:
+        """The (metric, step) pairs at steps >= the resume step that the run held when it was reopened (read once:
+        only this tracker logs to the run while it is open)."""
+        if self._logged_before_resume is None:
+            client = self._client()
+            self._logged_before_resume = {
+                (key, m.step) for key in client.get_run(run_id).data.metrics
+                for m in client.get_metric_history(run_id, key) if m.step >= self._resume_step}
+        return self._logged_before_resume
 
     def log_image(self, image: np.ndarray | Image.Image, name: str) -> None:
         """Store ``image`` as a PNG artifact at ``name``."""
@@ -413,6 +443,17 @@ class MultiTracker:
         """Log ``metrics`` in every tracker."""
         for tracker in self.trackers:
             tracker.log_metrics(metrics, step)
+
+    def log_metric_rows(self, rows: Sequence[tuple[Mapping[str, float], int]]) -> None:
+        """Log each ``(metrics, step)`` of ``rows`` in every tracker: in one call where the tracker has
+        ``log_metric_rows`` (the built-in ones), else one ``log_metrics`` call per row."""
+        for tracker in self.trackers:
+            batched = getattr(tracker, "log_metric_rows", None)
+            if batched is not None:
+                batched(rows)
+            else:
+                for metrics, step in rows:
+                    tracker.log_metrics(metrics, step)
 
     def log_image(self, image: np.ndarray | Image.Image, name: str) -> None:
         """Log ``image`` in every tracker."""

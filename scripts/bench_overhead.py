@@ -1,145 +1,170 @@
-"""How much do the runner and method code add to the bare model compute? Prints a table.
+"""What the runner adds to the loop it wraps, by what it writes: one table with a per-phase breakdown.
 
-Three ways to do the same DDPO iteration on the embedded digits UNet (64 chains x 20 steps, JPEG reward,
-two optimizer steps of 32 chains x 20 steps):
-  bare    a straightforward loop: UNet2DModel + diffusers DDIMScheduler.step, log-probs by hand, PPO update;
-  method  ``DDPO.step`` on a ``BudgetedOracle`` (our policy, trajectory, advantage tracker);
-  runner  ``benchsuite.runner.run`` with checkpoints, JSONL and MLflow logging; evaluation and loading the task
-          are timed separately and subtracted.
-Target (shared/design): method and runner within 10% of bare.
+Five variants of the same run (DDPO on the embedded digits backbone, JPEG reward; by default 512 queries in
+8 steps of 64, evaluations at 0, 50 and 100% of the budget, as many evaluations per step as the default
+2,048-query run with its 11 evaluation points has), all set up alike (task, policy, frozen reference, oracle,
+method) and all evaluated for real at the same points (the eval-rollout cache is emptied before every run, so
+no evaluation is served from it):
 
-    python scripts/bench_overhead.py [--iters 8] [--threads 1]
+  bare         ``method.step(oracle)`` until the budget is spent, ``evaluate`` at the evaluation points; nothing
+               written, nothing logged: the work the runner cannot avoid;
+  runner       ``benchsuite.runner.run(write=False)``: nothing written;
+  +checkpoint  the run folder with its checkpoints and run files, the JSONL tracker replaced by a null one;
+  +jsonl       the run folder as ``run`` writes it (checkpoints, metrics.jsonl, sample grids);
+  +mlflow      and an MLflow tracker (a fresh sqlite store, the default; ``--mlflow-uri`` for another);
+  +mlflow/step the same with a checkpoint and a log flush after every method step (``checkpoint_every=0``: what
+               the runner did before it checkpointed on a time cadence and batched its logs).
+
+Runs are interleaved bare, runner, bare, +checkpoint, bare, +jsonl, ..., and repeated, so that the load of a
+shared machine hits a variant and its bare partner alike: each variant's overhead is the median over the
+repetitions of its time divided by the time of the bare run just before it, in wall seconds and in CPU seconds of
+this process (which other load hardly changes; it leaves out waits for the disk and git's subprocesses). Phases
+are exclusive CPU seconds from ``scripts/profile_phases.py``'s ``PhaseClock`` (sampling: the method's rollouts;
+update: the rest of ``Method.step``; oracle; fits; evaluation: ``evaluate``; checkpoint: the method's state
+snapshot and ``torch.save``; logging: tracker calls, run files, run tags; other: setup, sample-grid rendering, the
+runner's bookkeeping), medians over the repetitions.
+
+    python scripts/bench_overhead.py [--reps 3] [--budget 512] [--fractions 0 0.5 1] [--checkpoint-every S]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from profile_phases import PHASES, PhaseClock, instrument  # noqa: E402 - scripts/ is not a package
 
-def bare_iteration(unet, sched, gen, opt, batch=64, steps=20, minibatch=32):
-    """ddpo-pytorch-style iteration written out with no benchsuite policy or method code."""
-    from benchsuite.rewards.jpeg import jpeg_kilobytes
-
-    acp = sched.alphas_cumprod
-    stride = sched.config.num_train_timesteps // steps
-    ts = sched.timesteps
-    prev_ts = ts - stride
-    alpha = acp[ts].view(-1, 1, 1, 1, 1)
-    alpha_prev = torch.where(prev_ts >= 0, acp[prev_ts.clamp(min=0)], sched.final_alpha_cumprod).view(-1, 1, 1, 1, 1)
-    var = (1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)
-    conds = torch.randint(10, (batch,), generator=gen)
-    x = torch.randn(batch, 1, 8, 8, generator=gen)
-    lats, logps = [x], []
-    with torch.no_grad():
-        for k, t in enumerate(ts):
-            eps = unet(x, t, class_labels=conds).sample
-            noise = torch.randn(x.shape, generator=gen)
-            prev = sched.step(eps, t, x, eta=1.0, variance_noise=noise).prev_sample
-            mean = prev - var[k].sqrt() * noise
-            logps.append(torch.distributions.Normal(mean, var[k].sqrt()).log_prob(prev).flatten(1).sum(1))
-            lats.append(prev)
-            x = prev
-    rewards = -jpeg_kilobytes(((x + 1) / 2).clamp(0, 1), 95, 32)
-    adv = (rewards - rewards.mean()) / (rewards.std() + 1e-8)
-    lat, old = torch.stack(lats, 1), torch.stack(logps, 1)
-    for start in range(0, batch, minibatch):
-        idx = torch.arange(start, min(batch, start + minibatch))
-        rows, ks = idx.repeat_interleave(steps), torch.arange(steps).repeat(len(idx))
-        a, ap, v = alpha[ks, 0], alpha_prev[ks, 0], var[ks, 0]
-        xk, xn = lat[rows, ks], lat[rows, ks + 1]
-        eps = unet(xk, ts[ks], class_labels=conds[rows]).sample
-        x0 = ((xk - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
-        mean = ap.sqrt() * x0 + (1 - ap - v).clamp(min=0).sqrt() * eps
-        logp = torch.distributions.Normal(mean, v.sqrt()).log_prob(xn).flatten(1).sum(1)
-        ratio = torch.exp(logp - old[rows, ks])
-        loss = torch.maximum(-adv[rows] * ratio, -adv[rows] * ratio.clamp(1 - 1e-4, 1 + 1e-4)).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
+TASK, METHOD = "digits-jpeg-compress-v1", "ddpo"
+VARIANTS = ("runner", "+checkpoint", "+jsonl", "+mlflow", "+mlflow/step")
+COLUMNS = ("sampling", "update", "oracle", "fits", "evaluation", "checkpoint", "logging", "other")
+assert set(COLUMNS) == set(PHASES)
 
 
-def time_interleaved(fns: dict, iters: int) -> dict[str, float]:
-    """Median CPU seconds per call of each function, calls interleaved so that load changes hit all alike.
+def bare_run(cfg, clock: PhaseClock) -> None:
+    """The loop ``run`` wraps, with the runner's setup and evaluation schedule and nothing else."""
+    from benchsuite.evaluation import evaluate
+    from benchsuite.runner import build_method, eval_points
 
-    CPU time (``time.process_time``) of a single-threaded process is what its wall time would be on an idle
-    core; on a shared machine it is the stable number.
-    """
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(iters):
-        for name, fn in fns.items():
-            t0 = time.process_time()
-            fn()
-            times[name].append(time.process_time() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    torch.manual_seed(cfg.seed)
+    task = cfg.make_task()
+    policy = task.make_policy().to(cfg.device)
+    reference = policy.frozen_copy()
+    oracle = task.train_oracle(cfg.budget)
+    method = build_method(cfg, task, policy, torch.Generator().manual_seed(cfg.seed))
+    points, done, pretrained = eval_points(cfg.budget, cfg.eval_fractions), set(), None
+
+    def evaluate_now():
+        nonlocal pretrained
+        with clock.phase("evaluation"):
+            _, images, _, _ = evaluate(policy, reference, task, method, pretrained)
+        pretrained = images if pretrained is None else pretrained
+        done.update(p for p in points if p <= oracle.used)
+
+    evaluate_now()
+    while not oracle.exhausted:
+        method.step(oracle)
+        if any(p <= oracle.used and p not in done for p in points) or oracle.exhausted:
+            evaluate_now()
+
+
+def runner_run(cfg, variant: str, mlflow_uri: str | None, checkpoint_every: float | None) -> None:
+    from unittest import mock
+
+    from benchsuite import tracking
+    from benchsuite.runner import run
+
+    tracker = None
+    if variant.startswith("+mlflow"):
+        tracker = tracking.MlflowTracker(mlflow_uri, artifact_root=Path(cfg.output_root) / "artifacts")
+    if variant == "+mlflow/step":
+        checkpoint_every = 0.0
+    kwargs = {} if checkpoint_every is None else {"checkpoint_every": checkpoint_every}
+    if variant == "+checkpoint":
+        with mock.patch.object(tracking, "JsonlTracker", lambda run_dir: tracking.NullTracker()):
+            run(cfg, **kwargs)
+    else:
+        run(cfg, tracker=tracker, write=variant != "runner", **kwargs)
+
+
+def timed(clock: PhaseClock, fn) -> dict[str, float]:
+    """Run ``fn`` with the eval cache emptied; wall and CPU seconds and the exclusive seconds of each phase."""
+    from benchsuite import evaluation
+
+    evaluation._ROLLOUT_CACHE.clear()
+    clock.totals.clear()
+    wall, cpu = time.perf_counter(), time.process_time()
+    with clock.phase("other"):
+        fn()
+    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, **clock.totals}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of the interleaved sequence")
+    parser.add_argument("--budget", type=int, default=512)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    parser.add_argument("--checkpoint-every", type=float, default=None,
+                        help="seconds, passed to run (default: the runner's default)")
+    parser.add_argument("--mlflow-uri", default=None, help="default: a fresh sqlite store in a temporary folder")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-
-    from diffusers import DDIMScheduler
+    torch.set_num_threads(1)
 
     from benchsuite.config import resolve
-    from benchsuite.methods.ddpo import DDPO
-    from benchsuite.policies.digits import DIGITS_SCHEDULER_CONFIG, load_digits_unet
-    from benchsuite.runner import run
-    from benchsuite.tasks import make_task
     from benchsuite.tracking import MlflowTracker, default_tracking_uri
 
-    unet = load_digits_unet().train()
-    sched = DDIMScheduler.from_config({**DIGITS_SCHEDULER_CONFIG, "set_alpha_to_one": False,
-                                       "timestep_spacing": "trailing"})
-    sched.set_timesteps(20)
-    opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
-    gen = torch.Generator().manual_seed(0)
-
-    task = make_task("digits-jpeg-compress-v0")
-    cfg = resolve("digits-jpeg-compress-v0", "ddpo", budget=64 * (args.iters + 2),
-                  overrides={"train_batch_size": 32})
-    method = DDPO(DDPO.Config(**dict(cfg.method_config)))
-    method.setup(task.make_policy(), task.info, torch.Generator().manual_seed(0))
-    oracle = task.train_oracle(64 * (args.iters + 2))
-    med = time_interleaved({"bare": lambda: bare_iteration(unet, sched, gen, opt),
-                            "method": lambda: method.step(oracle)}, args.iters)
-    bare, meth = med["bare"], med["method"]
-
-    # runner: one run with evaluation only at 0 and 100%, minus the two evaluations; CPU time of this process
+    clock = PhaseClock(time.process_time)
+    instrument(clock)
+    rows: dict[str, list[dict[str, float]]] = {"bare": [], **{v: [] for v in VARIANTS}}
+    ratios: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
-        rcfg = resolve("digits-jpeg-compress-v0", "ddpo", budget=64 * args.iters, eval_fractions=(0.0, 1.0),
-                       overrides={"train_batch_size": 32}, output_root=tmp)
-        tracker = MlflowTracker(default_tracking_uri(Path(tmp) / "mlflow"), artifact_root=Path(tmp) / "art")
-        tracker._client()  # connect (and create the store) outside the timed region
-        t0 = time.process_time()
-        result = run(rcfg, tracker=tracker)
-        total = time.process_time() - t0
-        from benchsuite.evaluation import evaluate
+        uri = args.mlflow_uri or default_tracking_uri(Path(tmp) / "mlflow")
+        MlflowTracker(uri)._client()  # create and migrate the store once, outside the timed runs
+        count = 0
 
-        policy = task.make_policy()
-        ref = policy.frozen_copy()
-        ev = time_interleaved({"eval": lambda: evaluate(policy, ref, task)}, 3)["eval"]
-    setup = time_interleaved({"setup": lambda: (make_task("digits-jpeg-compress-v0").make_policy())}, 3)["setup"]
-    runner_per_iter = (total - 2 * ev - setup) / args.iters
+        def config(budget=args.budget):
+            nonlocal count
+            count += 1  # a fresh output folder per run: no run ever finds an earlier one
+            return resolve(TASK, METHOD, seed=0, budget=budget, eval_fractions=tuple(args.fractions),
+                           output_root=str(Path(tmp) / f"out{count}"))
 
-    print(f"DDPO iteration on digits (64 chains x 20 steps, 2 x 32-chain updates), {args.threads} thread(s), "
-          f"median CPU seconds of {args.iters}")
-    print(f"| {'variant':8s} | {'s / iteration':>13s} | {'vs bare':>8s} |")
-    print(f"|{'-' * 10}|{'-' * 15}|{'-' * 10}|")
-    for name, v in (("bare", bare), ("method", meth), ("runner", runner_per_iter)):
-        print(f"| {name:8s} | {v:13.3f} | {100 * (v / bare - 1):+7.1f}% |")
-    print(f"evaluation (160 samples x 20 steps + reference KL + judges): {ev:.3f} s per evaluation point; "
-          f"task + policy load {setup:.3f} s; run CPU total {total:.1f} s ({result.wall_time:.1f} s wall)")
+        warm = config(budget=64)  # imports, weights, the MLflow experiment: not part of any timed run
+        runner_run(warm, "+mlflow", uri, args.checkpoint_every)
+        for rep in range(args.reps):
+            for variant in VARIANTS:
+                cfg = config()
+                bare = timed(clock, lambda: bare_run(cfg, clock))
+                cfg = config()
+                mine = timed(clock, lambda: runner_run(cfg, variant, uri, args.checkpoint_every))
+                rows["bare"].append(bare)
+                rows[variant].append(mine)
+                ratios[variant].append((mine["wall"] / bare["wall"], mine["cpu"] / bare["cpu"]))
+                print(f"rep {rep} {variant}: bare {bare['wall']:.1f} s ({bare['cpu']:.1f} CPU), {variant} "
+                      f"{mine['wall']:.1f} s ({mine['cpu']:.1f} CPU)", file=sys.stderr, flush=True)
+
+    def med(values):
+        return statistics.median(values)
+
+    print(f"{METHOD} on {TASK}: {args.budget} queries, evaluations at {args.fractions}, checkpoint_every "
+          f"{'default' if args.checkpoint_every is None else args.checkpoint_every}; {args.reps} interleaved "
+          f"repetitions, one torch thread; medians (phases in CPU seconds; overhead: median of per-pair ratios to "
+          f"bare)")
+    head = ["variant", "wall s", "CPU s", "vs bare (wall)", "vs bare (CPU)", *COLUMNS]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for name, runs in rows.items():
+        wall_ratio = "" if name == "bare" else f"{100 * (med(r for r, _ in ratios[name]) - 1):+.1f}%"
+        cpu_ratio = "" if name == "bare" else f"{100 * (med(c for _, c in ratios[name]) - 1):+.1f}%"
+        phases = [f"{med(r.get(p, 0.0) for r in runs):.2f}" for p in COLUMNS]
+        print(f"| {name} | {med(r['wall'] for r in runs):.1f} | {med(r['cpu'] for r in runs):.1f} | {wall_ratio} | "
+              f"{cpu_ratio} | " + " | ".join(phases)
+              + " |")
 
 
 if __name__ == "__main__":

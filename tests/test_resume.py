@@ -176,3 +176,57 @@ def test_on_eval_callback_sees_every_evaluation_and_can_stop_the_run(tmp_path):
     assert seen == [0, 32, 64]
     assert json.loads((cfg.run_dir / "summary.json").read_text())["status"] == "KILLED"
     assert run_state(cfg.run_dir) == "checkpointed"
+
+
+def _count_checkpoints(monkeypatch) -> list[int]:
+    from benchsuite import runner
+
+    saved, original = [], runner._save_checkpoint
+    monkeypatch.setattr(runner, "_save_checkpoint",
+                        lambda path, state: (saved.append(state["oracle"]["used"]), original(path, state)))
+    return saved
+
+
+def test_checkpoints_at_evaluation_points_and_on_the_time_cadence(tmp_path, monkeypatch):
+    saved = _count_checkpoints(monkeypatch)
+    cfg = resolve(TASK, "ddpo", seed=0, budget=320, eval_fractions=(0.0, 0.5, 1.0), output_root=str(tmp_path))
+    batch = dict(cfg.method_config)["batch_size"]
+    run(cfg, checkpoint_every=float("inf"))
+    assert saved == [0, 160, 320]
+    saved.clear()
+    run(cfg, restart=True, checkpoint_every=0.0)
+    assert saved == list(range(0, 321, batch))
+
+
+def test_resume_replays_the_steps_after_the_last_checkpoint_and_logs_each_once(tmp_path, monkeypatch):
+    """Checkpoints only at evaluation points: a crash 3 steps after one replays those steps exactly, and neither
+    the JSONL file nor MLflow ends up with a step twice (the failed run flushed its buffered logs of them)."""
+    from mlflow.tracking import MlflowClient
+
+    from benchsuite.tracking import MlflowTracker, default_tracking_uri
+
+    def tracked(root):
+        return MlflowTracker(default_tracking_uri(root / "mlflow"), artifact_root=root / "art")
+
+    never = float("inf")
+    cfg = resolve(TASK, "ddpo", seed=3, budget=320, eval_fractions=(0.0, 0.5, 1.0), output_root=str(tmp_path / "a"))
+    reference = run(cfg, tracker=tracked(tmp_path / "a"), checkpoint_every=never)
+    cfg_b = resolve(TASK, "ddpo", seed=3, budget=320, eval_fractions=(0.0, 0.5, 1.0),
+                    output_root=str(tmp_path / "b"))
+    with monkeypatch.context() as m:
+        _crash_after(m, 8)  # 5 steps to the evaluation at 160 queries, then 3 more
+        with pytest.raises(Crash):
+            run(cfg_b, tracker=tracked(tmp_path / "b"), checkpoint_every=never)
+    assert torch.load(cfg_b.run_dir / CHECKPOINT, weights_only=True)["oracle"]["used"] == 160
+    assert read_metrics(cfg_b.run_dir)["step"].max() == 256  # the crashed run's logs reached the file
+    resumed = run(cfg_b, tracker=tracked(tmp_path / "b"), resume=True, checkpoint_every=never)
+    np.testing.assert_array_equal(resumed.query_log.reward, reference.query_log.reward)
+    assert [deterministic(c) for c in resumed.curve] == [deterministic(c) for c in reference.curve]
+    assert [deterministic(t) for t in resumed.train] == [deterministic(t) for t in reference.train]
+    assert list(read_metrics(cfg.run_dir)["step"]) == list(read_metrics(cfg_b.run_dir)["step"])
+    for root in (tmp_path / "a", tmp_path / "b"):
+        client = MlflowClient(default_tracking_uri(root / "mlflow"))
+        (mrun,) = client.search_runs([client.get_experiment_by_name(TASK).experiment_id])
+        for key in ("train/reward_mean", "eval/brightness_mean"):
+            steps = [h.step for h in client.get_metric_history(mrun.info.run_id, key)]
+            assert len(steps) == len(set(steps)) > 0, key

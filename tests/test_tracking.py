@@ -268,3 +268,64 @@ def test_a_run_logs_its_config_summary_and_query_log_to_mlflow(tmp_path):
 def test_import_does_not_import_mlflow():
     code = "import benchsuite.tracking, sys; assert 'mlflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_metric_rows_go_in_one_batch_and_a_resumed_run_skips_what_it_holds(store, monkeypatch, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri, artifact_root = store
+    tracker = MlflowTracker(uri, artifact_root=artifact_root)
+    _start(tracker, "rows", run_key="rows-0")
+    calls = []
+    real_log_batch = tracker._client().log_batch
+    monkeypatch.setattr(tracker._client(), "log_batch",
+                        lambda run_id, **kw: (calls.append(len(kw["metrics"])), real_log_batch(run_id, **kw)))
+    rows = [({"train/reward": s / 10, "train/kl": s / 100}, s) for s in range(0, 640, 64)]
+    tracker.log_metric_rows(rows)
+    assert calls == [20]  # ten rows, one store call
+    run_id = tracker.run_id
+    tracker.end_run("FAILED")
+
+    # reopened from a checkpoint at step 320: rows from 320 on come again, with an eval metric at 320 that is new
+    again = MlflowTracker(uri, artifact_root=artifact_root)
+    again.start_run(experiment="rows", run_name="run", run_key="rows-0", params={}, tags={}, resume_step=320)
+    assert again.run_id == run_id
+    again.log_metric_rows([*rows[5:], ({"eval/reward": 1.0}, 320)])
+    again.log_metrics({"train/reward": 9.0, "train/kl": 0.9}, step=640)
+    again.end_run()
+    client = MlflowClient(uri)
+    steps = [m.step for m in client.get_metric_history(run_id, "train/reward")]
+    assert steps == list(range(0, 704, 64))  # each step once, the new one added
+    assert [m.step for m in client.get_metric_history(run_id, "eval/reward")] == [320]
+
+
+def test_jsonl_metric_rows_equal_one_call_per_row(tmp_path):
+    rows = [({"a": 1.0, "b": float("nan")}, 0), ({"a": 2.0}, 64)]
+    one, many = JsonlTracker(tmp_path / "one"), JsonlTracker(tmp_path / "many")
+    for tracker in (one, many):
+        _start(tracker, "e")
+    one.log_metric_rows(rows)
+    for metrics, step in rows:
+        many.log_metrics(metrics, step)
+    assert (tmp_path / "one" / "metrics.jsonl").read_text() == (tmp_path / "many" / "metrics.jsonl").read_text()
+    assert (tmp_path / "one" / "metrics.jsonl").read_text().count("\n") == 2
+    with pytest.raises(ValueError, match="reserved"):
+        one.log_metric_rows([({"step": 1.0}, 0)])
+
+
+def test_multi_tracker_falls_back_to_log_metrics_for_trackers_without_rows(tmp_path):
+    class Minimal(NullTracker):
+        log_metric_rows = None  # a third-party tracker with only the protocol's methods
+
+        def __init__(self):
+            self.seen = []
+
+        def log_metrics(self, metrics, step):
+            self.seen.append((dict(metrics), step))
+
+    minimal, files = Minimal(), JsonlTracker(tmp_path)
+    multi = MultiTracker([minimal, files])
+    _start(multi, "e")
+    multi.log_metric_rows([({"a": 1.0}, 0), ({"a": 2.0}, 8)])
+    assert minimal.seen == [({"a": 1.0}, 0), ({"a": 2.0}, 8)]
+    assert list(read_metrics(tmp_path)["step"]) == [0, 8]
