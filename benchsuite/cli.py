@@ -256,9 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(args) -> int:
-    from .registry import METHODS
+    from .registry import METHODS, check_plugins
     from .tasks import broken_cards, superseded_by, task_specs
 
+    broken_plugins = check_plugins()  # imports every installed plugin now: the broken ones are one line each below
     if args.what in ("tasks", "all"):
         print("tasks:")
         specs = task_specs()
@@ -271,8 +272,14 @@ def _cmd_list(args) -> int:
     if args.what in ("methods", "all"):
         print("methods:")
         for name in METHODS.names():
-            print(textwrap.fill(first_paragraph(METHODS.load(name).__doc__), width=118, break_on_hyphens=False,
-                                initial_indent=f"  {name:32s} ", subsequent_indent=" " * 35))
+            plugin = METHODS.plugin(name)
+            origin = f" (plugin: {plugin.distribution})" if plugin else ""
+            print(textwrap.fill(first_paragraph(METHODS.load(name).__doc__) + origin, width=118,
+                                break_on_hyphens=False, initial_indent=f"  {name:32s} ", subsequent_indent=" " * 35))
+    if broken_plugins:
+        print("plugins that do not load (the rest works without them):")
+        for problem in broken_plugins:
+            print(f"  {problem}")
     return 0
 
 
@@ -282,7 +289,7 @@ def first_paragraph(doc: str | None) -> str:
 
 
 def _cmd_show(args) -> int:
-    from .registry import METHODS
+    from .registry import METHODS, plugins
     from .tasks import broken_cards, task_specs
 
     if args.name in METHODS.names():
@@ -290,6 +297,8 @@ def _cmd_show(args) -> int:
     elif args.name in task_specs() or args.name in broken_cards():
         print(_show_task(args.name))
     else:
+        if any(p.name == args.name and p.group == METHODS.group for p in plugins()):
+            METHODS.check(args.name)  # a broken plugin method: its own one-line problem
         raise BenchsuiteError(f"unknown name {args.name!r}; choose a method ({', '.join(METHODS.names())}) or a task "
                               f"({', '.join(task_specs())})")
     return 0

@@ -324,6 +324,7 @@ def plugin_task_folders() -> list[Path]:
 def check_plugins() -> list[str]:
     """Import every installed plugin entry point now and return one line per one that cannot be used (empty when
     all load). What ``benchsuite list`` shows; the built-ins and the usable plugins are unaffected."""
+    load_plugins()
     for registry in REGISTRIES:
         for name in list(registry._plugins):
             try:

@@ -396,7 +396,11 @@ def check_task_loads(task_id: str) -> None:
     traj, _ = policy.rollout(conds, torch.Generator().manual_seed(0), batch=4)
     decoded = policy.decode(traj.x0)
     for label, reward in [("oracle", built.oracle_reward), *built.judges.items()]:
-        out = reward(decoded, traj.conditions)
+        try:
+            out = reward(decoded, traj.conditions)
+        except Exception as exc:  # any failure to score is the card's problem: say which reward
+            raise AssertionError(f"task {task_id}: {label} ({reward!r}) cannot score the backbone's samples "
+                                 f"({type(exc).__name__}: {exc})") from exc
         _expect(out.shape == (len(decoded),) and bool(torch.isfinite(out).all()),
                 f"task {task_id}: {label} ({reward!r}) does not score the backbone's samples to finite values")
 
