@@ -102,7 +102,8 @@ def tune(tasks: list[str], methods: list[str], out: Path, workers: int) -> None:
             tuner = Tuner(spec)
             (out / "journals").mkdir(parents=True, exist_ok=True)
             began = time.perf_counter()
-            report = tuner.tune(workers)
+            # resumable: trials left RUNNING by a killed stage are stale (no other tuner shares the journal)
+            report = tuner.tune(workers, retry_interrupted=True)
             study = optuna.load_study(study_name=tuner.study_name, storage=tuner.storage())
             trials = study.get_trials(deepcopy=False)
             cpu = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
@@ -126,13 +127,14 @@ def tune(tasks: list[str], methods: list[str], out: Path, workers: int) -> None:
              f"{list(EVAL_FRACTIONS)} of the budget. Objective per task: the primary judge's best evaluation within "
              "the card's drift budget (path KL), or on the online tasks the top-10 mean of the queries. Best trials "
              "exported to `baselines/<method>/tuned/<task>.yaml`; journals in `journals/`.", "",
-             f"Cost: {table.cpu_s.sum() / 60:.1f} CPU-minutes of trials, {wall / 60:.1f} min wall with {workers} "
-             "workers.", "",
-             "| task | method | objective | trials | pruned | best | best parameters | CPU s |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"Cost: {table.cpu_s.sum() / 60:.1f} trial-minutes (the summed wall time of the single-threaded trial "
+             f"processes; more than their CPU time when the machine ran other work), {wall / 60:.1f} min wall with "
+             f"{workers} workers in the last tuning stage.", "",
+             "| task | method | objective | trials | pruned | failed | best | best parameters | trial s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        lines.append(f"| {r.task} | {r.method} | {r.objective} | {r.trials} | {r.pruned} | {r.best:.5g} | "
-                     f"{r.params} | {r.cpu_s:.0f} |")
+        lines.append(f"| {r.task} | {r.method} | {r.objective} | {r.trials} | {r.pruned} | {r.failed} | "
+                     f"{r.best:.5g} | {r.params} | {r.cpu_s:.0f} |")
     (out / "tuning.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
