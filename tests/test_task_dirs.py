@@ -9,6 +9,7 @@ import yaml
 from benchsuite import tasks
 from benchsuite.cli import main
 from benchsuite.errors import ConfigError, UnknownNameError
+from benchsuite.registry import plugin_task_folders
 
 TOY = "toy-brightness-v0"
 TOY_CARD = yaml.safe_load((tasks.data_dir("tasks") / f"{TOY}.yaml").read_text())
@@ -44,7 +45,8 @@ def test_extra_folders_add_to_the_built_in_cards(extra):
     specs = tasks.task_specs()
     assert {"mine-brightness-v0", "theirs-brightness-v0", TOY, "digits-jpeg-compress-v1"} <= set(specs)
     assert tasks.load_spec("theirs-brightness-v0").default_budget == 128
-    assert tasks.task_dirs()[0] == tasks._builtin_dir("tasks") and tasks.task_dirs()[1:] == [first, second]
+    assert tasks.task_dirs()[0] == tasks._builtin_dir("tasks") and tasks.task_dirs()[-2:] == [first, second]
+    assert tasks.task_dirs()[1:-2] == plugin_task_folders()  # installed plugins' card folders come in between
 
 
 def test_prompt_lists_and_presets_keep_their_folders(extra, tmp_path, monkeypatch):
