@@ -74,7 +74,8 @@ class Plugin:
                 obj = getattr(obj, part)
         except Exception as exc:  # a plugin's import may raise anything; it must not take the others down
             first = str(exc).splitlines()[0][:200] if str(exc) else ""
-            raise PluginError(self.problem(f"does not import ({type(exc).__name__}{': ' + first if first else ''})"))
+            detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+            raise PluginError(self.problem(f"does not import ({detail})")) from None
         return obj
 
 
@@ -198,6 +199,8 @@ def _named_subclass(base: type, kind: str, name: str, obj: Any) -> str | None:
         return f"a {kind} must be a subclass of {base.__module__}.{base.__qualname__}, got {obj!r}"
     if getattr(obj, "name", None) != name:
         return f"its class attribute name is {getattr(obj, 'name', None)!r}, not the entry point's name {name!r}"
+    if getattr(obj, "__abstractmethods__", None):
+        return f"{obj.__qualname__} does not implement {', '.join(sorted(obj.__abstractmethods__))}"
     return None
 
 

@@ -192,7 +192,8 @@ def check_method_state_dict_round_trip(method: str, task: str = CONTRACT_TASK) -
     oracle_b = built.train_oracle(1000)
     info_a, info_b = a.step(oracle_a), b.step(oracle_b)
     _expect(info_a == info_b, f"{method}: resumed step diagnostics differ: {info_a} vs {info_b}")
-    for (k, va), (_, vb) in zip(a.policy.denoiser.state_dict().items(), b.policy.denoiser.state_dict().items()):
+    for (k, va), (_, vb) in zip(a.policy.denoiser.state_dict().items(), b.policy.denoiser.state_dict().items(),
+                                   strict=True):
         _expect(torch.equal(va, vb), f"{method}: resumed step gives other weights ({k})")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,8 +37,9 @@ def _distribution(site: Path, name: str, entry_points: dict[str, dict[str, str]]
     info = site / f"{name.replace('-', '_')}-1.0.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("".join(
-        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items()) for group, entries in entry_points.items()))
+    sections = [f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in entries.items())
+                for group, entries in entry_points.items()]
+    (info / "entry_points.txt").write_text("".join(sections))
 
 
 GOOD_REWARD = '''
@@ -126,6 +128,31 @@ def test_registry_drops_a_plugin_of_the_wrong_type_and_keeps_the_others():
         registry.check("bad")
     assert [line.split(" (entry point")[0] for line in registry.broken()] == [
         "plugin bad = 'builtins:__doc__'", "plugin builtin = 'builtins:abs'"]
+
+
+@pytest.mark.parametrize("attr, problem", [
+    ("PLAIN", "a method must be a subclass of benchsuite.methods.base.Method, got <class 'object'>"),
+    ("NAMELESS", "its class attribute name is None, not the entry point's name 'x'"),
+    ("HALF", "Half does not implement step"),
+])
+def test_method_plugins_of_the_wrong_kind_are_refused(attr, problem, monkeypatch):
+    import types
+
+    from benchsuite.methods.base import Method
+    from benchsuite.registry import _valid_method
+
+    class Half(Method):
+        """A method without its step."""
+
+        name = "x"
+
+    module = types.ModuleType("fake_methods")
+    module.PLAIN, module.NAMELESS, module.HALF = object, type("Nameless", (Method,), {"step": lambda s, o: {}}), Half
+    monkeypatch.setitem(sys.modules, "fake_methods", module)
+    registry = Registry("method", "benchsuite.methods", _valid_method)
+    registry._add_plugins([Plugin("benchsuite.methods", "x", f"fake_methods:{attr}", "fake 1")])
+    with pytest.raises(PluginError, match=re.escape(problem)):
+        registry.load("x")
 
 
 # ---- 2. the example plugin through every command -----------------------------------------------------------------
