@@ -141,6 +141,12 @@ class Registry:
         """The names benchsuite itself ships (what the project's contract tests enroll)."""
         return sorted(self._builtin)
 
+    def in_process_only(self, name: str) -> bool:
+        """Whether ``name`` was registered with ``register`` in this process (neither a built-in nor a plugin), so
+        that a spawned worker process does not know it."""
+        load_plugins()
+        return name in self._entries and name not in self._builtin and name not in self._plugins
+
     def plugin(self, name: str) -> Plugin | None:
         """The entry point ``name`` came from, or None for a built-in or in-process entry."""
         load_plugins()
@@ -342,6 +348,19 @@ def plugin_problems() -> list[str]:
     """The plugin problems found so far, one line each (``check_plugins`` finds them all)."""
     load_plugins()
     return [line for registry in REGISTRIES for line in registry.broken()] + list(_task_problems)
+
+
+def check_spawnable(config) -> None:
+    """``ConfigError`` if run ``config`` (a ``RunConfig``) needs a method, reward or backbone that was registered in
+    this process only: spawned worker processes (``sweep``, ``tune`` with several workers) would not know it."""
+    spec = config.task_spec()
+    needed = [(METHODS, config.method), (BACKBONES, spec.backbone), (REWARDS, spec.oracle.name),
+              *((REWARDS, judge.name) for _, judge in spec.judges)]
+    for registry, name in needed:
+        if registry.in_process_only(name):
+            raise ConfigError(f"{registry.kind} {name!r} is registered in this process only, so worker processes "
+                              "cannot see it; use one worker, or install it as a plugin (entry point group "
+                              f"{registry.group}; README: Extending benchsuite)")
 
 
 def plugins() -> list[Plugin]:

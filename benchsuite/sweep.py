@@ -215,6 +215,11 @@ def run_many(configs: list[RunConfig], name: str, workers: int = 1, tracking: tu
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
     if len({c.run_id for c in configs}) != len(configs):
         raise ConfigError("run_many: two configs of the list are the same run")
+    if workers > 1:
+        from .registry import check_spawnable
+
+        for config in configs:
+            check_spawnable(config)
     before = {c.run_id: run_state(c.run_dir) for c in configs}
     outcomes: dict[str, Outcome] = {}
     todo = []

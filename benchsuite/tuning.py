@@ -621,6 +621,10 @@ class Tuner:
         """
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+        if workers > 1:
+            from .registry import check_spawnable
+
+            check_spawnable(self.base)
         study, parent = self.open_study(self.storage(), tracking)
         if retry_interrupted:
             self.retry_interrupted(study)

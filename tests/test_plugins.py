@@ -230,3 +230,46 @@ def test_ci_installs_the_example_plugin_before_the_tests():
     ci = (ROOT / ".ci" / "run").read_text()
     install = "pip install -q --no-deps -e tests/plugins/benchsuite-example"
     assert install in ci and ci.index(install) < ci.index(".venv/bin/python -m pytest")
+
+
+# ---- in-process registrations and worker processes ---------------------------------------------------------------
+def test_entries_registered_in_process_only_are_refused_for_spawned_workers(tmp_path, monkeypatch):
+    """Regression: a method registered at runtime ran in one process, but the workers of ``sweep --workers 2``
+    failed with UnknownNameError. Now several workers are refused up front, naming the entry and the fix."""
+    from benchsuite import tasks
+    from benchsuite.config import resolve
+    from benchsuite.errors import ConfigError
+    from benchsuite.methods.pretrained import Pretrained
+    from benchsuite.registry import METHODS, REWARDS
+    from benchsuite.sweep import run_many
+    from benchsuite.testing import MeanBrightness
+    from benchsuite.tuning import Tuner, TuneSpec
+
+    class Mine(Pretrained):
+        """Pretrained under another name."""
+
+        name = "mine"
+
+    class Mean(MeanBrightness):
+        name = "my-brightness"
+
+    monkeypatch.setitem(METHODS._entries, "mine", Mine)  # as METHODS.register does, undone after the test
+    monkeypatch.setitem(REWARDS._entries, "my-brightness", Mean)
+    card = yaml.safe_load((ROOT / "tasks" / "toy-brightness-v0.yaml").read_text())
+    card.update(id="my-toy-v0", oracle={"name": "my-brightness"})
+    (tmp_path / "my-toy-v0.yaml").write_text(yaml.safe_dump(card))
+    monkeypatch.setenv("BENCHSUITE_TASKS_DIR", str(tmp_path))
+    tasks._cards.cache_clear()
+    monkeypatch.chdir(tmp_path)
+    try:
+        config = resolve("toy-brightness-v0", "mine", budget=64, output_root=str(tmp_path))
+        with pytest.raises(ConfigError, match="method 'mine' is registered in this process only.*benchsuite.methods"):
+            run_many([config], "local", workers=2)
+        assert not (tmp_path / "runs").exists()
+        assert [o.status for o in run_many([config], "local", workers=1)] == ["FINISHED"]  # one process: fine
+        tuner = Tuner(TuneSpec(task="my-toy-v0", method="ddpo", n_trials=1, budget=32, output_root=str(tmp_path)))
+        with pytest.raises(ConfigError, match="reward 'my-brightness' is registered in this process only"):
+            tuner.tune(workers=2)
+        assert not (tmp_path / "optuna").exists()
+    finally:
+        tasks._cards.cache_clear()
