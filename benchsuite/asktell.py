@@ -21,7 +21,9 @@ On disk (``folder``), every file is written atomically (temp file + rename) and 
 - ``session.json``: the run config, format and run id (written once);
 - ``state.pt``: method, oracle and RNG state after the last completed step, the answers of the step in progress,
   the pending ask and every told (id, score); loaded with ``torch.load(weights_only=True)``;
-- ``asks/ask-<n>.csv|json`` (+ ``.png`` files for image tasks): the candidates of ask n, for the user;
+- ``asks/ask-<n>.csv|json``: the candidates of ask n, for the user, described by the policy's sample space
+  (``benchsuite.spaces``: one PNG per candidate in ``asks/ask-<n>/`` for images, the string and token ids of a
+  sequence, SELFIES and SMILES of a molecule);
 - ``told.csv``: every told id and score so far (derived from ``state.pt``).
 A crash between any two writes leaves the previous state or the next one. A tell that is rejected (unknown or
 duplicate ids, a missing, NaN or inf score, no pending ask) changes nothing.
@@ -47,6 +49,7 @@ from torch import Tensor
 from .config import RunConfig
 from .errors import BenchsuiteError, ConfigError
 from .rewards.base import Reward
+from .spaces import SampleSpace
 
 FORMAT = 1
 STATE = "state.pt"
@@ -76,9 +79,12 @@ class _ExternalReward(Reward):
     name = "external"
     differentiable = False
 
-    def __init__(self, sample_kind: str, answers: list[tuple[str, Tensor]]):
-        self.sample_kind = sample_kind
+    def __init__(self, space: SampleSpace, answers: list[tuple[str, Tensor]]):
+        self.space = space
         self.answers = list(answers)
+
+    def _check_samples(self, samples: Tensor) -> None:
+        self.space.check(samples)  # the method's samples are the policy's: its space validates them
 
     def _score(self, samples: Tensor, conditions: Tensor | None) -> Tensor:
         if not self.answers:
@@ -99,7 +105,8 @@ class Batch:
         ids: one id per candidate (``q000123``: the query's index in the run).
         samples: the decoded candidates (``B x ...``).
         conditions: ``B`` condition ids, or None.
-        records: one dict per candidate as written to the ask file (id, condition, and a text or file rendering).
+        records: one dict per candidate as written to the ask file (id, condition, and the sample space's
+            description: a PNG file, a sequence string, a SMILES).
         path: the ask file.
     """
 
@@ -173,13 +180,12 @@ class AskTellSession:
         self.policy = self.task.make_policy().to(self.config.device)
         self.method = build_method(self.config, self.task, self.policy, torch.Generator().manual_seed(self.config.seed),
                                    external_oracle=True)
-        self.renderer = self.task.spec.oracle.build()  # renders candidates for the ask file; never scores them
         self.oracle = self._oracle([])
 
     def _oracle(self, answers: list[tuple[str, Tensor]]):
         from .budget import BudgetedOracle
 
-        return BudgetedOracle(_ExternalReward(self.renderer.sample_kind, answers), self.config.budget)
+        return BudgetedOracle(_ExternalReward(self.policy.space, answers), self.config.budget)
 
     def _load(self) -> None:
         path = self.folder / STATE
@@ -269,31 +275,15 @@ class AskTellSession:
             path, records = self._write_ask_file(pending, ask, fmt)
         return Batch(list(pending["ids"]), ask.samples, ask.conditions, records, path)
 
-    def _records(self, ids: list[str], ask: AskInterrupt, image_dir: Path) -> list[dict[str, Any]]:
-        conds = [None] * len(ids) if ask.conditions is None else ask.conditions.tolist()
-        records = [{"id": i, "condition": "" if c is None else int(c)} for i, c in zip(ids, conds)]
-        rendered = describe(self.renderer, ask.samples)
-        if rendered is None:  # images: one PNG per candidate next to the ask file
-            for r in records:
-                r["file"] = str(image_dir / f"{r['id']}.png")
-        else:
-            for r, extra in zip(records, rendered):
-                r.update(extra)
-        return records
-
     def _write_ask_file(self, pending: dict, ask: AskInterrupt, fmt: str) -> tuple[Path, list[dict[str, Any]]]:
         path = self.folder / "asks" / f"ask-{pending['ask']:04d}.{fmt}"
         path.parent.mkdir(exist_ok=True)
-        records = self._records(pending["ids"], ask, path.parent / path.stem)
-        if "file" in records[0]:
-            from PIL import Image
-
-            from .rewards.base import to_uint8
-
-            (path.parent / path.stem).mkdir(exist_ok=True)
-            arrays = to_uint8(ask.samples).permute(0, 2, 3, 1).numpy()
-            for r, a in zip(records, arrays):
-                Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a).save(r["file"])
+        ids = pending["ids"]
+        conds = [None] * len(ids) if ask.conditions is None else ask.conditions.tolist()
+        # what each candidate is, in the policy's sample space's words (image spaces write one PNG per candidate
+        # into a folder named as the ask file)
+        described = self.policy.space.records(ask.samples, ids, path.parent / path.stem)
+        records = [{"id": i, "condition": "" if c is None else int(c), **d} for i, c, d in zip(ids, conds, described)]
         rows = [{**r, "score": ""} for r in records]
         if fmt == "json":
             data = json.dumps({"ask": pending["ask"], "candidates": rows}, indent=1).encode()
@@ -346,18 +336,6 @@ class AskTellSession:
         for i, s in zip(self.state["told_ids"], self.state["told_scores"].tolist()):
             writer.writerow([i, repr(float(s))])
         _atomic_write(self.folder / "told.csv", buf.getvalue().encode())
-
-
-def describe(reward: Reward, samples: Tensor) -> list[dict[str, str]] | None:
-    """Text renderings of candidates for an ask file: the reward's own ``describe`` when it has one (e.g. a
-    SELFIES and SMILES string), space-separated token ids for other sequence rewards, None for images."""
-    own = getattr(reward, "describe", None)
-    if callable(own):
-        return own(samples)
-    if reward.sample_kind == "sequence":
-        tokens = samples.argmax(1) if samples.is_floating_point() else samples
-        return [{"sequence": " ".join(str(int(t)) for t in row)} for row in tokens]
-    return None
 
 
 def _validate_scores(scores: Mapping[str, Any], ids: list[str]) -> Tensor:

@@ -29,9 +29,9 @@ import torch
 from .budget import QueryLog
 from .config import RunConfig
 from .errors import StopRun
-from .evaluation import cost_metrics, evaluate, sample_grid
+from .evaluation import cost_metrics, evaluate
 from .export import export_finished
-from .metrics.sequences import query_metrics, sequence_grid
+from .metrics.sequences import query_metrics
 from .registry import METHODS
 
 
@@ -267,10 +267,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         done.update(p for p in points if p <= oracle.used)
         pending.append(("metrics", metrics, oracle.used))
         label = f"{task.spec.primary_judge} reward"
-        if images.ndim == 3:  # sequences
-            grid = sequence_grid(images.argmax(1), images.shape[1], scores[task.spec.primary_judge], label=label)
-        else:
-            grid = sample_grid(images, conds, scores[task.spec.primary_judge], label=label)
+        grid = policy.space.render(images, conds, scores[task.spec.primary_judge], label=label)
         pending.append(("image", torch.from_numpy(grid),
                         f"samples/queries_{oracle.used:07d}.png"))
 

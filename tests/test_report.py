@@ -54,15 +54,17 @@ def test_report_panels_cut_the_runner_grids_exactly():
     import torch
     from PIL import Image
 
-    from benchsuite.evaluation import GRID_HEADER_PX, sample_grid, sample_grid_panel
-    from benchsuite.metrics.sequences import sequence_grid, sequence_grid_panel
+    from benchsuite.grids import GRID_HEADER_PX, TEXT_ROW_PX, sample_grid, sample_grid_panel, text_grid_panel
+    from benchsuite.spaces import SequenceSpace
 
     imgs = torch.rand(24, 1, 8, 8)
     grid = Image.fromarray(sample_grid(imgs, torch.arange(24) % 3, torch.rand(24)))  # 3 rows of 8, cells of 42
     panel = sample_grid_panel(grid, columns=4)
     assert panel.size == (18 + 4 + 4 * (42 + 4), grid.size[1] - GRID_HEADER_PX)
-    seqs = Image.fromarray(sequence_grid(torch.randint(5, (40, 10)), 5, torch.rand(40)))  # best 32 rows of 12 px
-    assert sequence_grid_panel(seqs, rows=16).size == (seqs.size[0], 16 * 12 + 4)
+    samples = torch.nn.functional.one_hot(torch.randint(5, (40, 10)), 5).permute(0, 2, 1).float()
+    seqs = Image.fromarray(SequenceSpace(5, 10).render(samples, None, torch.rand(40)))  # best 32 rows of 12 px
+    assert seqs.size[1] == GRID_HEADER_PX + 32 * TEXT_ROW_PX + 4
+    assert text_grid_panel(seqs, rows=16).size == (seqs.size[0], 16 * TEXT_ROW_PX + 4)
 
 
 def test_report_from_run_folders(runs_root):

@@ -237,9 +237,7 @@ class ContinuousTimeRL(Method):
         n_cond = num_conditions(task.train_conditions)
         self.value = ValueFunction(policy.sample_shape, n_cond, self.state_t, width=c.value_width, lr=c.value_lr,
                                    capacity=c.replay_size, generator=generator, device=device)
-        with torch.no_grad():  # the surrogate sees decoded images (SD: 3 channels from 4 latent ones)
-            channels = policy.decode(torch.zeros((1, *policy.sample_shape), device=device)).shape[1]
-        self.surrogate = SurrogateReward(channels, n_cond, c, generator, device)
+        self.surrogate = SurrogateReward(policy.space, n_cond, c, generator, device)
         self.x0_hats: Tensor | None = None  # N x (T+1) x *S, aligned with the value replay
         self.iterations = 0
 

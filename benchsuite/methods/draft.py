@@ -106,13 +106,8 @@ class DRaFT(Method):
         self.surrogate: SurrogateReward | None = None
         if check_reward_gradients(c.reward_gradients, task.oracle_differentiable, self.name):
             device = policy.stds.device
-            with torch.no_grad():  # the surrogate sees decoded images: read their channel count off one decode
-                channels = policy.decode(torch.zeros(1, *policy.sample_shape, device=device)).shape[1]
             tc = task.train_conditions
-            self.surrogate = SurrogateReward(
-                channels, None if tc is None else int(tc.max()) + 1,
-                c, generator, device,
-            )
+            self.surrogate = SurrogateReward(policy.space, None if tc is None else int(tc.max()) + 1, c, generator, device)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)  # before _loss: it backpropagates the early steps' KL itself

@@ -29,60 +29,31 @@ from torch import Tensor, nn
 
 from ..budget import BudgetedOracle
 from ..policies.base import DiffusionPolicy
+from ..spaces import SampleSpace
 from ..tasks import OnlineSpec, TaskInfo
 from .base import Method
-from .surrogate import RewardModel
-
-
-class SequenceRewardModel(nn.Module):
-    """Regressor ``B x V x L`` token probabilities -> ``B``: dilated 1-D convolutions (receptive field 31
-    positions over 4 layers), mean and max pooling over positions, an MLP head."""
-
-    def __init__(self, vocab: int, num_conditions: int | None, width: int = 64):
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv1d(vocab, width, 3, padding=1), nn.SiLU()]
-        for dilation in (2, 4, 8):
-            layers += [nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation), nn.SiLU()]
-        self.features = nn.Sequential(*layers)
-        self.embed = nn.Embedding(num_conditions + 1, 2 * width) if num_conditions else None
-        self.head = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, 1))
-
-    def forward(self, x: Tensor, conditions: Tensor | None) -> Tensor:
-        h = self.features(x)
-        h = torch.cat([h.mean(2), h.amax(2)], dim=1)
-        if self.embed is not None:
-            idx = conditions if conditions is not None else torch.full((len(h),), self.embed.num_embeddings - 1)
-            h = h + self.embed(idx.to(h.device))
-        return self.head(h).squeeze(-1)
-
-
-def make_reward_model(sample_shape: tuple[int, ...], num_conditions: int | None, width: int) -> nn.Module:
-    """A regressor for decoded samples of this shape: images ``C x H x W`` or sequences ``V x L``."""
-    if len(sample_shape) == 3:
-        return RewardModel(sample_shape[0], num_conditions, width=width)
-    if len(sample_shape) == 2:
-        return SequenceRewardModel(sample_shape[0], num_conditions, width=width)
-    raise ValueError(f"no surrogate model for decoded samples of shape {sample_shape}")
 
 
 class EnsembleSurrogate:
     """A bootstrap ensemble on every paid-for query; ``ucb = mean + bonus * std`` over members (reward scale).
+    Members come from the sample space's surrogate family (``space.reward_model``: a CNN for images, a dilated
+    1-D CNN for sequences).
 
     Args:
-        sample_shape: shape of one decoded sample.
+        space: the decoded samples' space (``policy.space``).
         num_conditions: number of condition ids, or None (unconditional).
         spec: the task's online settings (ensemble size, bonus, fit steps, batch, lr, width).
         generator: the method's generator (initialisation, bootstrap resamples, minibatches).
     """
 
-    def __init__(self, sample_shape: tuple[int, ...], num_conditions: int | None, spec: OnlineSpec,
+    def __init__(self, space: SampleSpace, num_conditions: int | None, spec: OnlineSpec,
                  generator: torch.Generator, device: torch.device | str = "cpu"):
         self.spec, self.generator = spec, generator
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):  # initialise from the method's stream, not the global one
             torch.manual_seed(seed)
             self.members = nn.ModuleList(
-                [make_reward_model(sample_shape, num_conditions, spec.width) for _ in range(spec.ensemble_size)]
+                [space.reward_model(num_conditions, spec.width) for _ in range(spec.ensemble_size)]
             ).to(device)
         self.members.requires_grad_(False)
         self.optimizers = [torch.optim.Adam(m.parameters(), lr=spec.lr) for m in self.members]
@@ -197,11 +168,9 @@ class OnlineRounds(Method):
         super().setup(policy, task, generator)
         # the inner method's oracle is the surrogate: differentiable, so gradient methods use its gradients
         self.inner.setup(policy, dataclasses.replace(task, oracle_differentiable=True), generator)
-        with torch.no_grad():
-            shape = tuple(policy.decode(torch.zeros((1, *policy.sample_shape), device=policy.stds.device)).shape[1:])
         tc = task.train_conditions
-        self.surrogate = EnsembleSurrogate(shape, None if tc is None else int(tc.max()) + 1, self.spec, generator,
-                                           policy.stds.device)
+        self.surrogate = EnsembleSurrogate(policy.space, None if tc is None else int(tc.max()) + 1, self.spec,
+                                           generator, policy.stds.device)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         n = self.spec.round_left(oracle.budget, oracle.used)

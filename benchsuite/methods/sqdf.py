@@ -258,10 +258,8 @@ class SQDF(Method):
         self.surrogate: SurrogateReward | None = None
         if check_reward_gradients(c.reward_gradients, task.oracle_differentiable, self.name):
             device = policy.stds.device
-            with torch.no_grad():
-                channels = policy.decode(torch.zeros((1, *policy.sample_shape), device=device)).shape[1]
             classes = int(task.train_conditions.max()) + 1 if conditional else None
-            self.surrogate = SurrogateReward(channels, classes, c, generator, device)
+            self.surrogate = SurrogateReward(policy.space, classes, c, generator, device)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         c, policy = self.config, self.policy

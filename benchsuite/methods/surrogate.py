@@ -13,40 +13,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..budget import BudgetedOracle
+from ..spaces import RewardModel, SampleSpace
 from .base import check
 
 RewardGradients = Literal["auto", "oracle", "surrogate"]
-
-
-class RewardModel(nn.Module):
-    """A small CNN regressor ``images (B x C x H x W) -> (B,)`` with an optional condition embedding; sequence
-    samples ``B x V x L`` (token probabilities) are read as ``B x V x 1 x L``.
-
-    Global average pooling makes it independent of the image size.
-    """
-
-    def __init__(self, channels: int, num_conditions: int | None, width: int = 32):
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(width, 2 * width, 3, padding=1, stride=2), nn.SiLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.SiLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.embed = nn.Embedding(num_conditions + 1, 2 * width) if num_conditions else None
-        self.head = nn.Sequential(nn.Linear(2 * width, width), nn.SiLU(), nn.Linear(width, 1))
-
-    def forward(self, images: Tensor, conditions: Tensor | None) -> Tensor:
-        if images.ndim == 3:  # sequences B x V x L: a 1 x L "image" with V channels (3x3 kernels act as width 3)
-            images = images.unsqueeze(2)
-        h = self.features(images)
-        if self.embed is not None:
-            idx = conditions if conditions is not None else torch.full((len(h),), self.embed.num_embeddings - 1)
-            h = h + self.embed(idx.to(h.device))
-        return self.head(h).squeeze(-1)
 
 
 @dataclass(frozen=True)
@@ -86,21 +59,24 @@ class RewardGradientFields(SurrogateFields):
 
 
 class SurrogateReward:
-    """A ``RewardModel`` plus the data it is fit on. Targets are standardised; outputs are on the reward scale.
+    """A ``RewardModel`` (CNN) over the samples' picture view (``space.as_image``: images as they are, sequences
+    as a 1 x L strip with V channels) plus the data it is fit on. Targets are standardised; outputs are on the
+    reward scale.
 
     Args:
-        channels: image channels.
+        space: the policy's sample space (``policy.space``).
         num_conditions: number of condition ids (None: unconditional).
         config: the method's config (its ``SurrogateFields``).
         generator: randomness of minibatch draws (the method's generator).
     """
 
-    def __init__(self, channels: int, num_conditions: int | None, config: SurrogateFields,
+    def __init__(self, space: SampleSpace, num_conditions: int | None, config: SurrogateFields,
                  generator: torch.Generator, device: torch.device | str = "cpu"):
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):  # initialise from the method's stream, not the global one
             torch.manual_seed(seed)
-            self.model = RewardModel(channels, num_conditions).to(device)
+            self.model = RewardModel(space.image_channels, num_conditions).to(device)
+        self.space = space
         self.model.requires_grad_(False)  # only fit() trains it; a method's backward should not fill its grads
         self.config, self.generator = config, generator
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.surrogate_lr)
@@ -110,7 +86,7 @@ class SurrogateReward:
         self.mean, self.std = 0.0, 1.0
 
     def add(self, images: Tensor, conditions: Tensor | None, rewards: Tensor) -> None:
-        """Append paid-for data (``B x C x H x W``, ``B`` or None, ``B``); keeps the newest
+        """Append paid-for data (samples ``B x ...``, ``B`` or None, ``B``); keeps the newest
         ``surrogate_capacity``."""
         images, rewards = images.detach(), rewards.detach().float()
         conds = conditions.detach() if conditions is not None else None
@@ -135,7 +111,7 @@ class SurrogateReward:
         for _ in range(self.config.surrogate_fit_steps):
             idx = torch.randint(n, (min(n, self.config.surrogate_fit_batch),), generator=self.generator)
             conds = None if self.conditions is None else self.conditions[idx]
-            loss = (self.model(self.images[idx], conds) - targets[idx]).square().mean()
+            loss = (self.model(self.space.as_image(self.images[idx]), conds) - targets[idx]).square().mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -145,7 +121,7 @@ class SurrogateReward:
 
     def __call__(self, images: Tensor, conditions: Tensor | None) -> Tensor:
         """Predicted rewards, ``B``, differentiable w.r.t. ``images`` (the model's weights are not updated)."""
-        return self.model(images, conditions) * self.std + self.mean
+        return self.model(self.space.as_image(images), conditions) * self.std + self.mean
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),

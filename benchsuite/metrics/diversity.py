@@ -7,7 +7,9 @@ import torch
 from torch import Tensor
 
 
-def _groups(n: int, groups: Tensor | None) -> list[Tensor]:
+def condition_groups(n: int, groups: Tensor | None) -> list[Tensor]:
+    """Index tensors of the samples of each group (condition id), in increasing id order; one group of all ``n``
+    samples when ``groups`` is None."""
     g = torch.zeros(n, dtype=torch.int64) if groups is None else groups.detach().cpu()
     return [torch.nonzero(g == v).flatten() for v in torch.unique(g)]
 
@@ -25,7 +27,7 @@ def mean_pairwise_distance(features: Tensor, groups: Tensor | None = None) -> fl
     """
     x = features.detach().flatten(1).double().cpu()
     values = []
-    for idx in _groups(len(x), groups):
+    for idx in condition_groups(len(x), groups):
         m = len(idx)
         if m >= 2:
             values.append(torch.cdist(x[idx], x[idx]).sum().item() / (m * (m - 1)))
@@ -50,5 +52,5 @@ def vendi_score(features: Tensor, groups: Tensor | None = None) -> float:
     x = features.detach().flatten(1).double().cpu().numpy()
     with warnings.catch_warnings():  # vendi-score 0.0.3 touches a scipy namespace deprecated for SciPy 2
         warnings.simplefilter("ignore", DeprecationWarning)
-        values = [float(vendi.score_X(x[idx.numpy()], normalize=True)) for idx in _groups(len(x), groups)]
+        values = [float(vendi.score_X(x[idx.numpy()], normalize=True)) for idx in condition_groups(len(x), groups)]
     return float(np.mean(values))

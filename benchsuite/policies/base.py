@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..spaces import ImageSpace, SampleSpace
+
 
 @dataclass
 class Trajectory:
@@ -158,6 +160,9 @@ class DiffusionPolicy(nn.Module):
             which gives every step the same KL sensitivity (see ``kl_sensitivity``).
         steps_offset: overrides the scheduler's ``steps_offset`` (diffusers spacings only).
         max_timestep: the first step's timestep for ``"logsnr"`` spacing (default: the last training timestep).
+        space: what the decoded samples are (``benchsuite.spaces``): their metrics, grids, ask-file records,
+            surrogate family and decoding. Default: an ``ImageSpace`` with ``sample_shape[0]`` channels, right for a
+            decoder that maps pixels to pixels; a backbone whose decoder makes anything else passes its own.
 
     Attributes worth knowing: ``timesteps`` (``T``, the model timestep of each step's input), ``alpha`` and
     ``alpha_prev`` (``T``, alphas_cumprod of each step's input and of the state it lands on), ``stds`` (``T``) and
@@ -177,6 +182,7 @@ class DiffusionPolicy(nn.Module):
         timestep_spacing: str | None = None,
         steps_offset: int | None = None,
         max_timestep: int | None = None,
+        space: SampleSpace | None = None,
     ):
         super().__init__()
         from diffusers import DDIMScheduler
@@ -194,6 +200,13 @@ class DiffusionPolicy(nn.Module):
         self.eta = float(eta)
         self.guidance_scale = float(guidance_scale)
         self.null_condition = null_condition
+        if space is None:
+            try:
+                space = ImageSpace(sample_shape[0])
+            except ValueError as exc:
+                raise ValueError(f"{exc}: pass space= (a benchsuite.spaces.SampleSpace) for these samples") from None
+        self.space = space
+        """The decoded samples' space (``benchsuite.spaces``)."""
 
         overrides: dict = {"set_alpha_to_one": False}
         logsnr = timestep_spacing == "logsnr"
@@ -370,7 +383,7 @@ class DiffusionPolicy(nn.Module):
         return traj, kls
 
     def decode(self, x0: Tensor) -> Tensor:
-        """Final samples -> reward inputs (images ``B x C x H x W`` in [0, 1])."""
+        """Final samples -> reward inputs, samples of ``space`` (images ``B x C x H x W`` in [0, 1])."""
         return self.decoder(x0)
 
     def trainable_state_dict(self) -> dict[str, Tensor]:

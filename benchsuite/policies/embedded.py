@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..spaces import ImageSpace
 from .base import DiffusionPolicy
 
 
@@ -55,6 +56,7 @@ def digits_policy(num_steps: int = 20, eta: float = 1.0, guidance_scale: float =
         timestep_spacing=timestep_spacing,
         max_timestep=max_timestep,
         steps_offset=steps_offset,
+        space=ImageSpace(channels=1),
     )
     if consistency_model:
         from .consistency import load_consistency_model

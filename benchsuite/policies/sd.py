@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, MissingWeightsError
+from ..spaces import ImageSpace
 from .base import DiffusionPolicy
 
 SD15 = "runwayml/stable-diffusion-v1-5"
@@ -384,7 +385,7 @@ class SDPolicy(DiffusionPolicy):
         latent = resolution // vae_factor
         sampler = dict(scheduler_config=dict(scheduler_config), sample_shape=(unet.config.in_channels, latent, latent),
                        num_steps=num_steps, eta=eta, guidance_scale=guidance_scale,
-                       null_condition=len(prompt_embeds) - 1)
+                       null_condition=len(prompt_embeds) - 1, space=ImageSpace(channels=3))  # RGB from the VAE
         super().__init__(SDDenoiser(unet, prompt_embeds, lora_rank), decoder=SDDecoder(vae), **sampler)
         self._sampler = sampler
         self.prompts = tuple(prompts)

@@ -37,9 +37,13 @@ Shipped models (``shipped_models()``), each trained by ``python scripts/train_se
 (deterministic: fixed seed, one thread) on sequences from its oracle's own generative process:
 
 - ``ehrlich-s32-l{32,64,128}``: feasible chains of the DMP of the Ehrlich instance with 32 states and seed 0
-  (``benchsuite.rewards.ehrlich``); the instance's motifs do not enter the data.
-- ``selfies-l32``: random SELFIES over ``benchsuite.rewards.molecules.SELFIES_ALPHABET``
+  (``benchsuite.domains.ehrlich``); the instance's motifs do not enter the data.
+- ``selfies-l32``: random SELFIES over ``benchsuite.domains.molecules.SELFIES_ALPHABET``
   (``sample_selfies_tokens``).
+
+Backbones never import rewards: the problem definitions both use (the Ehrlich instance, the SELFIES alphabet and
+pretraining process) live in ``benchsuite.domains``. Each policy carries its sample space (``policy.space``:
+``SequenceSpace`` for Ehrlich, ``MoleculeSpace`` for SELFIES; ``benchsuite.spaces``).
 
 Weights live in ``weights/<file stem>.safetensors`` with every config in the safetensors metadata; loading
 refuses a file whose recorded configs differ from the module's (``MissingWeightsError`` saying how to rebuild).
@@ -50,6 +54,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +65,7 @@ from torch import Tensor, nn
 
 from benchsuite.errors import ConfigError, MissingWeightsError
 
+from ..spaces import MoleculeSpace, SampleSpace, SequenceSpace
 from .base import DiffusionPolicy
 
 SEQUENCE_SCHEDULER_CONFIG: dict[str, Any] = {
@@ -312,6 +318,8 @@ class ShippedModel:
             ``data_kwargs``) or ``"selfies"`` (``sample_selfies_tokens(**data_kwargs)``).
         data_kwargs: arguments of that process (for ``ehrlich`` the ``Ehrlich`` reward's instance arguments).
         denoiser: the architecture.
+        space: the policies' sample space from ``(length, pretraining_data)``: ``SequenceSpace`` over the default
+            symbols (Ehrlich states 0..9, A..V) or ``MoleculeSpace`` (SELFIES).
         train: the training run.
     """
 
@@ -319,6 +327,7 @@ class ShippedModel:
     data: str
     data_kwargs: dict[str, Any]
     denoiser: DenoiserConfig
+    space: Callable[[int, Callable[[], Tensor]], SampleSpace]
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @property
@@ -338,11 +347,11 @@ class ShippedModel:
     def sample_data(self, n: int, generator: torch.Generator) -> Tensor:
         """``n x L`` int64 training sequences from the model's generative process."""
         if self.data == "ehrlich":
-            from benchsuite.rewards.ehrlich import Ehrlich
+            from benchsuite.domains.ehrlich import EhrlichConfig, ehrlich_function
 
-            return Ehrlich(**self.data_kwargs).sample_feasible(n, generator)
+            return ehrlich_function(EhrlichConfig(**self.data_kwargs)).sample(n, self.data_kwargs["dim"], generator)
         if self.data == "selfies":
-            from benchsuite.rewards.molecules import sample_selfies_tokens
+            from benchsuite.domains.molecules import sample_selfies_tokens
 
             return sample_selfies_tokens(n, generator=generator, **self.data_kwargs)
         raise ValueError(f"unknown data process {self.data!r}")
@@ -355,6 +364,10 @@ EHRLICH_SEED = 0
 """Seed of the Ehrlich instances the shipped Ehrlich models were trained for (their DMP)."""
 
 
+def _ehrlich_space(num_states: int, length: int, pretraining_data: Callable[[], Tensor]) -> SequenceSpace:
+    return SequenceSpace(num_states, length, pretraining_data=pretraining_data)
+
+
 def _ehrlich_model(num_states: int, length: int, steps: int) -> ShippedModel:
     return ShippedModel(
         name=f"ehrlich-s{num_states}-l{length}",
@@ -362,18 +375,20 @@ def _ehrlich_model(num_states: int, length: int, steps: int) -> ShippedModel:
         data_kwargs={"num_states": num_states, "dim": length, "num_motifs": 4, "motif_length": 4,
                      "quantization": 4, "seed": EHRLICH_SEED},
         denoiser=DenoiserConfig(vocab_size=num_states, length=length),
+        space=functools.partial(_ehrlich_space, num_states),
         train=TrainConfig(steps=steps),
     )
 
 
 def _selfies_model() -> ShippedModel:
-    from benchsuite.rewards.molecules import SELFIES_ALPHABET, SELFIES_LENGTH
+    from benchsuite.domains.molecules import SELFIES_ALPHABET, SELFIES_LENGTH
 
     return ShippedModel(
         name=f"selfies-l{SELFIES_LENGTH}",
         data="selfies",
         data_kwargs={"length": SELFIES_LENGTH},
         denoiser=DenoiserConfig(vocab_size=len(SELFIES_ALPHABET), length=SELFIES_LENGTH),
+        space=MoleculeSpace,
         train=TrainConfig(steps=2400),
     )
 
@@ -460,7 +475,9 @@ def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained
     """
     model = shipped_model(name)
     denoiser = load_denoiser(model) if pretrained else build_denoiser(model, init_seed)
-    policy = DiffusionPolicy(
+    # the novelty metrics compare samples with the model's exact training set (a no-argument callable, cached)
+    space = model.space(model.denoiser.length, functools.partial(training_tokens, name))
+    return DiffusionPolicy(
         denoiser,
         scheduler_config=SEQUENCE_SCHEDULER_CONFIG,
         sample_shape=(model.denoiser.vocab_size, model.denoiser.length),
@@ -469,10 +486,8 @@ def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained
         eta=eta,
         timestep_spacing=timestep_spacing,
         max_timestep=max_timestep,
+        space=space,
     )
-    # the novelty metrics of ``benchsuite.evaluation`` compare samples with this (a no-argument callable)
-    policy.pretraining_data = functools.partial(training_tokens, name)
-    return policy
 
 
 def ehrlich_policy(length: int = 32, num_states: int = 32, num_steps: int = 20, eta: float = 1.0,
@@ -489,9 +504,12 @@ def ehrlich_policy(length: int = 32, num_states: int = 32, num_steps: int = 20, 
 
 def selfies_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True,
                    timestep_spacing: str | None = None, max_timestep: int | None = None) -> DiffusionPolicy:
-    """The model pretrained on random SELFIES (``benchsuite.rewards.molecules``), ``V = len(SELFIES_ALPHABET)``,
-    ``L = SELFIES_LENGTH``."""
-    from benchsuite.rewards.molecules import SELFIES_LENGTH
+    """The model pretrained on random SELFIES (``benchsuite.domains.molecules``), ``V = len(SELFIES_ALPHABET)``,
+    ``L = SELFIES_LENGTH``. Needs RDKit (the ``molecules`` extra), which makes its pretraining data (the reference
+    of the novelty metrics); without it, a one-line error says how to install it."""
+    from benchsuite.domains.molecules import SELFIES_LENGTH, require_rdkit
+
+    require_rdkit("backbone 'selfies'")
 
     return sequence_policy(f"selfies-l{SELFIES_LENGTH}", num_steps=num_steps, eta=eta, pretrained=pretrained,
                            timestep_spacing=timestep_spacing, max_timestep=max_timestep)

@@ -43,10 +43,9 @@ def task_metrics(task_id: str) -> tuple[str, list[str], list[str]]:
 def _grid_panel(task: ReportTask):
     """(crop, panels per row) that turn the runner's sample grids of this task into legible report panels:
     images 4 per row, sequences (wide: one row per sequence) 2 per row."""
-    from ..evaluation import sample_grid_panel
-    from ..metrics.sequences import sequence_grid_panel
+    from ..grids import sample_grid_panel, text_grid_panel
 
-    return (sequence_grid_panel, 2) if task.sequences else (sample_grid_panel, 4)
+    return (text_grid_panel, 2) if task.sequences else (sample_grid_panel, 4)
 
 
 CONFIDENCE = 0.95

@@ -10,8 +10,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-import torch
 from torch import Tensor
+
+from ..spaces import to_uint8  # noqa: F401 - re-exported: image rewards quantize as the image space decodes
 
 
 class Reward(ABC):
@@ -69,8 +70,3 @@ class Reward(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r})"
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """Quantize ``B x C x H x W`` images in [0, 1] to uint8 the way PIL would receive them (round half up)."""
-    return (images.detach().clamp(0, 1) * 255 + 0.5).floor().to(torch.uint8)

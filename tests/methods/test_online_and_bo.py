@@ -12,6 +12,7 @@ from benchsuite.errors import ConfigError
 from benchsuite.methods.online import EnsembleSurrogate, OnlineRounds, SurrogateOracle
 from benchsuite.metrics.sequences import hamming_vendi, mean_pairwise_hamming, novelty, query_metrics
 from benchsuite.runner import run
+from benchsuite.spaces import ImageSpace
 from benchsuite.tasks import OnlineSpec, parse_card
 
 torch.set_num_threads(1)
@@ -69,7 +70,7 @@ class _Const(nn.Module):
 
 def test_ucb_is_mean_plus_bonus_times_member_std_on_the_reward_scale():
     spec = OnlineSpec(ensemble_size=3, bonus=2.0)
-    s = EnsembleSurrogate((1, 2, 2), None, spec, torch.Generator().manual_seed(0))
+    s = EnsembleSurrogate(ImageSpace(1), None, spec, torch.Generator().manual_seed(0))
     s.members = nn.ModuleList([_Const(v) for v in (0.0, 1.0, 2.0)])
     s.mean, s.std = 10.0, 3.0  # standardisation of the targets
     x = torch.zeros(5, 1, 2, 2)
@@ -83,7 +84,7 @@ def test_ucb_is_mean_plus_bonus_times_member_std_on_the_reward_scale():
 def test_ensemble_fit_learns_a_simple_function():
     spec = OnlineSpec(ensemble_size=2, fit_steps=300, fit_epochs=300, width=16, lr=3e-3)
     gen = torch.Generator().manual_seed(0)
-    s = EnsembleSurrogate((1, 4, 4), None, spec, gen)
+    s = EnsembleSurrogate(ImageSpace(1), None, spec, gen)
     x = torch.rand(128, 1, 4, 4, generator=gen)
     y = x.mean((1, 2, 3)) * 4
     s.add(x, None, y)
