@@ -226,7 +226,8 @@ def main() -> None:
     parser.add_argument("stage", nargs="?", choices=["tune", "run", "report"], default="run",
                         help="tune: the presets; run: the leaderboard and its report (default); report: from CSVs")
     parser.add_argument("--tasks", nargs="*", default=None, help="default: every current embedded task")
-    parser.add_argument("--methods", nargs="*", default=None, help="default: every registered method")
+    parser.add_argument("--methods", nargs="*", default=None,
+                        help="default: every built-in method (a plugin's methods only when named here)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="results/leaderboard")
@@ -237,7 +238,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tasks = args.tasks or embedded_tasks()
-    methods = args.methods or METHODS.names()
+    methods = args.methods or METHODS.builtin_names()  # installed plugins join only when named
     out = Path(args.out)
     if args.stage == "tune":
         tune(tasks, methods, out / "tuning", args.workers)
