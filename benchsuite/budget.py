@@ -44,6 +44,19 @@ class QueryLog:
     def __len__(self) -> int:
         return len(self.reward)
 
+    @staticmethod
+    def merge(logs: list[QueryLog]) -> QueryLog:
+        """The processes' logs of one data-parallel run (rank order) as the log of the run: call ``c`` holds every
+        process's call ``c``, rank 0's queries first, which is the order of the global batch that one process
+        would have queried (each process queries its slice of it)."""
+        if len(logs) == 1:
+            return logs[0]
+        call, condition, reward = (np.concatenate([getattr(log, f) for log in logs])
+                                   for f in ("call", "condition", "reward"))
+        rank = np.concatenate([np.full(len(log), r) for r, log in enumerate(logs)])
+        order = np.lexsort((np.arange(len(call)), rank, call))  # by call, then rank, then position
+        return QueryLog(call[order], condition[order], reward[order])
+
 
 class BudgetedOracle:
     """Wraps a ``Reward`` with a hard budget of queries (one query = one sample scored).

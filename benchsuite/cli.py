@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     again = r.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue this run from its last checkpoint")
     again.add_argument("--restart", action="store_true", help="delete this run's folder and start over")
+    r.add_argument("--checkpoint-every", type=_positive_float("--checkpoint-every", allow_zero=True), default=None,
+                   metavar="SECONDS", help="seconds between checkpoints besides the evaluation points (default 30; "
+                                           "0: after every step); a resume replays the steps since the last one")
     r.add_argument("--oracle-retries", type=_nonneg_int("--oracle-retries"), default=2,
                    help="extra tries of a failed oracle call (exception, timeout, NaN/inf); default 2")
     r.add_argument("--oracle-backoff", type=_positive_float("--oracle-backoff", allow_zero=True), default=1.0,
@@ -467,7 +470,10 @@ def _cmd_run(args) -> int:
 
     options = OracleOptions(args.oracle_retries, args.oracle_backoff, args.oracle_timeout)
     result = run(config, tracker=tracker, progress=not args.no_progress, resume=args.resume, restart=args.restart,
-                 oracle_options=options)
+                 oracle_options=options,
+                 **({} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}))
+    if not result.curve:  # a process other than rank 0 of an `accelerate launch`: rank 0 reports
+        return 0
     print(format_summary(result))
     if tracker is not None:
         print(f"MLflow: experiment '{config.task}' in {uri}  (browse: mlflow ui --backend-store-uri {uri})")

@@ -1,27 +1,35 @@
-"""Data-parallel training over several processes (one per GPU) through accelerate.
+"""Data-parallel runs over several processes (one per GPU) through accelerate.
 
-Launch any script that builds a method with ``accelerate launch --multi_gpu --num_processes N script.py`` (or
-``torchrun --nproc_per_node N``). On a machine without CUDA the same command starts N CPU processes that sync
-over gloo (tests/test_distributed.py does this; accelerate's ``--cpu`` flag starts several processes only through
-mpirun). Nothing here imports accelerate unless the process was started by such a launcher (``WORLD_SIZE`` > 1):
-a plain ``python``/``benchsuite`` run takes the single-process path untouched.
+``accelerate launch --multi_gpu --num_processes N -m benchsuite run ...`` (or ``torchrun --nproc_per_node N``) runs
+the rank-aware runner in N processes. On a machine without CUDA the same command starts N CPU processes that sync
+over gloo (tests/test_distributed_run.py does this; accelerate's ``--cpu`` flag, or none, starts one process, and
+several only through mpirun). Nothing here imports accelerate unless the process was started by such a launcher
+(``WORLD_SIZE`` > 1): a plain ``python``/``benchsuite`` run takes the single-process path untouched.
 
-Batch semantics (as in kvablack/ddpo-pytorch, whose sample and train batch sizes are per GPU):
-- a method's ``batch_size`` (and ``train_batch_size``) is **per process**; one step of N processes draws
-  ``batch_size x N`` samples in all (the global batch), each process from its own generator;
+Semantics (batch sizes per process, as in kvablack/ddpo-pytorch, whose sample and train batch sizes are per GPU):
+- a method's ``batch_size`` (and ``train_batch_size``) is **per process**; one step of N processes queries
+  ``batch_size x N`` samples in all (the global batch);
+- the oracle budget is **global** and split evenly: each process spends ``B / N`` (``local_budget``; the runner
+  refuses a budget that N does not divide, which would leave the processes out of step);
+- every process seeds the same generator and draws the conditions and noise of the whole global batch, then rolls
+  out and queries only its slice (``Method.query_batch``): the processes' chains are distinct, and the global batch
+  is exactly the one a single process with batch ``batch_size x N`` draws. (Per-process seeds, as ddpo-pytorch
+  uses, would give independent samples too but no run that one process can reproduce.) Rewards are ``gather``-ed
+  for advantages and metrics;
 - gradients are averaged over processes by DistributedDataParallel hooks during ``backward``, so an optimizer
-  step on per-process batches of b equals (to float tolerance) a single-process step on the 2b, 3b, ... samples
-  together: every process ends the step with the same weights (tests/test_distributed.py checks this with
-  ``accelerate launch --multi_gpu --num_processes 2`` on CPUs; ddpo-pytorch once shipped without this sync: its
-  issue #10);
-- the oracle budget is **global**: N processes share one budget of B queries, each spending ``B / N``
-  (``local_budget``); per-condition reward statistics should be computed on ``gather``-ed rewards.
+  step equals (to float tolerance) a single-process step on the global minibatch: every process ends the step
+  with the same weights (tests/test_distributed.py checks one update; ddpo-pytorch once shipped without this sync:
+  its issue #10);
+- rank 0 alone evaluates, logs and writes the run folder and checkpoints (with every process's oracle state, so
+  that ``--resume`` restores each; it needs the same N).
+
+Methods declare ``data_parallel = True`` when their ``step`` follows these rules (DDPO, pretrained); the runner
+refuses several processes for the others and for tasks with online rounds, with one line.
 
 How methods use it: ``Method.make_optimizer`` passes the denoiser and its optimizer through ``prepare`` (a
-no-op in one process), so the methods' own ``loss.backward()`` calls already synchronise gradients; no method
-file changes. Mixed precision is the policy's business (the SD backbone keeps fp32 LoRA weights and autocasts
-itself), so the accelerator is created with ``mixed_precision="no"`` and ``backward`` here is ``loss.backward``
-with DDP's sync.
+no-op in one process), so the methods' own ``loss.backward()`` calls synchronise gradients. Mixed precision is
+the policy's business (the SD backbone keeps fp32 LoRA weights and autocasts itself), so the accelerator is
+created with ``mixed_precision="no"`` and ``backward`` here is ``loss.backward`` with DDP's sync.
 
 Limits: DDP requires that a parameter gets its gradient once per backward; a method that runs the denoiser
 with gradients several times before one backward (DRaFT with K > 1) needs ``static_graph`` and is not covered.
@@ -111,6 +119,46 @@ def gather(tensor: torch.Tensor) -> torch.Tensor:
     """The concatenation over processes of ``tensor`` (same shape on each), in rank order; itself in one process."""
     acc = accelerator()
     return tensor if acc is None else acc.gather(tensor)
+
+
+def gather_object(obj: Any) -> list[Any]:
+    """Every process's ``obj`` (picklable), in rank order, on every process; ``[obj]`` in one process."""
+    if accelerator() is None:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * num_processes()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every process (a decision all processes must take alike); ``obj`` in one process."""
+    if accelerator() is None:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    """Wait until every process reaches this point (nothing in one process)."""
+    acc = accelerator()
+    if acc is not None:
+        acc.wait_for_everyone()
+
+
+def sync_gradients(module: nn.Module, sync: bool):
+    """Context for one backward pass: with ``sync=False`` a DistributedDataParallel ``module`` accumulates the
+    gradient locally (``no_sync``), the next synchronised backward averages the sum over processes; a no-op for
+    an unwrapped module."""
+    from contextlib import nullcontext
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    return module.no_sync() if isinstance(module, DistributedDataParallel) and not sync else nullcontext()
 
 
 def unwrap(module: nn.Module) -> nn.Module:

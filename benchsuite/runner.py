@@ -9,6 +9,9 @@
 
 The runner seeds once; the method draws all its randomness from the generator it is given; evaluation uses
 the task's fixed eval seed, so every method and seed is judged on the same initial noise.
+
+Under ``accelerate launch`` with several processes (``benchsuite.distributed``) every process runs this loop on
+an equal share of the budget, in step; rank 0 alone evaluates, logs and writes the run folder.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .budget import QueryLog
 from .config import RunConfig
 from .errors import StopRun
@@ -121,6 +125,31 @@ def _load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
     return state
 
 
+def _check_data_parallel(config: RunConfig, world: int, on_eval) -> None:
+    """Refuse, with one line, a run that several processes cannot share exactly."""
+    from .errors import ConfigError
+
+    method_cls = METHODS.load(config.method)
+    parallel = sorted(name for name in METHODS.names() if METHODS.load(name).data_parallel)
+    if not method_cls.data_parallel:
+        raise ConfigError(f"{config.method} does not run in several processes (data-parallel methods: "
+                          f"{', '.join(parallel)}); run it as one process, without accelerate launch")
+    if config.task_spec().online is not None:
+        raise ConfigError(f"{config.task} trains in online rounds, which do not run in several processes; run it "
+                          "as one process, without accelerate launch")
+    if config.budget % world:
+        raise ConfigError(f"budget {config.budget} does not split evenly over {world} processes; use a multiple "
+                          f"of {world}")
+    if on_eval is not None:
+        raise ConfigError("an on_eval callback (tuning) does not run in several processes")
+
+
+def _log_of(oracle_state: dict[str, Any]) -> QueryLog:
+    """The query log inside a ``BudgetedOracle.state_dict``."""
+    log = oracle_state["log"]
+    return QueryLog(log["call"].numpy(), log["condition"].numpy(), log["reward"].numpy())
+
+
 def build_method(config: RunConfig, task, policy, generator: torch.Generator, external_oracle: bool = False):
     """The method of ``config``, set up on ``policy``. On a task with online rounds (``online:`` in its card) a
     method that trains the policy runs inside ``OnlineRounds``: one oracle batch per round, then training against
@@ -173,16 +202,24 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     from .errors import ConfigError
     from .tracking import JsonlTracker, MultiTracker, NullTracker, run_tags
 
-    run_dir = config.run_dir if write else None
+    world, rank = distributed.num_processes(), distributed.process_index()
+    if world > 1:
+        _check_data_parallel(config, world, on_eval)
+    folder = config.run_dir if write else None  # every process reads it; only rank 0 writes
     state = None
-    if run_dir is not None:
-        status_now = run_state(run_dir)
+    if folder is not None:
+        status_now = run_state(folder)
         if status_now != "new" and not (resume or restart):
-            raise ConfigError(f"run {config.run_id} already exists in {run_dir} ({status_now}); pass --resume to "
+            raise ConfigError(f"run {config.run_id} already exists in {folder} ({status_now}); pass --resume to "
                               "continue it or --restart to start it over")
-        if resume and (run_dir / CHECKPOINT).exists():
+        if resume and (folder / CHECKPOINT).exists():
             # also for a finished run: its loop is over, so only the idempotent finalisation runs again
-            state = _load_checkpoint(run_dir / CHECKPOINT, config)
+            state = _load_checkpoint(folder / CHECKPOINT, config)
+            if state.get("processes", 1) != world:
+                raise ConfigError(f"checkpoint {folder / CHECKPOINT} was written by {state.get('processes', 1)} "
+                                  f"process(es); resume it with as many (accelerate launch --num_processes)")
+    run_dir = folder if rank == 0 else None
+    distributed.barrier()  # every process has read the folder before rank 0 changes it
 
     start = time.perf_counter()
     previous_threads = torch.get_num_threads()
@@ -191,10 +228,12 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     generator = torch.Generator().manual_seed(config.seed)
 
     task = config.make_task()
-    policy = task.make_policy().to(config.device)
+    policy = task.make_policy().to(distributed.device(config.device))
     reference = policy.frozen_copy()
-    oracle = task.train_oracle(config.budget, retries=oracle_options.retries, backoff_s=oracle_options.backoff_s,
-                               timeout_s=oracle_options.timeout_s)
+    # several processes: each spends an equal share of the budget on its slice of every global batch, and every
+    # process holds the same generator (the slices are of one global draw, as one process would draw it)
+    oracle = task.train_oracle(distributed.local_budget(config.budget), retries=oracle_options.retries,
+                               backoff_s=oracle_options.backoff_s, timeout_s=oracle_options.timeout_s)
     method = build_method(config, task, policy, generator)
 
     points = eval_points(config.budget, config.eval_fractions)
@@ -204,17 +243,32 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     pending: list[tuple[str, Any, Any]] = []  # ("metrics", dict, step) | ("image", uint8 tensor, name)
     elapsed_before = 0.0
     pretrained: dict[str, torch.Tensor] = {}  # eval images of the pretrained model, for drift metrics
+    shares = {"log": oracle.query_log(), "nfe": 0}  # the processes' queries and sampler cost, at the last gather
     if state is not None:
         method.load_state_dict(state["method"])
-        oracle.load_state_dict(state["oracle"])
+        own = state["ranks"][rank] if world > 1 else state
+        oracle.load_state_dict(own["oracle"])
         torch.set_rng_state(state["torch_rng"])
         curve, train, done = state["curve"], state["train"], set(state["done"])
         pending, elapsed_before = state["pending"], state["elapsed_s"]
+        if rank != 0:  # rank 0 evaluates, logs and reports
+            curve, train, pending = [], [], []
         pretrained["images"] = state["pretrained_images"]
-        policy.nfe = state["nfe"]
+        policy.nfe = own["nfe"]
+
+    def gather_shares() -> list[dict[str, Any]]:
+        """Every process's oracle state and sampler cost (a collective: all processes call it at the same points);
+        keeps the merged query log and the total cost in ``shares``."""
+        ranks = distributed.gather_object({"oracle": oracle.state_dict(), "nfe": policy.nfe})
+        shares["log"] = QueryLog.merge([_log_of(r["oracle"]) for r in ranks]) if world > 1 else oracle.query_log()
+        shares["nfe"] = sum(r["nfe"] for r in ranks)
+        return ranks
+
+    def used() -> int:
+        return oracle.used * world  # equal shares
 
     # Everything that can fail on bad input (names, weights, checkpoint) has run: only now touch the disk.
-    trackers = [tracker] if tracker is not None else []
+    trackers = [tracker] if tracker is not None and rank == 0 else []
     if run_dir is not None:
         if state is None and run_dir.exists():  # --restart, or a resume of a run killed before its 1st checkpoint
             shutil.rmtree(run_dir)
@@ -226,7 +280,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     # a resumed run logs again everything from its checkpoint's buffered logs on (the trackers drop or skip what
     # they already hold from there), then what the replayed steps log
     resume_step = None if state is None else min(
-        [where for kind, _, where in pending if kind == "metrics"], default=state["oracle"]["used"])
+        [where for kind, _, where in pending if kind == "metrics"], default=state["oracle"]["used"] * world)
     log.start_run(experiment=config.task, run_name=f"{config.method}-seed{config.seed}", run_key=config.run_id,
                   params=params, tags={**run_tags(), "task": config.task, "method": config.method,
                                        "seed": str(config.seed), "run_id": config.run_id},
@@ -244,6 +298,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     def checkpoint_then_flush() -> None:
         nonlocal last_checkpoint
         last_checkpoint = time.perf_counter()
+        ranks = gather_shares() if world > 1 else None
         if run_dir is not None:
             _save_checkpoint(run_dir / CHECKPOINT, {
                 "format": CHECKPOINT_FORMAT, "run_id": config.run_id, "method": method.state_dict(),
@@ -251,31 +306,35 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
                 "train": train, "done": sorted(done), "pending": pending,
                 "pretrained_images": pretrained["images"], "nfe": policy.nfe,
                 "elapsed_s": elapsed_before + time.perf_counter() - start,
+                **({"processes": world, "ranks": ranks} if world > 1 else {}),
             })
         flush()
 
     def evaluate_now() -> None:
+        """Evaluate (rank 0 only; every process calls this at the same points)."""
+        gather_shares()
+        done.update(p for p in points if p <= used())
+        if rank != 0:
+            return
         metrics, images, conds, scores = evaluate(policy, reference, task, method, pretrained.get("images"))
         if "images" not in pretrained:  # the first evaluation is the pretrained model's
             pretrained["images"] = images
             metrics["eval/fd_pretrained"] = 0.0
-        metrics.update(cost_metrics(oracle.used, policy.nfe,
-                                    elapsed_before + time.perf_counter() - start))
-        metrics.update(query_metrics(oracle.query_log().reward,
+        metrics.update(cost_metrics(used(), shares["nfe"], elapsed_before + time.perf_counter() - start))
+        metrics.update(query_metrics(shares["log"].reward,
                                      infeasible_value=getattr(task.oracle_reward, "infeasible_value", None)))
-        curve.append({"queries": oracle.used, **metrics})
-        done.update(p for p in points if p <= oracle.used)
-        pending.append(("metrics", metrics, oracle.used))
+        curve.append({"queries": used(), **metrics})
+        pending.append(("metrics", metrics, used()))
         label = f"{task.spec.primary_judge} reward"
         grid = policy.space.render(images, conds, scores[task.spec.primary_judge], label=label)
         pending.append(("image", torch.from_numpy(grid),
-                        f"samples/queries_{oracle.used:07d}.png"))
+                        f"samples/queries_{used():07d}.png"))
 
     bar = None
-    if progress:
+    if progress and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.budget, initial=oracle.used, desc=f"{config.method} on {config.task}", unit="q",
+        bar = tqdm(total=config.budget, initial=used(), desc=f"{config.method} on {config.task}", unit="q",
                    leave=False)
     status = "FAILED"
     try:
@@ -283,26 +342,30 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
             evaluate_now()
             checkpoint_then_flush()
             if on_eval is not None:
-                on_eval(oracle.used, curve[-1])
+                on_eval(used(), curve[-1])
         else:
             flush()  # the checkpoint's buffered logs, which may not all have reached the trackers
         while not oracle.exhausted:
-            before = oracle.used
+            before = used()
             info = method.step(oracle)
-            if oracle.used == before:
+            if used() == before:
                 raise RuntimeError(f"{config.method}.step() spent no oracle query; the run would never end")
-            train.append({"queries": oracle.used, **info})
-            pending.append(("metrics", info, oracle.used))
+            if rank == 0:  # the diagnostics are the same in every process (gathered by the method)
+                train.append({"queries": used(), **info})
+                pending.append(("metrics", info, used()))
             if bar is not None:
-                bar.update(oracle.used - before)
+                bar.update(used() - before)
                 bar.set_postfix(reward=f"{info.get('train/reward_mean', float('nan')):.4g}")
-            evaluated = any(p <= oracle.used and p not in done for p in points) or oracle.exhausted
+            evaluated = any(p <= used() and p not in done for p in points) or oracle.exhausted
             if evaluated:
                 evaluate_now()
-            if evaluated or time.perf_counter() - last_checkpoint >= checkpoint_every:
+            # rank 0's clock decides for every process (a checkpoint gathers from all of them)
+            if evaluated or distributed.broadcast_object(time.perf_counter() - last_checkpoint >= checkpoint_every):
                 checkpoint_then_flush()
             if evaluated and on_eval is not None:
-                on_eval(oracle.used, curve[-1])
+                on_eval(used(), curve[-1])
+        if world > 1:
+            gather_shares()
         status = "FINISHED"
     except (KeyboardInterrupt, StopRun):
         status = "KILLED"
@@ -312,7 +375,9 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
             bar.close()
         wall = elapsed_before + time.perf_counter() - start
         torch.set_num_threads(previous_threads)
-        result = RunResult(config, dict(curve[-1]) if curve else {}, curve, train, oracle.query_log(), wall, run_dir)
+        # several processes: the queries of every process as of the last gather (the end, after a finished run)
+        qlog = shares["log"] if world > 1 else oracle.query_log()
+        result = RunResult(config, dict(curve[-1]) if curve else {}, curve, train, qlog, wall, run_dir)
         try:
             if pending and status != "FINISHED":  # a failure between checkpoints: the steps since the last one
                 try:
@@ -320,14 +385,14 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
                 except Exception:  # noqa: BLE001 - best effort; the error that ended the run is the one to raise
                     pending.clear()
             if status == "FINISHED":
-                log.log_metrics({"wall_time_s": wall}, step=oracle.used)
-            if tracker is not None:  # the caller's tracker (MLflow); the run folder holds these files already
-                _log_run_files(tracker, result, status, oracle.used)
+                log.log_metrics({"wall_time_s": wall}, step=used())
+            if tracker is not None and rank == 0:  # the caller's tracker (MLflow); the run folder has these files
+                _log_run_files(tracker, result, status, used())
             log.end_run(status)
         finally:
             if run_dir is not None:  # the summary is written last: it is what marks a run finished
                 export_finished(config, policy, run_dir, status)  # trained weights, as diffusers/safetensors load them
-                _write_run_files(result, status, oracle.used)
+                _write_run_files(result, status, used())
     return result
 
 

@@ -230,3 +230,26 @@ def test_resume_replays_the_steps_after_the_last_checkpoint_and_logs_each_once(t
         for key in ("train/reward_mean", "eval/brightness_mean"):
             steps = [h.step for h in client.get_metric_history(mrun.info.run_id, key)]
             assert len(steps) == len(set(steps)) > 0, key
+
+
+def test_cli_checkpoint_every_reaches_the_runner_and_bad_values_exit_2(tmp_path, monkeypatch, capsys):
+    from benchsuite import runner
+    from benchsuite.cli import main
+
+    seen = {}
+
+    def fake_run(config, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    base = ["run", "--task", TASK, "--method", "ddpo", "--budget", "64", "--output", str(tmp_path), "--no-mlflow"]
+    with pytest.raises(SystemExit):
+        main([*base, "--checkpoint-every", "5"])
+    assert seen["checkpoint_every"] == 5.0
+    seen.clear()
+    with pytest.raises(SystemExit):
+        main(base)
+    assert "checkpoint_every" not in seen  # the runner's default
+    assert main([*base, "--checkpoint-every", "-1"]) == 2
+    assert "--checkpoint-every must be a finite number >= 0" in capsys.readouterr().err

@@ -16,7 +16,7 @@ import torch
 
 from .. import distributed
 from ..budget import BudgetedOracle
-from ..policies.base import DiffusionPolicy
+from ..policies.base import DiffusionPolicy, Trajectory
 from ..tasks import TaskInfo
 
 
@@ -46,6 +46,10 @@ class Method(ABC):
     trains_policy: ClassVar[bool] = True
     """False for methods that only choose which samples to query (pretrained, best-of-N, BO): on a task with
     online rounds they are not wrapped in ``OnlineRounds``."""
+    data_parallel: ClassVar[bool] = False
+    """True for methods whose ``step`` runs under ``accelerate launch`` with several processes (see
+    ``benchsuite.distributed``): each process queries its slice of the global batch, statistics are gathered, the
+    result equals one process with the global batch. The runner refuses several processes for the others."""
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.Config()
@@ -95,6 +99,27 @@ class Method(ABC):
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, max_grad_norm)
         self.optimizer.step()
         return float(grad_norm)
+
+    def query_batch(self, oracle: BudgetedOracle) -> tuple[Trajectory, torch.Tensor | None, torch.Tensor, slice]:
+        """Sample this step's batch with the policy (no gradients) and query the oracle on it.
+
+        Data-parallel (``data_parallel`` methods under ``accelerate launch``, P processes): every process holds
+        the same generator and draws the conditions and noise of the global batch of P x n chains (n =
+        ``batch_for(oracle)``), rolls out and queries only its slice of them, and gathers the rewards; the
+        generators stay in step and the global batch is the one a single process would draw. P = 1: the plain
+        batch.
+
+        Returns:
+            This process's trajectory (n chains); the global batch's ``P n`` conditions (None if
+            unconditional); its ``P n`` rewards in rank order; this process's slice of the global batch.
+        """
+        n = self.batch_for(oracle)
+        world, rank = distributed.num_processes(), distributed.process_index()
+        mine = slice(rank * n, (rank + 1) * n)
+        conds = self.sample_conditions(n * world)
+        traj, _ = self.policy.rollout(conds, self.generator, batch=n * world, rows=mine)
+        rewards = distributed.gather(oracle(self.policy.decode(traj.x0), traj.conditions))
+        return traj, conds, rewards, mine
 
     def batch_for(self, oracle: BudgetedOracle) -> int:
         """This step's batch: the configured size, or what is left of the budget if that is less."""

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..budget import BudgetedOracle
 from .base import Method, MethodConfig, check
 
@@ -133,6 +134,7 @@ class DDPO(Method):
     name = "ddpo"
     Config = DDPOConfig
     config: DDPOConfig
+    data_parallel = True
 
     def setup(self, policy, task, generator) -> None:
         super().setup(policy, task, generator)
@@ -141,16 +143,18 @@ class DDPO(Method):
         self.stats = PerConditionStats(c.stat_buffer_size, c.stat_min_count)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
+        # Data-parallel (see Method.query_batch): each process rolls out and queries its slice ``mine`` of the
+        # global batch, computes the advantages of the whole batch from the gathered rewards, and trains on the
+        # part of each global minibatch that it holds. With one process this is the plain step.
         c, policy = self.config, self.policy
-        n = self.batch_for(oracle)
-        conds = self.sample_conditions(n)
+        world = distributed.num_processes()
         policy.eval()
-        traj, _ = policy.rollout(conds, self.generator, batch=n)
-        rewards = oracle(policy.decode(traj.x0), traj.conditions)
+        traj, conds, rewards, mine = self.query_batch(oracle)
+        total = len(rewards)
         adv = self.stats.advantages(
             rewards.detach().cpu().numpy(), None if conds is None else conds.cpu().numpy()
         )
-        adv = torch.from_numpy(adv).float().clamp(-c.adv_clip_max, c.adv_clip_max).to(traj.latents.device)
+        adv = torch.from_numpy(adv[mine]).float().clamp(-c.adv_clip_max, c.adv_clip_max).to(traj.latents.device)
 
         T = traj.num_steps
         n_train = max(1, int(round(T * c.timestep_fraction)))
@@ -158,21 +162,22 @@ class DDPO(Method):
         updates = 0
         policy.train()
         for _ in range(c.num_inner_epochs):
-            order = torch.randperm(n, generator=self.generator)
-            for start in range(0, n, c.train_batch_size):
-                idx = order[start : start + c.train_batch_size]
+            order = torch.randperm(total, generator=self.generator)
+            for start in range(0, total, c.train_batch_size * world):
+                idx = order[start : start + c.train_batch_size * world]
                 # which steps of each chain to train on (all of them by default), as flat (sample, step) pairs
                 steps = torch.stack([torch.randperm(T, generator=self.generator)[:n_train] for _ in idx])
-                rows = idx.repeat_interleave(n_train)
-                ks = steps.flatten()
-                stats = self._update(traj, adv, rows, ks)
+                own = (idx >= mine.start) & (idx < mine.stop)
+                rows = (idx[own] - mine.start).repeat_interleave(n_train)
+                ks = steps[own].flatten()
+                stats = self._update(traj, adv, rows, ks, pairs=len(idx) * n_train)
                 for key, value in stats.items():
                     totals[key] += value
                 updates += 1
         policy.eval()
         out = {f"train/{k}": v / updates for k, v in totals.items()}
         out["train/reward_mean"] = rewards.mean().item()
-        out["train/reward_std"] = rewards.std().item() if n > 1 else 0.0
+        out["train/reward_std"] = rewards.std().item() if total > 1 else 0.0
         return out
 
     @property
@@ -185,31 +190,46 @@ class DDPO(Method):
         """log p_theta(x_next | x) at step indices ``k`` as the ratio uses it (mean or sum over dims); ``N``."""
         return self.policy.log_prob(x, x_next, k, cond) * self.log_prob_scale
 
-    def _update(self, traj, adv: Tensor, rows: Tensor, ks: Tensor) -> dict[str, float]:
-        """One optimizer step on the (sample ``rows``, step ``ks``) pairs; returns diagnostics."""
+    def _update(self, traj, adv: Tensor, rows: Tensor, ks: Tensor, pairs: int | None = None) -> dict[str, float]:
+        """One optimizer step on the (sample ``rows``, step ``ks``) pairs; returns diagnostics.
+
+        ``pairs``: the minibatch's pairs over all processes. The loss is the mean over those, so each process
+        weights its sum by ``processes / pairs`` (DDP averages the gradients), runs one forward pass at weight 0
+        when it holds none of them (to take part in the gradient sync) and the diagnostics are summed over the
+        processes. None: the loss and diagnostics are the means over this process's own pairs.
+        """
         c, policy = self.config, self.policy
         device = traj.latents.device
         rows, ks = rows.to(device), ks.to(device)
         self.optimizer.zero_grad(set_to_none=True)
-        total = len(rows)
-        loss_sum = clipfrac_sum = approx_kl_sum = 0.0
-        for start in range(0, total, c.train_chunk):
-            r, k = rows[start : start + c.train_chunk], ks[start : start + c.train_chunk]
+        total = len(rows) if pairs is None else pairs
+        weight = 1 / total if pairs is None else distributed.num_processes() / total
+        sums = torch.zeros(3, dtype=torch.float64)  # loss, clipped pairs, approx KL: summed over this process's pairs
+        starts = list(range(0, len(rows), c.train_chunk)) or [None]
+        for i, start in enumerate(starts):
+            if start is None:
+                r, k, w = torch.zeros(1, dtype=torch.long, device=device), ks.new_zeros(1), 0.0
+            else:
+                r, k, w = rows[start : start + c.train_chunk], ks[start : start + c.train_chunk], weight
             x, x_next = traj.latents[r, k], traj.latents[r, k + 1]
             cond = None if traj.conditions is None else traj.conditions[r]
-            log_prob = self.log_prob(x, x_next, k, cond)
-            old = traj.log_probs[r, k] * self.log_prob_scale
-            if c.variant == "ppo":
-                loss = ppo_loss(log_prob, old, adv[r], c.clip_range)
-            else:
-                loss = -(adv[r] * log_prob).mean()
-            (loss * len(r) / total).backward()
-            with torch.no_grad():
-                ratio = torch.exp(log_prob - old)
-                clipfrac_sum += ((ratio - 1).abs() > c.clip_range).float().sum().item()
-                approx_kl_sum += (0.5 * (log_prob - old).square()).sum().item()
-                loss_sum += loss.item() * len(r)
+            with distributed.sync_gradients(policy.denoiser, sync=i == len(starts) - 1):
+                log_prob = self.log_prob(x, x_next, k, cond)
+                old = traj.log_probs[r, k] * self.log_prob_scale
+                if c.variant == "ppo":
+                    loss = ppo_loss(log_prob, old, adv[r], c.clip_range)
+                else:
+                    loss = -(adv[r] * log_prob).mean()
+                (loss * len(r) * w).backward()
+            if start is not None:
+                with torch.no_grad():
+                    ratio = torch.exp(log_prob - old)
+                    sums += torch.tensor([loss.item() * len(r), ((ratio - 1).abs() > c.clip_range).sum().item(),
+                                          (0.5 * (log_prob - old).square()).sum().item()], dtype=torch.float64)
         grad_norm = self.clip_and_step(c.max_grad_norm)
+        if pairs is not None:
+            sums = distributed.gather(sums[None]).sum(0)
+        loss_sum, clipfrac_sum, approx_kl_sum = sums.tolist()
         return {
             "loss": loss_sum / total,
             "clipfrac": clipfrac_sum / total,

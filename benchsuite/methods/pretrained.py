@@ -12,10 +12,8 @@ class Pretrained(Method):
 
     name = "pretrained"
     trains_policy = False
+    data_parallel = True
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
-        n = self.batch_for(oracle)
-        conds = self.sample_conditions(n)
-        traj, _ = self.policy.rollout(conds, self.generator, batch=n)
-        rewards = oracle(self.policy.decode(traj.x0), traj.conditions)
+        _, _, rewards, _ = self.query_batch(oracle)
         return {"train/reward_mean": rewards.mean().item()}

@@ -343,23 +343,29 @@ class DiffusionPolicy(nn.Module):
 
     @torch.no_grad()
     def rollout(self, conditions: Tensor | None, generator: torch.Generator | None, batch: int | None = None,
-                reference: DiffusionPolicy | None = None) -> tuple[Trajectory, Tensor | None]:
+                reference: DiffusionPolicy | None = None, rows: slice | None = None
+                ) -> tuple[Trajectory, Tensor | None]:
         """Sample B chains without gradients.
 
         Args:
             conditions: ``B`` int64 condition ids, or None (then ``batch`` gives B).
             generator: source of all noise (initial and per step).
             reference: if given, also return the per-step KL to it along the sampled chains.
+            rows: run only these chains of the B (a data-parallel process's share); the noise of all B is drawn,
+                so ``generator`` ends where it would after all B and the chains equal those of the full batch.
 
         Returns:
-            The trajectory, and a ``B x T`` tensor of KL_k to ``reference`` (None without a reference).
+            The trajectory, and a ``B x T`` tensor of KL_k to ``reference`` (None without a reference); with
+            ``rows``, of those chains only.
         """
-        b = len(conditions) if conditions is not None else batch
-        if b is None:
+        b_all = len(conditions) if conditions is not None else batch
+        if b_all is None:
             raise ValueError("pass conditions or batch")
+        keep = slice(None) if rows is None else rows
         device = self.stds.device
-        cond = None if conditions is None else conditions.to(device)
-        x = self.initial_noise(b, generator)
+        cond = None if conditions is None else conditions[keep].to(device)
+        x = self.initial_noise(b_all, generator)[keep]
+        b = len(x)
         T = self.num_steps
         latents = torch.empty((b, T + 1, *self.sample_shape), device=device)
         means = torch.empty((b, T, *self.sample_shape), device=device)
@@ -369,7 +375,7 @@ class DiffusionPolicy(nn.Module):
         for k in range(T):
             mean, _ = self.step_mean(x, k, cond)
             std = self.step_std(k, b)
-            noise = torch.randn((b, *self.sample_shape), generator=generator).to(device)
+            noise = torch.randn((b_all, *self.sample_shape), generator=generator)[keep].to(device)
             x_next = mean + std * noise
             log_probs[:, k] = gaussian_log_prob(x_next, mean, std)
             if kls is not None:
