@@ -23,7 +23,7 @@ Semantics (batch sizes per process, as in kvablack/ddpo-pytorch, whose sample an
 - rank 0 alone evaluates, logs and writes the run folder and checkpoints (with every process's oracle state, so
   that ``--resume`` restores each; it needs the same N).
 
-Methods declare ``data_parallel = True`` when their ``step`` follows these rules (DDPO, pretrained); the runner
+Methods declare ``data_parallel = True`` when their ``step`` follows these rules (DDPO, pretrained, best-of-N); the runner
 refuses several processes for the others and for tasks with online rounds, with one line.
 
 How methods use it: ``Method.make_optimizer`` passes the denoiser and its optimizer through ``prepare`` (a

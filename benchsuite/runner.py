@@ -130,8 +130,8 @@ def _check_data_parallel(config: RunConfig, world: int, on_eval) -> None:
     from .errors import ConfigError
 
     method_cls = METHODS.load(config.method)
-    parallel = sorted(name for name in METHODS.names() if METHODS.load(name).data_parallel)
-    if not method_cls.data_parallel:
+    parallel = sorted(name for name in METHODS.names() if METHODS.load(name).runs_data_parallel())
+    if not method_cls.runs_data_parallel():
         raise ConfigError(f"{config.method} does not run in several processes (data-parallel methods: "
                           f"{', '.join(parallel)}); run it as one process, without accelerate launch")
     if config.task_spec().online is not None:

@@ -97,3 +97,14 @@ def test_two_processes_with_batch_b_step_like_one_process_with_batch_2b(tmp_path
         torch.testing.assert_close(ranks[0]["params"][key][clear], value[clear], rtol=1e-4, atol=1e-6)
         compared += int(clear.sum())
     assert compared > 0.9 * sum(v.numel() for v in joint["params"].values())
+
+
+def test_a_subclass_with_its_own_step_is_not_data_parallel_until_it_says_so():
+    from benchsuite.methods.best_of_n import BestOfN
+    from benchsuite.methods.bo import BayesianOptimization
+
+    class Tweaked(BestOfN):  # no step of its own: BestOfN's, which is data-parallel
+        pass
+
+    assert BestOfN.runs_data_parallel() and Tweaked.runs_data_parallel()
+    assert BayesianOptimization.data_parallel and not BayesianOptimization.runs_data_parallel()

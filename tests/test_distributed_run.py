@@ -98,16 +98,17 @@ def test_methods_that_are_not_data_parallel_are_refused_before_anything_is_writt
     done = _launch(["run", "--task", TASK, "--method", "sqdf", "--budget", "64", "--output", str(out)])
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("benchsuite: error:")]
-    assert errors and all("sqdf does not run in several processes (data-parallel methods: ddpo, pretrained)" in e
+    assert errors and all("sqdf does not run in several processes (data-parallel methods: best-of-n, ddpo, pretrained)" in e
                           for e in errors)
     assert not out.exists()
 
 
-def test_pretrained_in_two_processes_queries_what_one_process_queries(tmp_path):
-    cfg = resolve(TASK, "pretrained", seed=SEED, budget=BUDGET, output_root=str(tmp_path / "one"),
+@pytest.mark.parametrize("method", ["pretrained", "best-of-n"])
+def test_sampling_methods_in_two_processes_match_one_process(tmp_path, method):
+    cfg = resolve(TASK, method, seed=SEED, budget=BUDGET, output_root=str(tmp_path / "one"),
                   overrides={"batch_size": 32})
     reference = run(cfg)
-    done = _launch(["run", "--task", TASK, "--method", "pretrained", "--budget", str(BUDGET), "--seed", str(SEED),
+    done = _launch(["run", "--task", TASK, "--method", method, "--budget", str(BUDGET), "--seed", str(SEED),
                     "--set", "method.batch_size=16", "--output", str(tmp_path / "two"), "--no-progress",
                     "--no-mlflow"])
     assert done.returncode == 0, done.stderr[-3000:]
@@ -116,3 +117,9 @@ def test_pretrained_in_two_processes_queries_what_one_process_queries(tmp_path):
     np.testing.assert_array_equal(log[:, 1], reference.query_log.condition)
     np.testing.assert_allclose(log[:, 2], reference.query_log.reward, rtol=1e-5, atol=1e-6)
     assert list(read_metrics(run_dir)["step"]) == list(read_metrics(cfg.run_dir)["step"])
+    final, expected = deterministic(json.loads((run_dir / "summary.json").read_text())["final"]), \
+        deterministic(reference.final)
+    assert final.keys() == expected.keys()
+    np.testing.assert_allclose([final[k] for k in sorted(final)], [expected[k] for k in sorted(final)],
+                               rtol=1e-4, atol=1e-6)  # best-of-n: judged on the kept samples of all processes
+

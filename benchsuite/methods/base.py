@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -32,6 +33,25 @@ class MethodConfig:
         check(self.batch_size >= 1, "batch_size must be >= 1")
 
 
+@dataclass
+class QueriedBatch:
+    """A step's batch as ``Method.query_batch`` returns it (P processes, n chains each; P = 1 in one process).
+
+    Attributes:
+        trajectory: this process's n chains.
+        samples: their decoded samples, the oracle's inputs (``n x ...``).
+        conditions: the global batch's ``P n`` condition ids, or None (unconditional).
+        rewards: the global batch's ``P n`` rewards, in rank order.
+        rows: this process's slice of the global batch.
+    """
+
+    trajectory: Trajectory
+    samples: torch.Tensor
+    conditions: torch.Tensor | None
+    rewards: torch.Tensor
+    rows: slice
+
+
 def check(ok: bool, message: str) -> None:
     """Config validation helper: raise ``ValueError(message)`` unless ``ok``."""
     if not ok:
@@ -49,7 +69,15 @@ class Method(ABC):
     data_parallel: ClassVar[bool] = False
     """True for methods whose ``step`` runs under ``accelerate launch`` with several processes (see
     ``benchsuite.distributed``): each process queries its slice of the global batch, statistics are gathered, the
-    result equals one process with the global batch. The runner refuses several processes for the others."""
+    result equals one process with the global batch. The runner refuses several processes for the others. It
+    counts only where the class that defines ``step`` sets it (``runs_data_parallel``): a subclass with its own
+    ``step`` is not data-parallel until it says so."""
+
+    @classmethod
+    def runs_data_parallel(cls) -> bool:
+        """Whether the class that defines this method's ``step`` declares ``data_parallel``."""
+        owner = next(klass for klass in cls.__mro__ if "step" in klass.__dict__)
+        return bool(owner.__dict__.get("data_parallel", False))
 
     def __init__(self, config: MethodConfig | None = None):
         self.config = config if config is not None else self.Config()
@@ -100,7 +128,8 @@ class Method(ABC):
         self.optimizer.step()
         return float(grad_norm)
 
-    def query_batch(self, oracle: BudgetedOracle) -> tuple[Trajectory, torch.Tensor | None, torch.Tensor, slice]:
+    def query_batch(self, oracle: BudgetedOracle, conditions: Callable[[int], torch.Tensor | None] | None = None
+                    ) -> QueriedBatch:
         """Sample this step's batch with the policy (no gradients) and query the oracle on it.
 
         Data-parallel (``data_parallel`` methods under ``accelerate launch``, P processes): every process holds
@@ -109,17 +138,16 @@ class Method(ABC):
         generators stay in step and the global batch is the one a single process would draw. P = 1: the plain
         batch.
 
-        Returns:
-            This process's trajectory (n chains); the global batch's ``P n`` conditions (None if
-            unconditional); its ``P n`` rewards in rank order; this process's slice of the global batch.
+        ``conditions(k)``: the global batch's k conditions (default ``sample_conditions``).
         """
         n = self.batch_for(oracle)
         world, rank = distributed.num_processes(), distributed.process_index()
         mine = slice(rank * n, (rank + 1) * n)
-        conds = self.sample_conditions(n * world)
+        conds = (conditions or self.sample_conditions)(n * world)
         traj, _ = self.policy.rollout(conds, self.generator, batch=n * world, rows=mine)
-        rewards = distributed.gather(oracle(self.policy.decode(traj.x0), traj.conditions))
-        return traj, conds, rewards, mine
+        samples = self.policy.decode(traj.x0)
+        rewards = distributed.gather(oracle(samples, traj.conditions))
+        return QueriedBatch(traj, samples, conds, rewards, mine)
 
     def batch_for(self, oracle: BudgetedOracle) -> int:
         """This step's batch: the configured size, or what is left of the budget if that is less."""

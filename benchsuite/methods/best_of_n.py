@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..budget import BudgetedOracle
 from .base import Method, MethodConfig, check
 
@@ -70,6 +71,7 @@ class BestOfN(Method):
 
     name = "best-of-n"
     trains_policy = False
+    data_parallel = True
     Config = BestOfNConfig
     config: BestOfNConfig
 
@@ -88,12 +90,10 @@ class BestOfN(Method):
         return self.task.online.round_left(oracle.budget, oracle.used)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
-        n = self.batch_for(oracle)
-        conds = self._next_conditions(n)
-        traj, _ = self.policy.rollout(conds, self.generator, batch=n)
-        images = self.policy.decode(traj.x0)
-        rewards = oracle(images, traj.conditions)
-        self.keep(images, conds, rewards)
+        # data-parallel: every process keeps the same sets, from the gathered samples of the global batch
+        batch = self.query_batch(oracle, conditions=self._next_conditions)
+        rewards = batch.rewards
+        self.keep(distributed.gather(batch.samples), batch.conditions, rewards)
         kept = torch.cat([r for _, r in self.kept.values()])
         return {
             "train/reward_mean": rewards.mean().item(),

@@ -149,7 +149,8 @@ class DDPO(Method):
         c, policy = self.config, self.policy
         world = distributed.num_processes()
         policy.eval()
-        traj, conds, rewards, mine = self.query_batch(oracle)
+        batch = self.query_batch(oracle)
+        traj, conds, rewards, mine = batch.trajectory, batch.conditions, batch.rewards, batch.rows
         total = len(rewards)
         adv = self.stats.advantages(
             rewards.detach().cpu().numpy(), None if conds is None else conds.cpu().numpy()

@@ -15,5 +15,4 @@ class Pretrained(Method):
     data_parallel = True
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
-        _, _, rewards, _ = self.query_batch(oracle)
-        return {"train/reward_mean": rewards.mean().item()}
+        return {"train/reward_mean": self.query_batch(oracle).rewards.mean().item()}
