@@ -49,22 +49,25 @@ def save_weights(policy, folder: str | os.PathLike, metadata: dict[str, str] | N
         policy: a ``DiffusionPolicy`` (an ``SDPolicy`` writes its LoRA adapter, any other its
             ``trainable_state_dict``).
         folder: an existing folder (the run folder).
-        metadata: strings stored in the safetensors header of ``model.safetensors`` (e.g. the run id).
+        metadata: strings stored in the safetensors header of ``model.safetensors`` (e.g. the run id); diffusers'
+            LoRA file holds its own (the LoRA config).
     """
     folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in policy.trainable_state_dict().items()}  # off the GPU
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
         if _is_sd(policy):
             from diffusers import StableDiffusionPipeline
 
-            # LoRA config (rank, alpha, targets) in the header, so that diffusers rebuilds the adapter exactly
-            config = policy.sd_denoiser.unet.peft_config["default"].to_dict()
-            StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=policy.trainable_state_dict(),
-                                                      weight_name=LORA_FILE, unet_lora_adapter_metadata=config)
+            from .policies.sd import DEFAULT_ADAPTER
+
+            # the LoRA config (rank, alpha, targets) goes in the header, so that diffusers rebuilds the adapter exactly
+            config = policy.sd_denoiser.unet.peft_config[DEFAULT_ADAPTER].to_dict()
+            StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=state, weight_name=LORA_FILE,
+                                                      unet_lora_adapter_metadata=config)
             written = Path(tmp) / LORA_FILE
         else:
             from safetensors.torch import save_file
 
-            state = {k: v.detach().cpu().contiguous() for k, v in policy.trainable_state_dict().items()}
             written = Path(tmp) / MODEL_FILE
             save_file(state, written, metadata={"format": "pt", **(metadata or {})})
         target = folder / written.name
@@ -79,6 +82,8 @@ def load_weights(policy, folder: str | os.PathLike) -> Path:
         MissingWeightsError: the folder holds no exported weights for this kind of policy.
         WeightsFormatError: the file does not fit the policy (other keys or shapes, not a safetensors file).
     """
+    from safetensors import SafetensorError
+
     path = Path(folder) / weights_file(policy)
     if not path.is_file():
         raise MissingWeightsError(f"{path} does not exist: the run exported no weights (only methods that train the "
@@ -94,7 +99,7 @@ def load_weights(policy, folder: str | os.PathLike) -> Path:
 
             state = load_file(path)
         policy.load_trainable_state_dict(state)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:  # safetensors, torch and peft errors alike
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as exc:  # from safetensors, torch, peft
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise WeightsFormatError(f"{path} does not fit the run's policy ({first}); export it again by resuming "
                                  "the run") from None
