@@ -15,9 +15,11 @@ no evaluation is served from it):
   +mlflow/step the same with a checkpoint and a log flush after every method step (``checkpoint_every=0``: what
                the runner did before it checkpointed on a time cadence and batched its logs).
 
-Runs are interleaved bare, runner, bare, +checkpoint, bare, +jsonl, ..., and repeated, so that the load of a
-shared machine hits a variant and its bare partner alike: each variant's overhead is the median over the
-repetitions of its time divided by the time of the bare run just before it, in wall seconds and in CPU seconds of
+Runs are interleaved bare, runner, bare, +checkpoint, bare, +jsonl, ..., and repeated with each pair's order
+swapped in every other repetition (runner, bare, ...), after a garbage collection outside the timed region, so that
+the load of a shared machine and what a run leaves to the next hit a variant and its bare partner alike: each
+variant's overhead is the median over the repetitions of its time divided by its bare partner's, in wall seconds
+and in CPU seconds of
 this process (which other load hardly changes; it leaves out waits for the disk and git's subprocesses). Phases
 are exclusive CPU seconds from ``scripts/profile_phases.py``'s ``PhaseClock`` (sampling: the method's rollouts;
 update: the rest of ``Method.step``; oracle; fits; evaluation: ``evaluate``; checkpoint: the method's state
@@ -30,6 +32,7 @@ runner's bookkeeping), medians over the repetitions.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -98,6 +101,7 @@ def timed(clock: PhaseClock, fn) -> dict[str, float]:
     from benchsuite import evaluation
 
     evaluation._ROLLOUT_CACHE.clear()
+    gc.collect()  # the previous run's garbage is not this run's cost
     clock.totals.clear()
     wall, cpu = time.perf_counter(), time.process_time()
     with clock.phase("other"):
@@ -138,10 +142,13 @@ def main() -> None:
         runner_run(warm, "+mlflow", uri, args.checkpoint_every)
         for rep in range(args.reps):
             for variant in VARIANTS:
-                cfg = config()
-                bare = timed(clock, lambda: bare_run(cfg, clock))
-                cfg = config()
-                mine = timed(clock, lambda: runner_run(cfg, variant, uri, args.checkpoint_every))
+                bare_cfg, runner_cfg = config(), config()
+                pair = {"bare": lambda: timed(clock, lambda: bare_run(bare_cfg, clock)),
+                        variant: lambda: timed(clock, lambda: runner_run(runner_cfg, variant, uri,
+                                                                          args.checkpoint_every))}
+                order = list(pair) if rep % 2 == 0 else list(pair)[::-1]
+                times = {name: pair[name]() for name in order}
+                bare, mine = times["bare"], times[variant]
                 rows["bare"].append(bare)
                 rows[variant].append(mine)
                 ratios[variant].append((mine["wall"] / bare["wall"], mine["cpu"] / bare["cpu"]))

@@ -16,7 +16,9 @@ latents, 64 times on the 8 x 8 digits). ``log_prob_reduction="sum"`` keeps the f
 convention before it followed the reference) for ablations.
 Differences from ddpo-pytorch, none of which change the estimator: (sample, step) pairs of a minibatch go
 through the denoiser in chunks of ``train_chunk`` pairs rather than one step at a time, and the trained steps
-per chain are drawn with the method's generator.
+per chain are drawn with the method's generator; under several processes (``benchsuite.distributed``) the chains
+are slices of one global draw and the minibatches are global (ddpo-pytorch seeds each process apart and shuffles
+each process's samples on their own), so that N processes reproduce one process with the N-fold batch.
 
 Paper defaults (SD 1.5, LoRA) are this config's field defaults; the presets for our backbones live in
 ``baselines/ddpo/defaults.yaml``.
