@@ -109,6 +109,27 @@ def timed(clock: PhaseClock, fn) -> dict[str, float]:
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu, **clock.totals}
 
 
+def print_table(args, rows: dict, ratios: dict, reps_done: int) -> None:
+    """The table over the repetitions so far (printed after each, so that a stopped run still reports)."""
+
+    def med(values):
+        return statistics.median(values)
+
+    print(f"{METHOD} on {TASK}: {args.budget} queries, evaluations at {args.fractions}, checkpoint_every "
+          f"{'default' if args.checkpoint_every is None else args.checkpoint_every}; {reps_done} interleaved "
+          f"repetition(s), one torch thread; medians (phases in CPU seconds; overhead: median of per-pair ratios "
+          f"to bare)", flush=True)
+    head = ["variant", "wall s", "CPU s", "vs bare (wall)", "vs bare (CPU)", *COLUMNS]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" for _ in head) + "|")
+    for name, runs in rows.items():
+        wall_ratio = "" if name == "bare" else f"{100 * (med(r for r, _ in ratios[name]) - 1):+.1f}%"
+        cpu_ratio = "" if name == "bare" else f"{100 * (med(c for _, c in ratios[name]) - 1):+.1f}%"
+        phases = [f"{med(r.get(p, 0.0) for r in runs):.2f}" for p in COLUMNS]
+        print(f"| {name} | {med(r['wall'] for r in runs):.1f} | {med(r['cpu'] for r in runs):.1f} | {wall_ratio} | "
+              f"{cpu_ratio} | " + " | ".join(phases) + " |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the interleaved sequence")
@@ -154,25 +175,7 @@ def main() -> None:
                 ratios[variant].append((mine["wall"] / bare["wall"], mine["cpu"] / bare["cpu"]))
                 print(f"rep {rep} {variant}: bare {bare['wall']:.1f} s ({bare['cpu']:.1f} CPU), {variant} "
                       f"{mine['wall']:.1f} s ({mine['cpu']:.1f} CPU)", file=sys.stderr, flush=True)
-
-    def med(values):
-        return statistics.median(values)
-
-    print(f"{METHOD} on {TASK}: {args.budget} queries, evaluations at {args.fractions}, checkpoint_every "
-          f"{'default' if args.checkpoint_every is None else args.checkpoint_every}; {args.reps} interleaved "
-          f"repetitions, one torch thread; medians (phases in CPU seconds; overhead: median of per-pair ratios to "
-          f"bare)")
-    head = ["variant", "wall s", "CPU s", "vs bare (wall)", "vs bare (CPU)", *COLUMNS]
-    print("| " + " | ".join(head) + " |")
-    print("|" + "|".join("---" for _ in head) + "|")
-    for name, runs in rows.items():
-        wall_ratio = "" if name == "bare" else f"{100 * (med(r for r, _ in ratios[name]) - 1):+.1f}%"
-        cpu_ratio = "" if name == "bare" else f"{100 * (med(c for _, c in ratios[name]) - 1):+.1f}%"
-        phases = [f"{med(r.get(p, 0.0) for r in runs):.2f}" for p in COLUMNS]
-        print(f"| {name} | {med(r['wall'] for r in runs):.1f} | {med(r['cpu'] for r in runs):.1f} | {wall_ratio} | "
-              f"{cpu_ratio} | " + " | ".join(phases)
-              + " |")
-
+            print_table(args, rows, ratios, rep + 1)
 
 if __name__ == "__main__":
     main()
