@@ -202,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "the grid)")
     sw.add_argument("--workers", type=_positive_int("--workers"), default=1,
                     help="parallel worker processes (default 1; each run uses one torch thread)")
+    sw.add_argument("--backend", choices=["local", "ray"], default="local",
+                    help="where the runs execute: local worker processes (default), or the tasks of a Ray cluster "
+                         "(pip install 'benchsuite[ray]'; one CPU per run, a GPU per Stable Diffusion run)")
+    sw.add_argument("--address", default=None,
+                    help="with --backend ray: the cluster's head (host:port, ray://host:10001, or auto); default "
+                         "$RAY_ADDRESS, else a local cluster for this sweep")
     _add_output_args(sw)
 
     t = sub.add_parser("tune", help="tune a method's hyperparameters on a task with Optuna")
@@ -495,7 +501,10 @@ def _tracking(args) -> tuple[str, str] | None:
 
 
 def _cmd_sweep(args) -> int:
+    from .backends import make_backend
     from .sweep import SweepSpec, load_sweep_file, plan, sweep
+
+    backend = make_backend(args.backend, args.workers, args.address)
 
     base = load_sweep_file(Path(args.file)) if args.file else None
     if base is None and not (args.tasks and args.methods):
@@ -514,7 +523,7 @@ def _cmd_sweep(args) -> int:
     _check_output(Path(args.output))
     tracking = _tracking(args)
     print(f"sweep {spec.name}: {len(configs)} runs ({len(tasks)} tasks x {len(methods)} methods x {len(seeds)} seeds), "
-          f"{args.workers} worker(s)", flush=True)
+          f"{backend.describe()}", flush=True)
 
     def progress(outcome) -> None:
         cfg = outcome.config
@@ -522,7 +531,7 @@ def _cmd_sweep(args) -> int:
         extra = f": {outcome.error}" if outcome.error else ""
         print(f"  {cfg.task} {cfg.method} seed {cfg.seed}: {what}{extra}", flush=True)
 
-    outcomes = sweep(spec, args.output, workers=args.workers, tracking=tracking, on_outcome=progress)
+    outcomes = sweep(spec, args.output, workers=args.workers, tracking=tracking, on_outcome=progress, backend=backend)
     print(format_sweep(outcomes))
     if tracking is not None:
         print(f"MLflow: parent run 'sweep {spec.name}' in experiment(s) {', '.join(tasks)} of {tracking[0]}  "

@@ -1,5 +1,6 @@
 """Sweeps: every (task, method, seed) of a grid, each method of a task under the same query budget, run by
-parallel worker processes; rerunning a sweep skips its finished runs and resumes its interrupted ones.
+parallel worker processes or as the tasks of a Ray cluster (``benchsuite.backends``); rerunning a sweep skips its
+finished runs and resumes its interrupted ones, and a run whose worker dies is retried from its checkpoint.
 
 MLflow layout (the glue is ours and thin; mlflow itself does the storing and the UI):
 - one experiment per task (the runner logs every run into the experiment named by its task id);
@@ -25,18 +26,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import re
-import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig, resolve
 from .errors import ConfigError
 from .tasks import MAX_SEED, read_yaml
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _FILE_KEYS = {"name", "tasks", "methods", "seeds", "budget", "eval_fractions"}
@@ -140,6 +141,8 @@ class Outcome:
         status: ``"FINISHED"`` or ``"FAILED"``.
         final: metrics of its last evaluation (read from ``summary.json`` for a skipped run).
         error: for a failed run, the exception in one line.
+        started: its state when the attempt that ended it began (``"checkpointed"`` also for a retry that resumed
+            after its worker died); None for a skipped run or one whose worker died on every attempt.
     """
 
     config: RunConfig
@@ -147,6 +150,7 @@ class Outcome:
     status: str
     final: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    started: str | None = None
 
 
 def open_parent_run(tracking_uri: str, artifact_root: Path | None, experiment: str, key: str, name: str,
@@ -165,57 +169,46 @@ def open_parent_run(tracking_uri: str, artifact_root: Path | None, experiment: s
     return tracker
 
 
-def _run_one(config: RunConfig, tracking: tuple[str, str] | None,
-             parent_run_id: str | None) -> tuple[str, dict, str | None]:
-    """One run in a worker: resumed from its checkpoint if it has one, restarted if it is broken."""
-    from .runner import run
-    from .tracking import MlflowTracker
-
-    tracker = None if tracking is None else MlflowTracker(tracking[0], Path(tracking[1]), parent_run_id)
-    try:
-        result = run(config, tracker=tracker, resume=True)
-    except Exception as exc:  # noqa: BLE001 - one failed run must not end the sweep; it is reported
-        last = traceback.format_exception_only(exc)[-1].strip()
-        return "FAILED", {}, last
-    return "FINISHED", result.final, None
-
-
 def _finished_metrics(config: RunConfig) -> dict[str, Any]:
     return json.loads((config.run_dir / "summary.json").read_text()).get("final", {})
 
 
 def sweep(spec: SweepSpec, output_root: str | Path = "results", workers: int = 1,
           tracking: tuple[str, str] | None = None,
-          on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+          on_outcome: Callable[[Outcome], None] | None = None, backend: str | Backend = "local") -> list[Outcome]:
     """Run every run of ``spec`` that is not finished yet, ``workers`` at a time.
 
     Args:
         spec: the grid.
         output_root: root of the run folders (``<output_root>/runs/<run id>``).
-        workers: worker processes (spawned); 1 runs in this process.
+        workers: worker processes of the local backend (spawned); 1 runs in this process.
         tracking: ``(tracking_uri, artifact_root)`` of the MLflow store, or None for run folders only.
         on_outcome: called in this process with each outcome as it arrives (skipped runs first).
+        backend: where the runs execute: ``"local"``, ``"ray"`` (the cluster of ``$RAY_ADDRESS``, else a local
+            one) or a ``benchsuite.backends.Backend`` (e.g. ``RayBackend(address=...)``).
 
     Returns:
         One ``Outcome`` per run of the grid, in grid order.
     """
-    return run_many(plan(spec, output_root), spec.name, workers, tracking, on_outcome)
+    return run_many(plan(spec, output_root), spec.name, workers, tracking, on_outcome, backend)
 
 
 def run_many(configs: list[RunConfig], name: str, workers: int = 1, tracking: tuple[str, str] | None = None,
-             on_outcome: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run every config of a list that is not finished yet, ``workers`` at a time: a sweep over any configs
-    (other method or task overrides per run, as ablation studies need). ``name`` keys the MLflow parent runs.
+             on_outcome: Callable[[Outcome], None] | None = None, backend: str | Backend = "local") -> list[Outcome]:
+    """Run every config of a list that is not finished yet, ``workers`` at a time on the local backend, or as the
+    tasks of a Ray cluster (``backend``, see ``sweep``): a sweep over any configs (other method or task overrides per
+    run, as ablation studies need). ``name`` keys the MLflow parent runs.
 
     Returns one ``Outcome`` per config, in order.
     """
+    from .backends import make_backend
     from .runner import run_state
 
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    if isinstance(backend, str):
+        backend = make_backend(backend, workers)
     if len({c.run_id for c in configs}) != len(configs):
         raise ConfigError("run_many: two configs of the list are the same run")
-    if workers > 1:
+    if backend.spawns:
         from .registry import check_spawnable
 
         for config in configs:
@@ -231,37 +224,28 @@ def run_many(configs: list[RunConfig], name: str, workers: int = 1, tracking: tu
         else:
             todo.append(config)
 
+    if not todo:
+        return [outcomes[c.run_id] for c in configs]
+    backend.open()  # connects (Ray) before anything is written
     parents = {}
-    if tracking is not None and todo:
+    if tracking is not None:
         for task in dict.fromkeys(c.task for c in todo):
             parents[task] = open_parent_run(tracking[0], Path(tracking[1]), task, f"sweep--{name}",
                                             f"sweep {name}", {KIND_TAG: "sweep", "benchsuite.sweep": name})
 
-    def record(config: RunConfig, status: str, final: dict, error: str | None) -> None:
-        outcomes[config.run_id] = Outcome(config, before[config.run_id], status, final, error)
+    def record(job, report) -> None:
+        config, (status, final, error, started) = job[0], report
+        outcomes[config.run_id] = Outcome(config, before[config.run_id], status, final, error, started)
         if on_outcome is not None:
             on_outcome(outcomes[config.run_id])
 
-    def parent_id(config: RunConfig) -> str | None:
-        return parents[config.task].run_id if parents else None
-
+    jobs = [(c, tracking, parents[c.task].run_id if parents else None) for c in todo]
     interrupted = True
     try:
-        if workers == 1:
-            for config in todo:
-                record(config, *_run_one(config, tracking, parent_id(config)))
-        else:
-            # spawn, not fork: a forked child would inherit torch's thread pools and mlflow's open connections
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(_run_one, c, tracking, parent_id(c)): c for c in todo}
-                for future in as_completed(futures):
-                    try:
-                        status, final, error = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a worker process died (e.g. killed); others go on
-                        status, final, error = "FAILED", {}, f"worker process died: {type(exc).__name__}: {exc}"
-                    record(futures[future], status, final, error)
+        backend.run(jobs, record)
         interrupted = False
     finally:
+        backend.close()
         for task, parent in parents.items():
             failed = any(outcomes[c.run_id].status != "FINISHED" for c in configs
                          if c.task == task and c.run_id in outcomes)
