@@ -44,6 +44,10 @@ LEADERBOARD_BUDGET = {"digits": 512, "ehrlich": 512, "selfies": 512}
 """Oracle queries per run on the committed leaderboard, by backbone (one value today; the table allows a
 backbone whose queries cost more or less compute to get its own)."""
 EVAL_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+GRID_BACKBONES = ("digits",)
+"""Backbones whose sample grids go into the report. The committed suite's sequence and molecule runs were drawn by
+the code before the readable text / structure grids (commit a82c689): token-colour blocks that tell a reader
+nothing, so they are left out until the suite is next regenerated (then add "ehrlich" and "selfies")."""
 TUNE_TRIALS = 8
 """Trials per (task, method) study: the same tuning budget for every method."""
 TUNE_PARAMS = {
@@ -185,18 +189,22 @@ def run(tasks: list[str], methods: list[str], seeds: list[int], out: Path, worke
           f"{cpu / 60:.1f} CPU-minutes in the workers")
 
 
-def report(tasks: list[str], seeds: list[int], out: Path) -> None:
+def report(tasks: list[str], methods: list[str], seeds: list[int], out: Path) -> None:
     from benchsuite.report import final_grids, load_runs, write_report
     from benchsuite.tasks import load_spec
 
     tidy = load_runs(out, tasks=tasks)
-    tidy = tidy[tidy["seed"].isin(seeds)]  # a report of whole seeds only
+    tidy = tidy[tidy["seed"].isin(seeds) & tidy["method"].isin(methods)]  # whole seeds, the suite's methods only
     references = {t: load_spec(t).reference_score for t in tasks if load_spec(t).reference_score is not None}
-    result = write_report(tidy, out, grids=final_grids(out, tasks=tasks), reference_scores=references)
+    grids = {task: {m: png for m, png in by_method.items() if m in methods}
+             for task, by_method in final_grids(out, tasks=tasks).items()
+             if load_spec(task).backbone in GRID_BACKBONES}
+    result = write_report(tidy, out, grids=grids, reference_scores=references)
     rows = {}
     for path in sorted(out.glob("runs/*/summary.json")):
         s = json.loads(path.read_text())
-        if s["status"] != "FINISHED" or s["config"]["seed"] not in seeds or s["config"]["task"] not in tasks:
+        if (s["status"] != "FINISHED" or s["config"]["seed"] not in seeds or s["config"]["task"] not in tasks
+                or s["config"]["method"] not in methods):
             continue
         rows.setdefault((s["config"]["task"], s["config"]["method"]), []).append(s["wall_time_s"])
     lines = ["# CPU cost of the committed leaderboard", "",
@@ -250,7 +258,7 @@ def main() -> None:
     else:
         if not args.report_only:
             run(tasks, methods, args.seeds, out, args.workers, args.budget, tuple(args.eval_fractions))
-        report(tasks, args.seeds, out)
+        report(tasks, methods, args.seeds, out)
 
 
 if __name__ == "__main__":
