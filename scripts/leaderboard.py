@@ -151,15 +151,22 @@ def budget_of(task: str) -> int:
     return LEADERBOARD_BUDGET.get(spec.backbone, spec.default_budget)
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its joined children (the pool's workers): the stage's compute
+    whatever else the machine was doing; its wall time on an idle machine with ``workers`` cores is at least
+    cpu / workers."""
+    return sum(sum(resource.getrusage(who)[:2]) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
 def run(tasks: list[str], methods: list[str], seeds: list[int], out: Path, workers: int, budget: int | None,
-        fractions: tuple[float, ...]) -> None:
+        fractions: tuple[float, ...], backend: str = "local") -> None:
     from benchsuite.config import resolve
     from benchsuite.sweep import run_many
 
     from benchsuite.tracking import GIT_SHA_TAG, run_tags
 
     start = time.perf_counter()
-    cpu_before = sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])
+    cpu_before = _cpu_seconds()
     done = [0]
 
     def progress(o) -> None:
@@ -172,21 +179,19 @@ def run(tasks: list[str], methods: list[str], seeds: list[int], out: Path, worke
     for seed in seeds:  # seed-major: a stopped suite still holds whole seeds of every task
         configs = [resolve(task, method, seed=seed, budget=budget or budget_of(task),
                            eval_fractions=fractions, output_root=str(out)) for task in tasks for method in methods]
-        outcomes += run_many(configs, f"leaderboard-seed{seed}", workers=workers, on_outcome=progress)
+        outcomes += run_many(configs, f"leaderboard-seed{seed}", workers=workers, on_outcome=progress,
+                             backend=backend)
     wall = time.perf_counter() - start
-    # CPU seconds of the joined worker processes: the suite's compute whatever else the machine was doing (its wall
-    # time on an idle machine with `workers` cores is at least cpu / workers)
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = cpu.ru_utime + cpu.ru_stime - cpu_before
+    cpu = _cpu_seconds() - cpu_before
     failed = [o for o in outcomes if o.status != "FINISHED"]
     stage = {"tasks": tasks, "runs": len(outcomes), "failed": len(failed),
-             "ran": sum(o.before != "finished" for o in outcomes), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+             "ran": sum(o.before != "finished" for o in outcomes), "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
              "workers": workers, "commit": run_tags()[GIT_SHA_TAG]}
     log = out / "suite.json"  # one entry per run stage (a suite may be run in parts, e.g. by task)
     stages = json.loads(log.read_text()) if log.exists() else []
     log.write_text(json.dumps([*stages, stage], indent=1) + "\n")
     print(f"suite: {len(outcomes)} runs, {len(failed)} failed, wall {wall / 60:.1f} min with {workers} workers, "
-          f"{cpu / 60:.1f} CPU-minutes in the workers")
+          f"{cpu / 60:.1f} CPU-minutes")
 
 
 def report(tasks: list[str], methods: list[str], seeds: list[int], out: Path) -> None:
@@ -215,7 +220,7 @@ def report(tasks: list[str], methods: list[str], seeds: list[int], out: Path) ->
     if (out / "suite.json").exists():  # one entry per run stage
         stages = json.loads((out / "suite.json").read_text())
         lines += ["", "Run stages (wall time depends on what else the machine ran; CPU time of the workers does not):",
-                  "", "| commit | tasks | runs executed / in stage | failed | workers | wall min | worker CPU min |",
+                  "", "| commit | tasks | runs executed / in stage | failed | workers | wall min | CPU min |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {s['commit'][:12]} | {len(s['tasks'])} | {s['ran']} / {s['runs']} | {s['failed']} | "
                   f"{s['workers']} | {s['wall_s'] / 60:.1f} | {s['cpu_s'] / 60:.1f} |" for s in stages]
@@ -243,6 +248,9 @@ def main() -> None:
                         help="queries per run for every task (default: LEADERBOARD_BUDGET by backbone)")
     parser.add_argument("--eval-fractions", nargs="*", type=float, default=list(EVAL_FRACTIONS))
     parser.add_argument("--report-only", action="store_true", help="with run: only the report from the run folders")
+    parser.add_argument("--backend", choices=["local", "ray"], default="local",
+                        help="run stage: this machine's process pool, or the Ray cluster at $RAY_ADDRESS (a local one "
+                        "when unset; pip install -e '.[ray]'); the CPU in cost.md counts this machine's processes only")
     args = parser.parse_args()
 
     tasks = args.tasks or embedded_tasks()
@@ -257,7 +265,7 @@ def main() -> None:
         print((out / "leaderboard.md").read_text())
     else:
         if not args.report_only:
-            run(tasks, methods, args.seeds, out, args.workers, args.budget, tuple(args.eval_fractions))
+            run(tasks, methods, args.seeds, out, args.workers, args.budget, tuple(args.eval_fractions), args.backend)
         report(tasks, methods, args.seeds, out)
 
 

@@ -40,3 +40,30 @@ def test_tune_stage_exports_what_runs_then_use(tmp_path, monkeypatch):
     config = dict(resolve("toy-brightness-v0", "sqdf").method_config)
     assert all(abs(config[k] - v) < 1e-12 for k, v in exported.items())
     assert "| toy-brightness-v0 | sqdf |" in (out / "tuning.md").read_text()
+
+
+def test_run_stage_records_cost_and_reports_the_suites_methods_only(tmp_path):
+    """The run stage appends its worker CPU and wall time to suite.json (one entry per stage, so a suite run in parts
+    adds up), cost.md tabulates them, and the report keeps the suite's methods: a finished run of another method in
+    the same folder (e.g. an installed plugin's) stays out of the tables."""
+    import json
+
+    import pandas as pd
+
+    from benchsuite.config import resolve
+    from benchsuite.runner import run
+
+    lb = _script()
+    out = tmp_path / "lb"
+    run(resolve("toy-brightness-v0", "best-of-n", seed=0, budget=64, output_root=str(out)))  # not in the suite
+    lb.run(["toy-brightness-v0"], ["pretrained"], [0], out, workers=1, budget=64, fractions=(0.0, 1.0))
+    lb.run(["toy-brightness-v0"], ["pretrained", "ddpo"], [0], out, workers=1, budget=64, fractions=(0.0, 1.0))
+    stages = json.loads((out / "suite.json").read_text())
+    assert [(s["runs"], s["ran"], s["failed"]) for s in stages] == [(1, 1, 0), (2, 1, 0)]
+    assert all(s["cpu_s"] > 0 and s["wall_s"] > 0 and s["commit"] for s in stages)
+    lb.report(["toy-brightness-v0"], ["pretrained", "ddpo"], [0], out)
+    assert set(pd.read_csv(out / "per_seed.csv")["method"]) == {"pretrained", "ddpo"}
+    cost = (out / "cost.md").read_text()
+    assert "best-of-n" not in cost and "| toy-brightness-v0 | ddpo | 1 |" in cost
+    total = sum(s["cpu_s"] for s in stages) / 60
+    assert f"In all {total:.1f} CPU-minutes" in cost
