@@ -58,11 +58,10 @@ class RewardWeightedRegression(Method):
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         c, policy = self.config, self.policy
-        n = self.batch_for(oracle)
-        conds = self.sample_conditions(n)
         policy.eval()
-        traj, _ = policy.rollout(conds, self.generator, batch=n)
-        rewards = oracle(policy.decode(traj.x0), traj.conditions).detach().float()
+        batch = self.query_batch(oracle)  # roll out the step's batch and query the oracle (benchsuite's helper)
+        traj, rewards = batch.trajectory, batch.rewards.detach().float()
+        n = len(rewards)
         z = (rewards - rewards.mean()) / (rewards.std(correction=0) + 1e-8)
         weights = (n * torch.softmax(z / c.temperature, 0)).to(traj.latents.device)  # mean 1
         scale = 1.0 / (traj.num_steps * math.prod(policy.sample_shape))
