@@ -115,8 +115,9 @@ def _coerce(name: str, value: Any, hint: Any, where: str) -> Any:
     raise ConfigError(f"{where}: {name} must be {_describe(hint)}, got {value!r}")
 
 
-def preset_layers(method: str, backbone: str, task_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """The (source, values) layers from ``baselines/`` that apply to this method on this task, in order."""
+def preset_layers(method: str, backbone: str, task_id: str, tuned: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """The (source, values) layers from ``baselines/`` that apply to this method on this task, in order; ``tuned``:
+    with the task's exported tuned preset, when there is one."""
     folder = data_dir("baselines") / method
     layers: list[tuple[str, dict[str, Any]]] = []
     defaults = preset_file(method, "defaults.yaml")
@@ -127,12 +128,12 @@ def preset_layers(method: str, backbone: str, task_id: str) -> list[tuple[str, d
         for section in ("common", backbone):
             if section in raw:
                 layers.append((f"{defaults}[{section}]", raw[section]))
-    tuned = folder / "tuned" / f"{task_id}.yaml"
-    if tuned.exists():
-        raw = read_yaml(tuned, "preset") or {}
+    tuned_file = folder / "tuned" / f"{task_id}.yaml"
+    if tuned and tuned_file.exists():
+        raw = read_yaml(tuned_file, "preset") or {}
         if not isinstance(raw, dict):
-            raise ConfigError(f"{tuned}: expected a mapping of field: value")
-        layers.append((str(tuned), raw))
+            raise ConfigError(f"{tuned_file}: expected a mapping of field: value")
+        layers.append((str(tuned_file), raw))
     return layers
 
 
@@ -233,8 +234,11 @@ class RunConfig:
 
 def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
             overrides: dict[str, Any] | None = None, task_overrides: dict[str, Any] | None = None,
-            overrides_source: str = "--set", **kwargs: Any) -> RunConfig:
+            overrides_source: str = "--set", tuned_presets: bool = True, **kwargs: Any) -> RunConfig:
     """Validate names and values and build the ``RunConfig``; writes nothing. Raises ``ConfigError``.
+
+    ``tuned_presets=False`` leaves out ``baselines/<method>/tuned/<task>.yaml`` (the settings a result measured at
+    the hand-set presets was run with, e.g. scripts/fidelity.py's claims).
 
     ``overrides`` are method settings (errors name them after ``overrides_source``); ``task_overrides`` change the
     task card for this run (``{"sampler.num_steps": 50}``, see ``benchsuite.tasks.apply_task_overrides``).
@@ -249,7 +253,7 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
     budget = spec.default_budget if budget is None else budget
-    layers = preset_layers(method, spec.backbone, task)
+    layers = preset_layers(method, spec.backbone, task, tuned=tuned_presets)
     if overrides:
         layers.append((overrides_source, overrides))
     mcfg = build_method_config(method_cls.Config, layers)

@@ -38,3 +38,20 @@ def test_search_space_names_real_fields(method):
         assert dim["type"] in SPACE_KEYS and set(dim) - {"type"} <= SPACE_KEYS[dim["type"]], (name, dim)
         if dim["type"] != "categorical":
             assert dim["low"] < dim["high"]
+
+
+def test_tuned_presets_layer_over_defaults_unless_left_out():
+    """A committed tuned preset changes what resolve gives; tuned_presets=False gives the hand-set presets back (what
+    scripts/fidelity.py's committed claims were measured with), and the run id differs accordingly."""
+    import yaml
+
+    from benchsuite.config import resolve
+    from benchsuite.tasks import data_dir
+
+    tuned_file = data_dir("baselines") / "ddpo" / "tuned" / "digits-jpeg-compress-v1.yaml"
+    tuned = yaml.safe_load(tuned_file.read_text())
+    with_tuned = resolve("digits-jpeg-compress-v1", "ddpo")
+    without = resolve("digits-jpeg-compress-v1", "ddpo", tuned_presets=False)
+    settings = dict(with_tuned.method_config)
+    assert settings["lr"] == tuned["lr"] and settings["clip_range"] == tuned["clip_range"]
+    assert dict(without.method_config)["lr"] != tuned["lr"] and without.run_id != with_tuned.run_id
