@@ -739,7 +739,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_tell(args)
         return _cmd_run(args)
     except BenchsuiteError as exc:
-        print(f"benchsuite: error: {exc}", file=sys.stderr)
+        # one line whatever the message holds (user input echoed back may contain line breaks, e.g. argv ['run', '\n'])
+        print("benchsuite: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
 
 

@@ -102,3 +102,13 @@ def test_import_stays_light():
             "heavy = [m for m in ('mlflow', 'optuna', 'seaborn', 'diffusers', 'open_clip', 'pandas') if m in sys.modules]; "
             "assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_error_echoing_a_line_break_stays_one_line(capsys):
+    """argparse echoes unrecognized arguments back; one that is a line break (hypothesis found argv ['run', '\\n'])
+    made the error two lines."""
+    from benchsuite.cli import main
+
+    assert main(["run", "\n"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("benchsuite: error: unrecognized arguments")
