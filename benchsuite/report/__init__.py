@@ -34,9 +34,12 @@ def task_metrics(task_id: str) -> tuple[str, list[str], list[str]]:
     judges = [primary] + [f"eval/{label}_mean" for label, _ in spec.judges if label != spec.primary_judge]
     rest = ["eval/kl", "eval/diversity", "eval/vendi", "wall_time_s", "cost/queries"]
     if spec.online is not None:
-        # black-box track: the headline is what the queries found (mean of the 10 best oracle values so far), as
-        # in holo-bench and SEIKO; the policy's eval samples follow
-        return "query/top10_mean", judges, ["query/top10_mean", "query/best", *judges, *rest]
+        # black-box track: the headline is still the product's eval reward (the fine-tuned model's samples, or the
+        # kept set of best-of-N and BO), as in SEIKO's evaluation and on every other task; what the queries found
+        # (mean of the 10 best oracle values, holo-bench's number) follows as its own columns. The top-10 query
+        # mean was the headline until the v2 leaderboard: on Ehrlich it moves in steps of 1/32 and the 10 best of
+        # 512 pretrained samples already reach it, so it measured sampling luck more than fine-tuning.
+        return primary, judges, [primary, "query/top10_mean", "query/best", *judges[1:], *rest]
     return primary, judges, [*judges, *rest]
 
 

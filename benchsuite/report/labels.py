@@ -23,8 +23,8 @@ METRIC_DEFINITIONS: dict[str, tuple[str, str]] = {
     "eval/vendi": ("Vendi score", "exp of the entropy of the eigenvalues of K / n over the eval samples of one "
                    "condition (K: cosine similarity of pixels for images, 1 - normalised Hamming distance for "
                    "sequences), averaged over conditions: the effective number of distinct samples"),
-    "query/top10_mean": ("top-10 query mean", "mean oracle reward of the 10 best queries made so far (the "
-                         "black-box headline, as in holo-bench)"),
+    "query/top10_mean": ("top-10 query mean", "mean oracle reward of the 10 best queries made so far (what "
+                         "the queries found, holo-bench's black-box number)"),
     "query/best": ("best query", "best oracle reward among the queries made so far"),
     "wall_time_s": ("wall time (s)", "wall-clock seconds of the run, setup included"),
     "cost/queries": ("oracle queries", "oracle queries charged to the run's budget"),
@@ -76,8 +76,8 @@ class ReportTask:
 
     Attributes:
         id: the task id.
-        headline: metric key of the headline number (higher is better): the primary judge's eval mean, or
-            ``query/top10_mean`` on black-box (online) tasks.
+        headline: metric key of the headline number (higher is better): the primary judge's eval mean, on every
+            task (black-box tasks with online rounds add ``query/top10_mean`` and ``query/best`` as columns).
         judges: eval judge means, the training reward's judge first (the over-optimization proxy), then the
             others (a held-out or gold judge second where the card has one).
         metrics: the leaderboard's metric columns, in order (the headline first).
