@@ -5,6 +5,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,3 +68,30 @@ def test_run_stage_records_cost_and_reports_the_suites_methods_only(tmp_path):
     assert "best-of-n" not in cost and "| toy-brightness-v0 | ddpo | 1 |" in cost
     total = sum(s["cpu_s"] for s in stages) / 60
     assert f"In all {total:.1f} CPU-minutes" in cost
+
+
+def test_a_partial_rerun_keeps_the_other_tasks_of_the_report(tmp_path):
+    """run --tasks A --keep-other-tasks: A's rows come from its run folders, every other task's rows and sample
+    grids from the report already in the folder (its curves.csv, grids/), unchanged."""
+    import pandas as pd
+
+    lb = _script()
+    out = tmp_path / "lb"
+    lb.run(["toy-brightness-v0"], ["pretrained"], [0], out, workers=1, budget=64, fractions=(0.0, 1.0))
+    lb.report(["toy-brightness-v0"], ["pretrained"], [0], out)
+    before = pd.read_csv(out / "per_seed.csv").dropna(axis=1, how="all")
+    # the toy backbone is not in GRID_BACKBONES: a stand-in grid in the report shows that grids are carried over
+    grid = out / "grids" / "toy-brightness-v0" / "pretrained.png"
+    grid.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(next(out.glob("runs/*/samples/*.png")), grid)
+    shutil.rmtree(out / "runs")  # the kept task has no run folders any more: only the report holds it
+    lb.run(["toy-online-v0"], ["pretrained"], [0], out, workers=1, budget=64, fractions=(0.0, 1.0))
+    lb.report(["toy-online-v0"], ["pretrained"], [0], out, keep_other_tasks=True)
+    after = pd.read_csv(out / "per_seed.csv")
+    assert set(after["task"]) == {"toy-brightness-v0", "toy-online-v0"}
+    kept = after[after["task"] == "toy-brightness-v0"].reset_index(drop=True)[before.columns]
+    pd.testing.assert_frame_equal(kept, before, check_dtype=False)
+    assert grid.exists() and (out / "figures" / "toy-brightness-v0_samples.png").exists()
+    assert "| toy-brightness-v0 | pretrained | 1 |" in (out / "cost.md").read_text()
+    with pytest.raises(SystemExit, match="curves.csv"):
+        lb.report(["toy-online-v0"], ["pretrained"], [0], tmp_path / "empty", keep_other_tasks=True)

@@ -48,3 +48,16 @@ def test_stable_diffusion_extra_is_sd_and_weights_stays_its_alias():
     assert extras["weights"] == ["benchsuite[sd]"]
     readme = (ROOT / "README.md").read_text()
     assert '".[sd,test]"' in readme and "[weights" not in readme
+
+
+def test_every_extra_that_ci_and_readme_install_is_defined():
+    """pip only warns about an unknown extra ("does not provide the extra") and installs without it, so a missing
+    extra surfaces later as a missing package; .ci/run's and README's install commands name only defined ones."""
+    import re
+
+    defined = set(pyproject()["project"]["optional-dependencies"])
+    for path in (ROOT / ".ci" / "run", ROOT / "README.md"):
+        named = {e.strip() for group in re.findall(r'-e \\?"?\.\[([a-z0-9_,-]+)\]', path.read_text())
+                 for e in group.split(",")}
+        assert named, f"{path.name}: no editable install with extras found"
+        assert named <= defined, f"{path.name} installs extras that pyproject.toml does not define: {named - defined}"

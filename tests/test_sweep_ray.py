@@ -6,6 +6,7 @@ pool retries a run whose worker died alike; the backend flags' bad input exits 2
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -30,6 +31,8 @@ def _need_ray() -> None:
     """Skip without ray, except under CI=true, where its absence fails the test."""
     if os.environ.get("CI") != "true":
         pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'benchsuite[ray]')")
+    elif importlib.util.find_spec("ray") is None:
+        pytest.fail("CI=true but ray is not installed: .ci/run installs it with the ray extra (pip install -e '.[test,ray]')")
 
 
 def _free_port() -> int:
