@@ -200,7 +200,7 @@ def report(tasks: list[str], methods: list[str], seeds: list[int], out: Path, ke
     ``grids/``), so that rerunning the tasks whose cards or presets changed rewrites the whole leaderboard."""
     import pandas as pd
 
-    from benchsuite.report import final_grids, load_runs, write_report
+    from benchsuite.report import final_grids, load_runs, read_saved_inputs, write_report
     from benchsuite.tasks import load_spec
 
     tidy = load_runs(out, tasks=tasks)
@@ -210,13 +210,12 @@ def report(tasks: list[str], methods: list[str], seeds: list[int], out: Path, ke
     if keep_other_tasks:
         if not (out / "curves.csv").exists():
             raise SystemExit(f"--keep-other-tasks: {out / 'curves.csv'} holds no earlier report to keep tasks from")
-        exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
-        previous = pd.read_csv(out / "curves.csv", **exact)
+        previous, saved_grids = read_saved_inputs(out)
         kept = previous[~previous["task"].isin(tasks)]
         print(f"kept from {out / 'curves.csv'}: {sorted(set(kept['task']))}")
         tidy = pd.concat([kept, tidy], ignore_index=True)
-        grids |= {d.name: {png.stem: png for png in sorted(d.glob("*.png")) if png.stem in methods}
-                  for d in sorted((out / "grids").glob("*")) if d.is_dir() and d.name not in tasks}
+        grids |= {task: {m: png for m, png in by_method.items() if m in methods}
+                  for task, by_method in saved_grids.items() if task not in tasks}
     tidy = tidy[tidy["seed"].isin(seeds) & tidy["method"].isin(methods)]  # whole seeds, the suite's methods only
     all_tasks = sorted(set(tidy["task"]))
     references = {t: load_spec(t).reference_score for t in all_tasks if load_spec(t).reference_score is not None}

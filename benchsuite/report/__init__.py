@@ -22,7 +22,8 @@ from .tables import (UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids, for
                      normalization_anchors, normalized_scores, paired_differences, rank_stability_table, run_values,
                      separation, task_table, tex)
 
-__all__ = ["final_grids", "load_mlflow", "load_runs", "rebuild_report", "task_metrics", "write_report"]
+__all__ = ["final_grids", "load_mlflow", "load_runs", "read_saved_inputs", "rebuild_report", "task_metrics",
+           "write_report"]
 
 
 def task_metrics(task_id: str) -> tuple[str, list[str], list[str]]:
@@ -141,13 +142,21 @@ def rebuild_report(folder: Path | str, out_dir: Path | str | None = None) -> dic
     come out byte-identical. Returns what ``write_report`` returns."""
     folder = Path(folder)
     settings = json.loads((folder / "report.json").read_text())
+    tidy, grids = read_saved_inputs(folder)
+    tasks = {t: ReportTask.from_json(d) for t, d in settings["tasks"].items()}
+    return write_report(tidy, folder if out_dir is None else out_dir, grids=grids,
+                        reference_scores=settings["reference_scores"], tasks=tasks, seed=settings["seed"])
+
+
+def read_saved_inputs(folder: Path | str) -> tuple[pd.DataFrame, dict[str, dict[str, Path]]]:
+    """The tidy frame (``curves.csv``, every float read back exactly) and the ``{task: {method: PNG}}`` sample grids
+    (``grids/``) that ``write_report`` saved in ``folder``."""
+    folder = Path(folder)
     exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}  # pandas 3: default
     tidy = pd.read_csv(folder / "curves.csv", **exact)
     grids = {d.name: {png.stem: png for png in sorted(d.glob("*.png"))}
              for d in sorted((folder / "grids").glob("*")) if d.is_dir()}
-    tasks = {t: ReportTask.from_json(d) for t, d in settings["tasks"].items()}
-    return write_report(tidy, folder if out_dir is None else out_dir, grids=grids,
-                        reference_scores=settings["reference_scores"], tasks=tasks, seed=settings["seed"])
+    return tidy, grids
 
 
 def _keep_grids(grids: dict[str, dict[str, Path]], folder: Path) -> dict[str, dict[str, Path]]:
