@@ -30,11 +30,21 @@ def test_tune_stage_exports_what_runs_then_use(tmp_path, monkeypatch):
     monkeypatch.setattr(lb, "TUNE_TRIALS", 2)
     assert lb.tuning_objective("toy-brightness-v0", "sqdf") == "eval/brightness_mean.matched"
     assert lb.tuning_objective("toy-brightness-v0", "bo") == "eval/brightness_mean"  # no path KL to match
-    assert lb.tuning_objective("toy-online-v0", "sqdf") == "found"
+    # the online tasks tuned before the v2 report keep their top-10 studies; later online cards tune on the headline
+    assert lb.tuning_objective("ehrlich-s32-l32-v1", "sqdf") == "found"
+    assert lb.tuning_objective("ehrlich-s32-l32-v2", "sqdf") == "eval/ehrlich_mean.matched"
+    assert lb.tuning_objective("ehrlich-s32-l32-v2", "bo") == "eval/ehrlich_mean"
     out = tmp_path / "tuning"
+    out.mkdir()
+    # a stage of some tasks keeps the other studies' rows and replaces its own
+    pd.DataFrame([{"task": "other-task-v0", "method": "ddpo", "trials": 8, "cpu_s": 1.0},
+                  {"task": "toy-brightness-v0", "method": "sqdf", "trials": 99, "cpu_s": 1.0}]).to_csv(
+        out / "tuning.csv", index=False)
     lb.tune(["toy-brightness-v0"], ["pretrained", "sqdf"], out, workers=1)  # pretrained: nothing to tune
     table = pd.read_csv(out / "tuning.csv")
-    assert list(table.method) == ["sqdf"] and table.trials[0] == 2 and table.cpu_s[0] > 0
+    assert list(zip(table.task, table.method)) == [("other-task-v0", "ddpo"), ("toy-brightness-v0", "sqdf")]
+    table = table[table.task == "toy-brightness-v0"].reset_index(drop=True)
+    assert table.trials[0] == 2 and table.cpu_s[0] > 0
     assert (out / "journals" / "sqdf--toy-brightness-v0.log").stat().st_size > 0
     exported = yaml.safe_load((baselines / "sqdf" / "tuned" / "toy-brightness-v0.yaml").read_text())
     assert set(exported) == set(lb.TUNE_PARAMS["sqdf"])
