@@ -212,7 +212,7 @@ def report(tasks: list[str], methods: list[str], seeds: list[int], out: Path, ke
     import pandas as pd
 
     from benchsuite.report import final_grids, load_runs, read_saved_inputs, write_report
-    from benchsuite.tasks import load_spec
+    from benchsuite.tasks import load_spec, superseded_by, task_specs
 
     tidy = load_runs(out, tasks=tasks)
     grids = {task: {m: png for m, png in by_method.items() if m in methods}
@@ -222,11 +222,15 @@ def report(tasks: list[str], methods: list[str], seeds: list[int], out: Path, ke
         if not (out / "curves.csv").exists():
             raise SystemExit(f"--keep-other-tasks: {out / 'curves.csv'} holds no earlier report to keep tasks from")
         previous, saved_grids = read_saved_inputs(out)
-        kept = previous[~previous["task"].isin(tasks)]
-        print(f"kept from {out / 'curves.csv'}: {sorted(set(kept['task']))}")
+        specs = task_specs()
+        # a task whose card now has a newer version leaves the leaderboard (its rows stay in git history)
+        dropped = sorted(t for t in set(previous["task"]) if t not in tasks and superseded_by(t, specs))
+        kept = previous[~previous["task"].isin([*tasks, *dropped])]
+        print(f"kept from {out / 'curves.csv'}: {sorted(set(kept['task']))}"
+              + (f"; dropped as superseded: {dropped}" if dropped else ""))
         tidy = pd.concat([kept, tidy], ignore_index=True)
         grids |= {task: {m: png for m, png in by_method.items() if m in methods}
-                  for task, by_method in saved_grids.items() if task not in tasks}
+                  for task, by_method in saved_grids.items() if task not in tasks and task not in dropped}
     tidy = tidy[tidy["seed"].isin(seeds) & tidy["method"].isin(methods)]  # whole seeds, the suite's methods only
     all_tasks = sorted(set(tidy["task"]))
     references = {t: load_spec(t).reference_score for t in all_tasks if load_spec(t).reference_score is not None}

@@ -82,7 +82,8 @@ def test_run_stage_records_cost_and_reports_the_suites_methods_only(tmp_path):
 
 def test_a_partial_rerun_keeps_the_other_tasks_of_the_report(tmp_path):
     """run --tasks A --keep-other-tasks: A's rows come from its run folders, every other task's rows and sample
-    grids from the report already in the folder (its curves.csv, grids/), unchanged."""
+    grids from the report already in the folder (its curves.csv, grids/), unchanged; a superseded task's are
+    dropped."""
     import pandas as pd
 
     lb = _script()
@@ -95,6 +96,10 @@ def test_a_partial_rerun_keeps_the_other_tasks_of_the_report(tmp_path):
     grid.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(next(out.glob("runs/*/samples/*.png")), grid)
     shutil.rmtree(out / "runs")  # the kept task has no run folders any more: only the report holds it
+    # rows of a task whose card has a newer version (here a relabelled copy) leave the leaderboard
+    curves = pd.read_csv(out / "curves.csv")
+    stale = curves[curves["task"] == "toy-brightness-v0"].assign(task="digits-jpeg-compress-v0")
+    pd.concat([curves, stale]).to_csv(out / "curves.csv", index=False)
     lb.run(["toy-online-v0"], ["pretrained"], [0], out, workers=1, budget=64, fractions=(0.0, 1.0))
     lb.report(["toy-online-v0"], ["pretrained"], [0], out, keep_other_tasks=True)
     after = pd.read_csv(out / "per_seed.csv")
