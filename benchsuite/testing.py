@@ -93,6 +93,24 @@ CONTRACT_TASK = "toy-brightness-v0"
 """The task ``check_method`` runs on by default: a random tiny model on 2x2 images, runs of a second or less."""
 
 
+def require_installed(distribution: str, install: str) -> None:
+    """In a pytest test or fixture: skip when ``distribution`` is not installed, naming ``install`` (the command that
+    installs it); under ``CI=true``, whose script installs it, fail instead, so that a CI tier cannot pass by skipping.
+    Call it per test (an autouse fixture), not at import: an error while collecting a file breaks every tier that
+    collects it, including marker tiers that deselect its tests."""
+    import importlib.metadata
+    import os
+
+    import pytest
+
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but {distribution} is not installed; CI installs it with '{install}'")
+        pytest.skip(f"{distribution} is not installed ({install})")
+
+
 def _expect(ok: bool, message: str) -> None:
     """``AssertionError(message)`` unless ``ok`` (explicit, so that the checks also hold under ``python -O``)."""
     if not ok:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import os
 import re
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from benchsuite.registry import Plugin, PluginError, Registry
+from benchsuite.testing import require_installed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -156,21 +156,9 @@ def test_method_plugins_of_the_wrong_kind_are_refused(attr, problem, monkeypatch
 
 
 # ---- 2. the example plugin through every command -----------------------------------------------------------------
-def _example_installed() -> bool:
-    try:
-        importlib.metadata.distribution("benchsuite-example")
-    except importlib.metadata.PackageNotFoundError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but benchsuite-example is not installed; .ci/run installs it with "
-                        "'.venv/bin/pip install -e tests/plugins/benchsuite-example'")
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def example():
-    if not _example_installed():
-        pytest.skip("benchsuite-example is not installed (.venv/bin/pip install -e tests/plugins/benchsuite-example)")
+    require_installed("benchsuite-example", ".venv/bin/pip install -e tests/plugins/benchsuite-example")
     return "example-toy-contrast-v0"
 
 
@@ -273,3 +261,14 @@ def test_entries_registered_in_process_only_are_refused_for_spawned_workers(tmp_
         assert not (tmp_path / "optuna").exists()
     finally:
         tasks._cards.cache_clear()
+
+
+def test_require_installed_skips_here_and_fails_under_ci(monkeypatch):
+    """The install check of plugin tests: a skip that says how to install, a failure where CI installs it."""
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"no-such-dist is not installed \(pip install x\)"):
+        require_installed("no-such-dist", "pip install x")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true but no-such-dist is not installed"):
+        require_installed("no-such-dist", "pip install x")
+    require_installed("torch", "pip install torch")  # installed: nothing happens

@@ -4,25 +4,14 @@ Needs the plugin installed (``pip install -e tests/plugins/benchsuite-example``;
 reason otherwise, except under CI=true, where a missing install is a failure.
 """
 
-import importlib.metadata
-import os
-
 import pytest
 
-from benchsuite.testing import check_method, check_reward, check_task
+from benchsuite.testing import check_method, check_reward, check_task, require_installed
 
 
 @pytest.fixture(autouse=True)
 def _installed():
-    # Checked per test, not at import: a collection-time error would break every tier that collects this file,
-    # including the marker tiers (images, smoke, ray) whose venvs never install the plugin and deselect these tests.
-    try:
-        importlib.metadata.distribution("benchsuite-example")
-    except importlib.metadata.PackageNotFoundError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but benchsuite-example is not installed; .ci/run installs it with "
-                        "'.venv/bin/pip install -e tests/plugins/benchsuite-example'")
-        pytest.skip("benchsuite-example is not installed (pip install -e tests/plugins/benchsuite-example)")
+    require_installed("benchsuite-example", "pip install -e tests/plugins/benchsuite-example")
 
 
 TASK = "example-toy-contrast-v0"
