@@ -14,9 +14,9 @@ settings its paper names next; ranges from ``baselines/<method>/search_space.yam
 differ), each trial one run at the leaderboard's budget and evaluation points with the tuning seed 1000 (never a
 reported seed). The objective is the same for every method of a task: on tasks with a ``drift_budget`` the primary
 judge's best evaluation within that path KL (the leaderboard's matched-drift value; BO, which selects samples and
-has no path KL, at full budget), on the black-box tasks with online rounds the mean of the 10 best oracle values
-found (their headline until the v2 report, which ranks every task on the product's eval reward; their studies were
-not rerun on it: the Ehrlich-128 and -64 studies alone take over an hour on 2 cores). The best trial of each study
+has no path KL, at full budget); the four online tasks in ``TOP10_TUNED`` were tuned on the mean of the 10 best
+oracle values found (their headline until the v2 report, which ranks every task on the product's eval reward; their
+studies were not rerun on it: the Ehrlich-128 and -64 studies alone take over an hour on 2 cores). The best trial of each study
 is exported to ``baselines/<method>/tuned/<task>.yaml``, which every later run of that task picks up. The study journals
 (``journals/*.log``, Optuna's own format) and ``tuning.md`` / ``tuning.csv`` (trials, pruned, best value and
 parameters, CPU seconds per study) are committed. ``pretrained`` has nothing to tune; ``best-of-n``'s one setting
