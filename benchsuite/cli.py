@@ -3,7 +3,8 @@
 
 User errors (unknown names, bad values, malformed files, missing weights) print one line,
 ``benchsuite: error: <what to do>``, exit with code 2 and write nothing: every check runs before the first file
-or MLflow run is created.
+or MLflow run is created. A closed output pipe (``benchsuite list | head``) ends the command quietly with 141, as a
+process killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -712,6 +713,33 @@ def _cmd_tell(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; the exit code: 0, 1 (a sweep or study with failed runs), 2 (bad input, nothing written)
+    or 141 (the output pipe was closed)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not as a traceback when the interpreter exits
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (``benchsuite list | head``): Python's recipe for SIGPIPE (the ``signal``
+    module's documentation) points stdout at /dev/null, so that flushing it at exit cannot fail again, and the
+    command ends without a word, with the status of a process killed by SIGPIPE (128 + 13)."""
+    import signal
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (an embedding, a test)
+        pass
+    return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
