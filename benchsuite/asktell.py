@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from .config import RunConfig
-from .errors import BenchsuiteError, ConfigError
+from .errors import BenchsuiteError, ConfigError, clip, clip_repr
 from .rewards.base import Reward
 from .spaces import SampleSpace
 
@@ -342,7 +342,8 @@ def _validate_scores(scores: Mapping[str, Any], ids: list[str]) -> Tensor:
     expected = set(ids)
     unknown = sorted(set(scores) - expected)
     if unknown:
-        raise ConfigError(f"unknown id(s) {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''}: "
+        shown = ", ".join(clip(u, 60) for u in unknown[:5])
+        raise ConfigError(f"unknown id(s) {shown}{' ...' if len(unknown) > 5 else ''}: "
                           f"the pending ask has ids {ids[0]}..{ids[-1]}")
     missing = [i for i in ids if i not in scores]
     if missing:
@@ -354,7 +355,7 @@ def _validate_scores(scores: Mapping[str, Any], ids: list[str]) -> Tensor:
         try:
             f = float(v)
         except (TypeError, ValueError):
-            raise ConfigError(f"score of {i} is not a number ({v!r})") from None
+            raise ConfigError(f"score of {i} is not a number ({clip_repr(v)})") from None
         if not math.isfinite(f):
             raise ConfigError(f"score of {i} is {f}; scores must be finite numbers")
         out.append(f)
@@ -388,14 +389,14 @@ def read_scores(path: Path) -> dict[str, Any]:
     else:
         reader = csv.DictReader(text.splitlines())
         if not reader.fieldnames or "id" not in reader.fieldnames or "score" not in reader.fieldnames:
-            raise ConfigError(f"{path}: a CSV of scores needs the columns id and score (got {reader.fieldnames})")
+            raise ConfigError(f"{path}: a CSV of scores needs the columns id and score (got {clip(reader.fieldnames)})")
         rows = [(r["id"], r["score"]) for r in reader]
     out: dict[str, Any] = {}
     for i, s in rows:
         i = str(i).strip()
         if i in out:
-            raise ConfigError(f"{path}: id {i} appears more than once")
+            raise ConfigError(f"{path}: id {clip(i, 60)} appears more than once")
         if s is None or (isinstance(s, str) and not s.strip()):
-            raise ConfigError(f"{path}: id {i} has no score; score every candidate")
+            raise ConfigError(f"{path}: id {clip(i, 60)} has no score; score every candidate")
         out[i] = s
     return out

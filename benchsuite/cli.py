@@ -17,7 +17,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .errors import BenchsuiteError
+from .errors import BenchsuiteError, clip, clip_repr
 
 
 class _Parser(argparse.ArgumentParser):
@@ -276,9 +276,9 @@ def _cmd_list(args) -> int:
         for tid, spec in specs.items():
             newer = superseded_by(tid, specs)
             note = f"  [superseded by {newer}]" if newer else ""
-            print(f"  {tid:32s} budget {spec.default_budget:>6d}  {spec.description}{note}")
+            print(f"  {clip(tid, 64):32s} budget {spec.default_budget:>6d}  {clip(spec.description, 160)}{note}")
         for tid, problem in broken_cards().items():  # one line each: the others stay usable
-            print(f"  {tid:32s} [does not load] {problem}")
+            print(f"  {clip(tid, 64):32s} [does not load] {clip(' '.join(problem.split()), LISTED_PROBLEM_CHARS)}")
     if args.what in ("methods", "all"):
         print("methods:")
         for name in METHODS.names():
@@ -289,8 +289,12 @@ def _cmd_list(args) -> int:
     if broken_plugins:
         print("plugins that do not load (the rest works without them):")
         for problem in broken_plugins:
-            print(f"  {problem}")
+            print(f"  {clip(' '.join(problem.split()), LISTED_PROBLEM_CHARS)}")
     return 0
+
+
+LISTED_PROBLEM_CHARS = 400
+"""Characters of a broken card's or plugin's problem that ``list`` prints (``benchsuite show <id>`` gives it whole)."""
 
 
 def first_paragraph(doc: str | None) -> str:
@@ -309,8 +313,8 @@ def _cmd_show(args) -> int:
     else:
         if any(p.name == args.name and p.group == METHODS.group for p in plugins()):
             METHODS.check(args.name)  # a broken plugin method: its own one-line problem
-        raise BenchsuiteError(f"unknown name {args.name!r}; choose a method ({', '.join(METHODS.names())}) or a task "
-                              f"({', '.join(task_specs())})")
+        raise BenchsuiteError(f"unknown name {clip_repr(args.name)}; choose a method ({', '.join(METHODS.names())}) "
+                              f"or a task ({', '.join(task_specs())})")
     return 0
 
 

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, clip, clip_repr
 from .tasks import MAX_INTEGER, MAX_SEED, check_numbers, data_dir, preset_file, read_yaml
 
 DEFAULT_EVAL_FRACTIONS = tuple(i / 10 for i in range(11))
@@ -43,11 +43,11 @@ def parse_overrides(items: list[str] | None, task: bool = False) -> dict[str, An
         is_task = task and key.startswith("task.") and len(key) > len("task.")
         if not sep or not (is_task or (key.startswith("method.") and len(key) > len("method."))):
             shape = "method.<field>=<value> or task.sampler.<arg>=<value>" if task else "method.<field>=<value>"
-            raise ConfigError(f"override {item!r} must look like {shape}, e.g. method.lr=1e-4")
+            raise ConfigError(f"override {clip_repr(item)} must look like {shape}, e.g. method.lr=1e-4")
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: cannot parse value {raw!r}") from None
+        except (yaml.YAMLError, ValueError):  # ValueError: an integer of more than 4300 digits (Python's limit)
+            raise ConfigError(f"override {clip_repr(item)}: cannot parse value {clip_repr(raw)}") from None
         if is_task:
             task_out[key[len("task.") :]] = value
         else:
@@ -112,7 +112,7 @@ def _coerce(name: str, value: Any, hint: Any, where: str) -> Any:
         if converted is not _NO:
             check_numbers(converted, f"{where}: {name}")
             return converted
-    raise ConfigError(f"{where}: {name} must be {_describe(hint)}, got {value!r}")
+    raise ConfigError(f"{where}: {name} must be {_describe(hint)}, got {clip_repr(value)}")
 
 
 def preset_layers(method: str, backbone: str, task_id: str, tuned: bool = True) -> list[tuple[str, dict[str, Any]]]:
@@ -145,7 +145,8 @@ def build_method_config(config_cls: type, layers: list[tuple[str, dict[str, Any]
     for where, layer in layers:
         for key, value in layer.items():
             if key not in fields:
-                raise ConfigError(f"{where}: unknown field {key!r}; valid fields: {', '.join(sorted(fields))}")
+                raise ConfigError(f"{where}: unknown field {clip_repr(key)}; valid fields: "
+                                  f"{', '.join(sorted(fields))}")
             values[key] = _coerce(key, value, hints[key], where)
     try:
         return config_cls(**values)
@@ -251,14 +252,14 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
     spec = apply_task_overrides(card, task_overrides)
     method_cls = METHODS.load(method)
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {seed!r}")
+        raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {clip_repr(seed)}")
     budget = spec.default_budget if budget is None else budget
     layers = preset_layers(method, spec.backbone, task, tuned=tuned_presets)
     if overrides:
         layers.append((overrides_source, overrides))
     mcfg = build_method_config(method_cls.Config, layers)
     if isinstance(budget, bool) or not isinstance(budget, int) or not 0 <= budget <= MAX_INTEGER:
-        raise ConfigError(f"budget must be an integer from 0 to 10**9 queries, got {budget!r}")
+        raise ConfigError(f"budget must be an integer from 0 to 10**9 queries, got {clip_repr(budget)}")
     if 0 < budget < mcfg.batch_size:
         raise ConfigError(
             f"budget {budget} is below one batch of {method} (batch_size={mcfg.batch_size}); "
@@ -269,7 +270,7 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
         raise ConfigError("eval fractions must lie in [0, 1]")
     threads = kwargs.get("num_threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f"num_threads must be a positive integer, got {threads!r}")
+        raise ConfigError(f"num_threads must be a positive integer, got {clip_repr(threads)}")
     return RunConfig(task=task, method=method, seed=seed, budget=budget,
                      method_config=tuple(sorted(dataclasses.asdict(mcfg).items())),
                      eval_fractions=tuple(sorted(set(fractions) | {0.0, 1.0})),
@@ -325,18 +326,18 @@ def resolve_file(path: Path, output_root: str | None = None) -> RunConfig:
         raise ConfigError(f"{path}: a run config is a mapping with keys {', '.join(RUN_CONFIG_KEYS)}")
     unknown = sorted(set(map(str, raw)) - set(RUN_CONFIG_KEYS))
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; allowed: {', '.join(RUN_CONFIG_KEYS)}")
+        raise ConfigError(f"{path}: unknown key(s) {clip(unknown)}; allowed: {', '.join(RUN_CONFIG_KEYS)}")
     for key in ("task", "method"):
         if not isinstance(raw.get(key), str):
-            raise ConfigError(f"{path}: {key} must be a name (see 'benchsuite list'), got {raw.get(key)!r}")
+            raise ConfigError(f"{path}: {key} must be a name (see 'benchsuite list'), got {clip_repr(raw.get(key))}")
     for key in ("method_config", "task_overrides"):
         if not isinstance(raw.get(key) or {}, dict):
-            raise ConfigError(f"{path}: {key} must be a mapping of name: value, got {raw[key]!r}")
+            raise ConfigError(f"{path}: {key} must be a mapping of name: value, got {clip_repr(raw[key])}")
     fractions = raw.get("eval_fractions", list(DEFAULT_EVAL_FRACTIONS))
     if not isinstance(fractions, list) or not all(_convert(f, float) is not _NO for f in fractions):
-        raise ConfigError(f"{path}: eval_fractions must be a list of numbers in [0, 1], got {fractions!r}")
+        raise ConfigError(f"{path}: eval_fractions must be a list of numbers in [0, 1], got {clip_repr(fractions)}")
     if not isinstance(raw.get("device", "cpu"), str):
-        raise ConfigError(f"{path}: device must be a string such as cpu or cuda:0, got {raw['device']!r}")
+        raise ConfigError(f"{path}: device must be a string such as cpu or cuda:0, got {clip_repr(raw['device'])}")
     try:
         config = resolve(raw["task"], raw["method"], seed=raw.get("seed", 0), budget=raw.get("budget"),
                          overrides=raw.get("method_config") or {}, overrides_source="method_config",

@@ -6,9 +6,42 @@ code 2. Anything else escaping the library is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
+MAX_ECHO = 200
+"""Characters of one piece of user input (a name, a value, a field of a card) that a message repeats."""
+MAX_MESSAGE = 2000
+"""Characters of a whole message: past it, ``BenchsuiteError`` keeps the start and the end and says how much it left
+out, wherever a message still repeats too much (every message is printed on one line)."""
+
+
+def clip(value: Any, limit: int = MAX_ECHO) -> str:
+    """``value`` (a string as is, anything else as its ``repr``) for a message: at most ``limit`` characters, then an
+    ellipsis and the full length, so that a 10 MB name in a card gives a short error."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def clip_repr(value: Any, limit: int = MAX_ECHO) -> str:
+    """``clip(repr(value))``: a quoted string or a value as a message shows it, bounded."""
+    return clip(repr(value), limit)
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    head, tail = message[: MAX_MESSAGE * 2 // 3], message[-(MAX_MESSAGE // 3):]
+    return f"{head} ... [{len(message) - len(head) - len(tail)} of {len(message)} characters left out] ... {tail}"
+
 
 class BenchsuiteError(Exception):
-    """An error the user can fix (bad name, bad value, missing file). The message says what to do."""
+    """An error the user can fix (bad name, bad value, missing file). The message says what to do. A message longer
+    than ``MAX_MESSAGE`` is shortened in the middle."""
+
+    def __init__(self, *args: Any):
+        if args and isinstance(args[0], str):
+            args = (_bounded(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class ConfigError(BenchsuiteError):
@@ -20,7 +53,7 @@ class UnknownNameError(ConfigError):
 
     def __init__(self, kind: str, name: str, choices: list[str]):
         self.kind, self.name, self.choices = kind, name, sorted(choices)
-        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(self.choices)}")
+        super().__init__(f"unknown {kind} {clip_repr(name)}; choose one of: {', '.join(map(clip, self.choices))}")
 
 
 class MissingWeightsError(BenchsuiteError):
@@ -38,3 +71,4 @@ class OracleError(BenchsuiteError):
 class StopRun(Exception):
     """Raised by a runner callback to end a run early (e.g. a pruned tuning trial). The run is checkpointed and
     marked KILLED; the exception propagates to the caller of ``run``."""
+

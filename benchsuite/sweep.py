@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig, resolve
-from .errors import ConfigError
-from .tasks import MAX_SEED, read_yaml
+from .errors import ConfigError, clip, clip_repr
+from .tasks import MAX_SEED, check_sizes, read_yaml
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -71,17 +71,18 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
-            raise ConfigError(f"sweep name {self.name!r} must use only letters, digits, '.', '_' and '-'")
+            raise ConfigError(f"sweep name {clip_repr(self.name)} must use only letters, digits, '.', '_' and '-'")
         for label, items in (("tasks", self.tasks), ("methods", self.methods), ("seeds", self.seeds)):
             if not items:
                 raise ConfigError(f"a sweep needs at least one entry in {label}")
             if len(set(items)) != len(items):
-                raise ConfigError(f"sweep {label} repeat an entry: {list(items)}")
+                raise ConfigError(f"sweep {label} repeat an entry: {clip(list(items))}")
         if any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in self.seeds):
-            raise ConfigError(f"sweep seeds must be non-negative integers up to 2**32 - 1, got {list(self.seeds)}")
+            raise ConfigError("sweep seeds must be non-negative integers up to 2**32 - 1, got "
+                              f"{clip(list(self.seeds))}")
         if self.budget is not None and (isinstance(self.budget, bool) or not isinstance(self.budget, int)
                                         or self.budget < 0):
-            raise ConfigError(f"sweep budget must be a non-negative integer or null, got {self.budget!r}")
+            raise ConfigError(f"sweep budget must be a non-negative integer or null, got {clip_repr(self.budget)}")
 
     @staticmethod
     def default_name(tasks: tuple[str, ...], methods: tuple[str, ...], seeds: tuple[int, ...],
@@ -94,23 +95,23 @@ class SweepSpec:
 def load_sweep_file(path: Path) -> SweepSpec:
     """Read a sweep file (format in the module docstring). Raises ``ConfigError`` naming the file."""
     path = Path(path)
-    raw = read_yaml(path, "sweep file")
+    raw = check_sizes(read_yaml(path, "sweep file"), f"{path}: sweep file")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a sweep file is a mapping with keys {sorted(_FILE_KEYS)}")
     unknown = set(raw) - _FILE_KEYS
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_FILE_KEYS)}")
+        raise ConfigError(f"{path}: unknown key(s) {clip(sorted(map(str, unknown)))}; allowed: {sorted(_FILE_KEYS)}")
     lists = {}
     for key in ("tasks", "methods", "seeds"):
         value = raw.get(key)
         if not isinstance(value, list):
-            raise ConfigError(f"{path}: {key} must be a list, got {value!r}")
+            raise ConfigError(f"{path}: {key} must be a list, got {clip_repr(value)}")
         lists[key] = tuple(value)
     try:
         fractions = raw.get("eval_fractions")
         if fractions is not None and (not isinstance(fractions, list)
                                       or not all(isinstance(f, int | float) for f in fractions)):
-            raise ConfigError(f"eval_fractions must be a list of numbers in [0, 1], got {fractions!r}")
+            raise ConfigError(f"eval_fractions must be a list of numbers in [0, 1], got {clip_repr(fractions)}")
         return SweepSpec(name=str(raw.get("name", path.stem)), budget=raw.get("budget"),
                          eval_fractions=None if fractions is None else tuple(float(f) for f in fractions),
                          tasks=tuple(map(str, lists["tasks"])), methods=tuple(map(str, lists["methods"])),

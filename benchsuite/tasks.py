@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import ConfigError, UnknownNameError
+from .errors import ConfigError, UnknownNameError, clip, clip_repr
 from .registry import BACKBONES, REWARDS
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*-v\d+$")
@@ -30,6 +30,13 @@ MAX_INTEGER = 10**9
 10**9 oracle queries would take years on any backbone here, so a larger number is a typo (or would overflow)."""
 MAX_SEED = 2**32 - 1
 """The largest seed (what numpy's legacy seeding and most tools take)."""
+MAX_YAML_BYTES = 1 << 20
+"""The largest YAML file benchsuite reads (task cards, presets, run configs and sweep files are a few KiB)."""
+MAX_TEXT_CHARS = 2000
+"""The longest string (a key or a value) a task card or sweep file may hold; the longest in the shipped cards has
+under 200 characters."""
+MAX_ITEMS = 10_000
+"""The most entries of one list or mapping in a task card or sweep file (as many seeds as one ``--seeds`` range)."""
 
 
 def check_numbers(value: Any, where: str) -> Any:
@@ -38,7 +45,7 @@ def check_numbers(value: Any, where: str) -> Any:
     floats that no setting means."""
     if isinstance(value, dict):
         for key, item in value.items():
-            check_numbers(item, f"{where}.{key}")
+            check_numbers(item, f"{where}.{clip(str(key), 60)}")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             check_numbers(item, f"{where}[{index}]")
@@ -50,14 +57,39 @@ def check_numbers(value: Any, where: str) -> Any:
     return value
 
 
+def check_sizes(value: Any, where: str) -> Any:
+    """``value`` unchanged if no string in it (keys included) is longer than ``MAX_TEXT_CHARS`` and no list or mapping
+    holds more than ``MAX_ITEMS`` entries; else a one-line ``ConfigError`` naming ``where`` that repeats only the start
+    of the offending text. Task cards and sweep files are checked so at load, before anything repeats their fields
+    (a 10 MB oracle name would otherwise come back whole in an error or a listing)."""
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT_CHARS:
+            raise ConfigError(f"{where} is a text of {len(value)} characters ({clip_repr(value, 60)}); at most "
+                              f"{MAX_TEXT_CHARS} are allowed: shorten it")
+    elif isinstance(value, dict | list | tuple):
+        if len(value) > MAX_ITEMS:
+            raise ConfigError(f"{where} holds {len(value)} entries; at most {MAX_ITEMS} are allowed")
+        for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+            if isinstance(value, dict) and isinstance(key, str):
+                check_sizes(key, f"{where}: a key")
+            check_sizes(item, f"{where}.{clip(str(key), 60)}" if isinstance(value, dict) else f"{where}[{key}]")
+    return value
+
+
 def read_yaml(path: Path, what: str) -> Any:
     """The YAML document in the file at ``path`` (a ``what``: "task card", "preset", "sweep file"...), or a one-line
-    ``ConfigError`` naming the file: unreadable, not UTF-8 text, malformed or too deeply nested YAML."""
+    ``ConfigError`` naming the file: unreadable, larger than ``MAX_YAML_BYTES``, not UTF-8 text, malformed or too
+    deeply nested YAML."""
     import yaml
 
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        with open(path, "rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)  # never more: a huge file is refused without reading it all
+        if len(data) > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: a {what} larger than {MAX_YAML_BYTES // 1024} KiB "
+                              f"({path.stat().st_size} bytes); benchsuite's are a few KiB, so this is not one")
+        text = data.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path} ({exc.strerror or type(exc).__name__})") from None
     except UnicodeDecodeError as exc:
@@ -70,6 +102,8 @@ def read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: malformed YAML ({first})") from None
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's limit on converting one)
+        raise ConfigError(f"{path}: a value YAML cannot convert ({clip(str(exc), 120)})") from None
 
 
 def _extra_dirs(kind: str) -> list[Path]:
@@ -277,10 +311,11 @@ class TaskSpec:
 
 def _reward_spec(raw: Any, where: str) -> RewardSpec:
     if not isinstance(raw, dict) or "name" not in raw:
-        raise ConfigError(f"{where}: expected a mapping with a 'name', got {raw!r}")
+        raise ConfigError(f"{where}: expected a mapping with a 'name', got {clip_repr(raw)}")
     unknown = set(raw) - {"name", "version", "kwargs"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: name, version, kwargs")
+        raise ConfigError(f"{where}: unknown key(s) {clip(sorted(map(str, unknown)))}; allowed: name, version, "
+                          "kwargs")
     REWARDS.check(raw["name"])
     kwargs = raw.get("kwargs") or {}
     if not isinstance(kwargs, dict):
@@ -300,7 +335,7 @@ def _drift_budget(raw: Any, source: str) -> float | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw) or raw <= 0:
-        raise ConfigError(f"{source}: drift_budget must be a positive number (a path KL), got {raw!r}")
+        raise ConfigError(f"{source}: drift_budget must be a positive number (a path KL), got {clip_repr(raw)}")
     return float(raw)
 
 
@@ -308,7 +343,7 @@ def _finite(raw: Any, name: str, source: str) -> float | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-        raise ConfigError(f"{source}: {name} must be a finite number, got {raw!r}")
+        raise ConfigError(f"{source}: {name} must be a finite number, got {clip_repr(raw)}")
     return float(raw)
 
 
@@ -336,22 +371,25 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         raise ConfigError(f"{source}: a task card must be a YAML mapping")
     unknown = set(raw) - _CARD_KEYS
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_CARD_KEYS)}")
+        raise ConfigError(f"{source}: unknown key(s) {clip(sorted(map(str, unknown)))}; allowed: "
+                          f"{sorted(_CARD_KEYS)}")
     missing = {"id", "backbone", "oracle", "judges", "primary_judge", "eval", "default_budget"} - set(raw)
     if missing:
         raise ConfigError(f"{source}: missing key(s) {sorted(missing)}")
     task_id = str(raw["id"])
     if not _ID.match(task_id):
-        raise ConfigError(f"{source}: task id {task_id!r} must look like 'name-v0' (lowercase, versioned)")
+        raise ConfigError(f"{source}: task id {clip_repr(task_id)} must look like 'name-v0' (lowercase, "
+                          "versioned)")
     BACKBONES.check(raw["backbone"])
     judges = raw["judges"]
     if not isinstance(judges, dict) or not judges:
         raise ConfigError(f"{source}: judges must be a non-empty mapping of label -> reward")
     if raw["primary_judge"] not in judges:
-        raise ConfigError(f"{source}: primary_judge {raw['primary_judge']!r} is not one of {sorted(judges)}")
+        raise ConfigError(f"{source}: primary_judge {clip_repr(raw['primary_judge'])} is not one of "
+                          f"{clip(sorted(map(str, judges)))}")
     gold = raw.get("gold_judge")
     if gold is not None and (gold not in judges or gold == raw["primary_judge"]):
-        raise ConfigError(f"{source}: gold_judge {gold!r} must be a judge other than the primary one")
+        raise ConfigError(f"{source}: gold_judge {clip_repr(gold)} must be a judge other than the primary one")
     conds = raw.get("conditions") or {}
     ev = raw["eval"]
     if not isinstance(ev, dict) or set(ev) - {"samples_per_condition", "seed"}:
@@ -373,7 +411,8 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
             hint = ("; inner_steps was replaced by inner_sample_ratio (1.0 gives the old 8 steps per 512-query round "
                     "at batch 64)" if "inner_steps" in online else "")
             raise ConfigError(
-                f"{source}: unknown online key(s) {sorted(set(online) - allowed)}; allowed: {sorted(allowed)}{hint}")
+                f"{source}: unknown online key(s) {clip(sorted(map(str, set(online) - allowed)))}; allowed: "
+                f"{sorted(allowed)}{hint}")
         online = OnlineSpec(**online)
     spec = TaskSpec(
         id=task_id,
@@ -381,7 +420,7 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         backbone=str(raw["backbone"]),
         sampler=tuple(sorted(sampler.items())),
         oracle=_reward_spec(raw["oracle"], f"{source}: oracle"),
-        judges=tuple((str(k), _reward_spec(v, f"{source}: judges.{k}")) for k, v in judges.items()),
+        judges=tuple((str(k), _reward_spec(v, f"{source}: judges.{clip(str(k), 60)}")) for k, v in judges.items()),
         primary_judge=str(raw["primary_judge"]),
         train_conditions=_conditions(conds.get("train"), f"{source}: conditions.train"),
         eval_conditions=_conditions(conds.get("eval"), f"{source}: conditions.eval"),
@@ -424,10 +463,10 @@ def _cards(folder: Path) -> tuple[dict[str, TaskSpec], dict[str, str]]:
     broken: dict[str, str] = {}
     for path in sorted(folder.glob("*.yaml")):
         try:
-            raw = check_numbers(read_yaml(path, "task card"), f"{path}: card")
+            raw = check_numbers(check_sizes(read_yaml(path, "task card"), f"{path}: card"), f"{path}: card")
             spec = _checked_sampler(parse_card(raw, str(path)))
             if spec.id != path.stem:
-                raise ConfigError(f"{path}: card id {spec.id!r} must match the file name {path.stem!r}")
+                raise ConfigError(f"{path}: card id {clip_repr(spec.id)} must match the file name {path.stem!r}")
         except ConfigError as exc:
             broken[path.stem] = str(exc)
             continue
