@@ -17,7 +17,8 @@ oracle call with the told scores; a digest of the samples checks that the replay
 that calls the oracle twice is asked twice; its earlier answers are kept and replayed. Only a completed step moves
 the checkpoint.
 
-On disk (``folder``), every file is written atomically (temp file + rename) and validated when read:
+On disk (``folder``), every file is written atomically (``benchsuite.files``: temp file, fsync, rename) and validated
+when read, so that no file is ever half-written:
 - ``session.json``: the run config, format and run id (written once);
 - ``state.pt``: method, oracle and RNG state after the last completed step, the answers of the step in progress,
   the pending ask and every told (id, score); loaded with ``torch.load(weights_only=True)``;
@@ -48,6 +49,7 @@ from torch import Tensor
 
 from .config import RunConfig
 from .errors import BenchsuiteError, ConfigError, clip, clip_repr
+from .files import atomic_write_bytes as _atomic_write
 from .rewards.base import Reward
 from .spaces import SampleSpace
 
@@ -115,15 +117,6 @@ class Batch:
     conditions: Tensor | None
     records: list[dict[str, Any]]
     path: Path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class AskTellSession:

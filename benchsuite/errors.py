@@ -71,4 +71,3 @@ class OracleError(BenchsuiteError):
 class StopRun(Exception):
     """Raised by a runner callback to end a run early (e.g. a pruned tuning trial). The run is checkpointed and
     marked KILLED; the exception propagates to the caller of ``run``."""
-

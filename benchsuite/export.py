@@ -13,7 +13,8 @@
 
 Only methods that train the policy export (``Method.trains_policy``: not ``pretrained``, ``best-of-n`` or ``bo``,
 whose product is the pretrained model or a set of samples), and only the process that writes the run folder
-(rank 0 under a distributed launch). Files are written atomically (a temporary name, then ``os.replace``).
+(rank 0 under a distributed launch). Files are written atomically (``benchsuite.files.atomic_write_bytes``; diffusers'
+LoRA file: a temporary folder, then ``os.replace``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import MissingWeightsError
+from .files import atomic_write_bytes
 from .weights import WeightsFormatError
 
 MODEL_FILE = "model.safetensors"
@@ -54,24 +56,21 @@ def save_weights(policy, folder: str | os.PathLike, metadata: dict[str, str] | N
     """
     folder = Path(folder)
     state = {k: v.detach().cpu().contiguous() for k, v in policy.trainable_state_dict().items()}  # off the GPU
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:
-        if _is_sd(policy):
-            from diffusers import StableDiffusionPipeline
+    if not _is_sd(policy):
+        from safetensors.torch import save
 
-            from .policies.sd import DEFAULT_ADAPTER
+        return atomic_write_bytes(folder / MODEL_FILE, save(state, metadata={"format": "pt", **(metadata or {})}))
+    from diffusers import StableDiffusionPipeline
 
-            # the LoRA config (rank, alpha, targets) goes in the header, so that diffusers rebuilds the adapter exactly
-            config = policy.sd_denoiser.unet.peft_config[DEFAULT_ADAPTER].to_dict()
-            StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=state, weight_name=LORA_FILE,
-                                                      unet_lora_adapter_metadata=config)
-            written = Path(tmp) / LORA_FILE
-        else:
-            from safetensors.torch import save_file
+    from .policies.sd import DEFAULT_ADAPTER
 
-            written = Path(tmp) / MODEL_FILE
-            save_file(state, written, metadata={"format": "pt", **(metadata or {})})
-        target = folder / written.name
-        os.replace(written, target)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:  # diffusers writes the file itself
+        # the LoRA config (rank, alpha, targets) goes in the header, so that diffusers rebuilds the adapter exactly
+        config = policy.sd_denoiser.unet.peft_config[DEFAULT_ADAPTER].to_dict()
+        StableDiffusionPipeline.save_lora_weights(tmp, unet_lora_layers=state, weight_name=LORA_FILE,
+                                                  unet_lora_adapter_metadata=config)
+        target = folder / LORA_FILE
+        os.replace(Path(tmp) / LORA_FILE, target)
     return target
 
 

@@ -16,9 +16,9 @@ an equal share of the budget, in step; rank 0 alone evaluates, logs and writes t
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -35,6 +35,7 @@ from .config import RunConfig
 from .errors import StopRun
 from .evaluation import cost_metrics, evaluate
 from .export import export_finished
+from .files import atomic_write_bytes, atomic_write_text
 from .metrics.sequences import query_metrics
 from .registry import METHODS
 
@@ -108,9 +109,10 @@ def run_state(run_dir: Path) -> str:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a kill leaves the previous checkpoint or the new one, never half of one
+    buffer = io.BytesIO()  # in memory first: torch.save into a file that fills up fails with a bare RuntimeError
+    torch.save(state, buffer)
+    # atomic: a kill or a full disk leaves the previous checkpoint or the new one, never half of one
+    atomic_write_bytes(path, buffer.getbuffer())
 
 
 def _load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
@@ -412,8 +414,8 @@ def _log_run_files(tracker, result: RunResult, status: str, used: int) -> None:
 
 
 def _write_run_files(result: RunResult, status: str, used: int, folder: Path | None = None) -> None:
-    """summary.json (final metrics, status, wall time) and query_log.csv in ``folder`` (default: the run folder),
-    written atomically."""
+    """query_log.csv, then summary.json (final metrics, status, wall time; last, as it marks a run finished) in
+    ``folder`` (default: the run folder), each written atomically."""
     run_dir = result.run_dir if folder is None else folder
     summary = {
         "run_id": result.config.run_id,
@@ -423,9 +425,8 @@ def _write_run_files(result: RunResult, status: str, used: int, folder: Path | N
         "wall_time_s": result.wall_time,
         "final": _jsonable(result.final),
     }
-    tmp = run_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(tmp, run_dir / "summary.json")
-    qlog = result.query_log
-    np.savetxt(run_dir / "query_log.csv", np.column_stack([qlog.call, qlog.condition, qlog.reward]),
+    qlog, text = result.query_log, io.StringIO()
+    np.savetxt(text, np.column_stack([qlog.call, qlog.condition, qlog.reward]),
                delimiter=",", header="call,condition,reward", comments="", fmt=["%d", "%d", "%.9g"])
+    atomic_write_text(run_dir / "query_log.csv", text.getvalue())
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))

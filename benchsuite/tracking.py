@@ -16,7 +16,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -29,6 +28,7 @@ import numpy as np
 
 import benchsuite
 from benchsuite.errors import BenchsuiteError
+from benchsuite.files import append_bytes, atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -190,23 +190,26 @@ class JsonlTracker:
                 value = float(value)
                 row[key] = value if math.isfinite(value) else None
             lines.append(json.dumps(row, allow_nan=False) + "\n")
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write("".join(lines))
+        append_bytes(self.run_dir / "metrics.jsonl", "".join(lines).encode("utf-8"))  # all the rows or none
 
     def log_image(self, image: np.ndarray | Image.Image, name: str) -> None:
         """Save ``image`` as PNG at ``run_dir / name``."""
         self._require_run()
+        import io
+
         pil = _to_pil(image)
         target = self.run_dir / _check_image_name(name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        pil.save(target, format="PNG")
+        png = io.BytesIO()
+        pil.save(png, format="PNG")
+        atomic_write_bytes(target, png.getbuffer())
 
     def log_artifact(self, path: Path) -> None:
         """Copy the file at ``path`` into ``run_dir / "artifacts"``."""
         self._require_run()
         dest = self.run_dir / "artifacts"
         dest.mkdir(exist_ok=True)
-        shutil.copy2(path, dest / Path(path).name)
+        atomic_write_bytes(dest / Path(path).name, Path(path).read_bytes())
 
     def end_run(self, status: str = "FINISHED") -> None:
         """Rewrite ``run.json`` with ``status`` and the end time."""
@@ -220,11 +223,14 @@ class JsonlTracker:
         path = self.run_dir / "metrics.jsonl"
         if not path.exists():
             return
-        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line)["step"] < step]
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-        os.replace(tmp, path)
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if lines:  # a power cut may have cut the last line short (appends are all-or-nothing otherwise): drop it
+            try:
+                json.loads(lines[-1])
+            except json.JSONDecodeError:
+                lines.pop()
+        keep = [line for line in lines if json.loads(line)["step"] < step]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
 
     def _require_run(self) -> dict[str, Any]:
         if self._run is None:
@@ -232,10 +238,8 @@ class JsonlTracker:
         return self._run
 
     def _write_run_json(self) -> None:
-        path = self.run_dir / "run.json"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self._run, indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        text = json.dumps(self._run, indent=2, default=str, allow_nan=False) + "\n"
+        atomic_write_text(self.run_dir / "run.json", text)
 
 
 def read_metrics(run_dir: Path) -> pd.DataFrame:

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig, resolve
 from .errors import BenchsuiteError, ConfigError, StopRun
+from .files import atomic_write_text
 from .sweep import KIND_TAG, open_parent_run
 from .tasks import data_dir, load_spec, preset_file
 from .tracking import MlflowTracker
@@ -713,9 +714,7 @@ class Tuner:
                   f"for {self.spec.task}.\n")
         path = data_dir("baselines") / self.spec.method / "tuned" / f"{self.spec.task}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(header + yaml.safe_dump(values, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write_text(path, header + yaml.safe_dump(values, sort_keys=True))
         return path
 
 
