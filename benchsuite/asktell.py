@@ -18,7 +18,8 @@ that calls the oracle twice is asked twice; its earlier answers are kept and rep
 the checkpoint.
 
 On disk (``folder``), every file is written atomically (``benchsuite.files``: temp file, fsync, rename) and validated
-when read, so that no file is ever half-written:
+when read, so that no file is ever half-written, not even on a full disk (the command fails in one line and the
+session is as before it):
 - ``session.json``: the run config, format and run id (written once);
 - ``state.pt``: method, oracle and RNG state after the last completed step, the answers of the step in progress,
   the pending ask and every told (id, score); loaded with ``torch.load(weights_only=True)``;
@@ -251,6 +252,8 @@ class AskTellSession:
         with self._locked():
             if self.finished:
                 raise ConfigError(f"the session's budget of {self.config.budget} queries is spent; nothing to ask")
+            if not self._told_is_current():  # a tell whose told.csv could not be written (a full disk)
+                self._write_told()
             ask = self._replay([(a["digest"], a["rewards"]) for a in self.state["step_answers"]])
             if ask is None:  # cannot happen: the stand-in oracle has no answer for the step's next call
                 raise RuntimeError("a method step completed without asking the oracle")
@@ -311,7 +314,15 @@ class AskTellSession:
                 self.state["step_answers"] = [{"digest": d, "rewards": r} for d, r in answers]
             self.state.update(pending=None, told_ids=told_ids, told_scores=told_scores)
             self._save_state()
-            self._write_told()
+            try:
+                self._write_told()
+            except OSError as exc:  # told.csv is derived: the tell has happened, the next ask writes it again
+                from .errors import WriteFailedError
+                from .files import describe_os_error
+
+                raise WriteFailedError(f"the scores of ask {pending['ask']} were taken ({self.folder / STATE} is "
+                                       f"saved), but {describe_os_error(exc)}; the next ask writes told.csv again") \
+                    from exc
         return {"queries_used": float(self.used + (0 if ask is None else sum(len(r) for _, r in answers))),
                 "batch_mean": values.mean().item(), "batch_max": values.max().item(),
                 "best_so_far": told_scores.max().item()}
@@ -319,6 +330,14 @@ class AskTellSession:
     def tell_file(self, path: str | os.PathLike) -> dict[str, float]:
         """``tell`` with the scores of a filled-in ask file (CSV or JSON with ``id`` and ``score``)."""
         return self.tell(read_scores(Path(path)))
+
+    def _told_is_current(self) -> bool:
+        try:
+            rows = (self.folder / "told.csv").read_text().count("\n")
+        except OSError:
+            rows = 0
+        told = len(self.state["told_ids"])
+        return rows == told + 1 or rows == told == 0  # the header and one row per told id; none before a tell
 
     def _write_told(self) -> None:
         import io

@@ -3,8 +3,9 @@
 
 User errors (unknown names, bad values, malformed files, missing weights) print one line,
 ``benchsuite: error: <what to do>``, exit with code 2 and write nothing: every check runs before the first file
-or MLflow run is created. A closed output pipe (``benchsuite list | head``) ends the command quietly with 141, as a
-process killed by SIGPIPE.
+or MLflow run is created. A write that fails on the way (a full disk, a quota, a read-only file system, a folder removed meanwhile) prints one such line naming
+the path and what to do, and exits with code 1. A closed output pipe (``benchsuite list | head``) ends the command
+quietly with 141, as a process killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -717,8 +718,8 @@ def _cmd_tell(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; the exit code: 0, 1 (a sweep or study with failed runs), 2 (bad input, nothing written)
-    or 141 (the output pipe was closed)."""
+    """Run the command line; the exit code: 0, 1 (a run, sweep or study that failed on the way; a failed write),
+    2 (bad input, nothing written) or 141 (the output pipe was closed)."""
     try:
         try:
             return _main(argv)
@@ -741,6 +742,11 @@ def _closed_pipe() -> int:
     except (OSError, ValueError, AttributeError):  # a stdout without a file descriptor (an embedding, a test)
         pass
     return 128 + signal.SIGPIPE
+
+
+def _error(message: str) -> None:
+    # one line whatever the message holds (user input echoed back may contain line breaks, e.g. argv ['run', '\n'])
+    print("benchsuite: error: " + " ".join(message.split()), file=sys.stderr)
 
 
 def _main(argv: list[str] | None) -> int:
@@ -771,9 +777,15 @@ def _main(argv: list[str] | None) -> int:
             return _cmd_tell(args)
         return _cmd_run(args)
     except BenchsuiteError as exc:
-        # one line whatever the message holds (user input echoed back may contain line breaks, e.g. argv ['run', '\n'])
-        print("benchsuite: error: " + " ".join(str(exc).split()), file=sys.stderr)
-        return 2
+        _error(str(exc))
+        return exc.exit_code
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # the file system refused a write (or a read) outside a run: what, where, what to do
+        from .files import describe_os_error
+
+        _error(f"{describe_os_error(exc)}; then run the command again")
+        return 1
 
 
 if __name__ == "__main__":

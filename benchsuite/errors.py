@@ -35,8 +35,12 @@ def _bounded(message: str) -> str:
 
 
 class BenchsuiteError(Exception):
-    """An error the user can fix (bad name, bad value, missing file). The message says what to do. A message longer
-    than ``MAX_MESSAGE`` is shortened in the middle."""
+    """An error the user can fix (bad name, bad value, missing file). The message says what to do.
+
+    ``exit_code``: what the command line exits with (2: bad input, nothing written; 1: a run or command that failed
+    on the way, e.g. a full disk). A message longer than ``MAX_MESSAGE`` is shortened in the middle."""
+
+    exit_code = 2
 
     def __init__(self, *args: Any):
         if args and isinstance(args[0], str):
@@ -71,3 +75,11 @@ class OracleError(BenchsuiteError):
 class StopRun(Exception):
     """Raised by a runner callback to end a run early (e.g. a pruned tuning trial). The run is checkpointed and
     marked KILLED; the exception propagates to the caller of ``run``."""
+
+
+class WriteFailedError(BenchsuiteError):
+    """A command or run could not write a file for a reason of the file system (no space, a quota, a read-only file
+    system, a folder removed meanwhile). The message names the path, what is intact and what to do; exit code 1.
+    ``__cause__`` is the ``OSError``."""
+
+    exit_code = 1

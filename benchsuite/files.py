@@ -1,4 +1,4 @@
-"""Writing files safely: atomic writes and all-or-nothing appends.
+"""Writing files safely: atomic writes, all-or-nothing appends, and write failures said in one line.
 
 - ``atomic_write_bytes`` / ``atomic_write_text``: the data goes to ``<name>.tmp`` beside the target, is flushed to
   disk (``fsync``) and renamed over the target (``os.replace``), then the folder is synced so that the rename
@@ -7,6 +7,7 @@
   that names the target. Every file benchsuite rewrites (checkpoints, summaries, ``run.json``, ask/tell state,
   exported presets and weights) goes through here.
 - ``append_bytes``: appends all of the data or none of it (a failed append is truncated away), for JSONL logs.
+- ``describe_os_error``: an ``OSError`` of the file system as one line with what to do.
 
 Tests inject write failures by replacing ``_write_all``, through which every byte written here passes.
 """
@@ -99,3 +100,43 @@ def append_bytes(path: str | os.PathLike, data: bytes) -> None:
             raise _fail(exc, path) from exc
     finally:
         os.close(fd)
+
+
+# ---- one line for a failed write ---------------------------------------------------------------------------------
+
+WRITE_ERRNOS = {
+    errno.ENOSPC: "free space on that file system (or write to a folder on another one)",
+    errno.EDQUOT: "free space within your disk quota (or write to a folder outside it)",
+    errno.EFBIG: "free space or raise the file-size limit (ulimit -f)",
+    errno.EROFS: "write to a folder on a writable file system, or remount this one read-write",
+    errno.EIO: "check the disk (an input/output error is a hardware or network file-system fault)",
+    errno.ENOENT: "a folder on its path was removed while benchsuite was writing; let nothing delete it meanwhile",
+    errno.EACCES: "make the folder writable for you, or write to another one",
+    errno.EPERM: "make the folder writable for you, or write to another one",
+}
+"""Errors of the file system that end a write, with what the user can do about each."""
+
+
+def is_write_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that failed for a reason of the file system (``WRITE_ERRNOS``): always for a
+    ``FileWriteError``; for another ``OSError`` only where its errno cannot come from a read (no space, a quota,
+    a file-size limit, a read-only file system)."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS:
+        return False
+    return isinstance(exc, FileWriteError) or exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``exc`` in one line: what failed on which path, the error's name, and (for ``WRITE_ERRNOS``) what to do."""
+    from .errors import clip
+
+    code = exc.errno
+    name = errno.errorcode.get(code, str(code)) if code is not None else type(exc).__name__
+    reason = (exc.strerror or str(exc) or type(exc).__name__).rstrip(".")
+    where = "" if exc.filename is None else clip(os.fsdecode(exc.filename), 1000)  # a path: at most 4096 anyway
+    if isinstance(exc, FileWriteError):
+        head = f"cannot write {where}: {reason} ({name})"
+    else:
+        head = f"{where}: {reason} ({name})" if where else f"{reason} ({name})"
+    hint = WRITE_ERRNOS.get(code)
+    return head if hint is None else f"{head}; {hint}"

@@ -16,6 +16,9 @@ an equal share of the budget, in step; rank 0 alone evaluates, logs and writes t
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import io
 import json
 import math
@@ -32,10 +35,10 @@ import torch
 from . import distributed
 from .budget import QueryLog
 from .config import RunConfig
-from .errors import StopRun
+from .errors import StopRun, WriteFailedError
 from .evaluation import cost_metrics, evaluate
 from .export import export_finished
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text, describe_os_error, is_write_failure
 from .metrics.sequences import query_metrics
 from .registry import METHODS
 
@@ -172,6 +175,71 @@ def build_method(config: RunConfig, task, policy, generator: torch.Generator, ex
     return method
 
 
+def _owns_run_folder(run_fn):
+    """``run`` wrapped (not restructured) in what protects its run folder: a write that fails for a reason of the
+    file system (no space, a quota, a read-only file system, a folder removed meanwhile), in the run folder or the
+    MLflow store, ends the run with one ``WriteFailedError`` naming the path, what to do and whether the last
+    checkpoint is there to ``--resume`` from (exit code 1).
+    """
+    signature = inspect.signature(run_fn)
+
+    @functools.wraps(run_fn)
+    def guarded(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        config = bound.arguments["config"]
+        try:
+            return run_fn(*args, **kwargs)
+        except Exception as exc:
+            failure = _write_failure(exc)
+            if failure is None or not bound.arguments["write"]:
+                raise
+            raise WriteFailedError(_describe_write_failure(config, failure, bound.arguments["tracker"])) from exc
+
+    return guarded
+
+
+def _write_failure(exc: BaseException) -> BaseException | None:
+    """The write failure of the file system behind ``exc`` (itself or an explicit cause), or None: an ``OSError``
+    of ``benchsuite.files.is_write_failure``, or sqlite's "database or disk is full" from the MLflow store. Of a
+    chain of write failures (each raised while handling the one before, as the end of a run writes one file after the
+    other on a full disk) the first."""
+    def failed(e: BaseException | None) -> bool:
+        return e is not None and (is_write_failure(e) or "database or disk is full" in str(e))
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if failed(exc):
+            while True:  # the error being handled when this one was raised (behind a ``raise ... from``, its cause's)
+                before = (exc.__cause__ if exc.__suppress_context__ and exc.__cause__ is not None else exc).__context__
+                if not failed(before) or id(before) in seen:
+                    return exc
+                exc = before
+                seen.add(id(exc))
+        exc = exc.__cause__
+    return None
+
+
+def _describe_write_failure(config: RunConfig, exc: BaseException, tracker) -> str:
+    """One line: which write failed and why, what to do, and what of the run is intact."""
+    from .errors import clip
+
+    if isinstance(exc, OSError):
+        what = describe_os_error(exc)
+    else:
+        store = clip(str(getattr(tracker, "tracking_uri", "the MLflow store")))
+        what = (f"cannot write to the MLflow store {store}: database or disk is full; free space on its file system "
+                "(or run with --no-mlflow)")
+    checkpoint = config.run_dir / CHECKPOINT
+    if checkpoint.is_file():
+        then = f"then continue the run with --resume: its last checkpoint ({checkpoint}) is intact"
+    else:
+        then = "then start the run over (with --restart where its folder is left): it has no checkpoint"
+    return f"run {config.run_id} stopped: {what}; {then}"
+
+
+@_owns_run_folder
 def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = True, resume: bool = False,
         restart: bool = False, oracle_options: OracleOptions = OracleOptions(),
         on_eval: Callable[[int, dict[str, float]], None] | None = None,
@@ -193,6 +261,8 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
 
     Raises:
         ConfigError: the run folder already holds this run and neither ``resume`` nor ``restart`` was given.
+        WriteFailedError: a write failed for a reason of the file system (no space, a quota, ...); the message says
+            what to do, and the last checkpoint is intact for ``resume``.
 
     The runner writes an atomic checkpoint at every evaluation point and otherwise after the first method step
     that ends ``checkpoint_every`` seconds after the previous checkpoint. Logs are buffered in between (they are
@@ -380,21 +450,24 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         # several processes: the queries of every process as of the last gather (the end, after a finished run)
         qlog = shares["log"] if world > 1 else oracle.query_log()
         result = RunResult(config, dict(curve[-1]) if curve else {}, curve, train, qlog, wall, run_dir)
-        try:
-            if pending and status != "FINISHED":  # a failure between checkpoints: the steps since the last one
-                try:
-                    flush()
-                except Exception:  # noqa: BLE001 - best effort; the error that ended the run is the one to raise
-                    pending.clear()
-            if status == "FINISHED":
-                log.log_metrics({"wall_time_s": wall}, step=used())
-            if tracker is not None and rank == 0:  # the caller's tracker (MLflow); the run folder has these files
-                _log_run_files(tracker, result, status, used())
-            log.end_run(status)
-        finally:
-            if run_dir is not None:  # the summary is written last: it is what marks a run finished
-                export_finished(config, policy, run_dir, status)  # trained weights, as diffusers/safetensors load them
-                _write_run_files(result, status, used())
+        # a run that is failing already finishes its bookkeeping as far as it can: its error is the one to raise (on a
+        # full disk each write below would fail again and bury it under a chain of tracebacks)
+        with contextlib.suppress(Exception) if status != "FINISHED" else contextlib.nullcontext():
+            try:
+                if pending and status != "FINISHED":  # a failure between checkpoints: the steps since the last one
+                    try:
+                        flush()
+                    except Exception:  # noqa: BLE001 - best effort; the error that ended the run is the one to raise
+                        pending.clear()
+                if status == "FINISHED":
+                    log.log_metrics({"wall_time_s": wall}, step=used())
+                if tracker is not None and rank == 0:  # the caller's tracker (MLflow); the run folder has these files
+                    _log_run_files(tracker, result, status, used())
+                log.end_run(status)
+            finally:
+                if run_dir is not None:  # the summary is written last: it is what marks a run finished
+                    export_finished(config, policy, run_dir, status)  # trained weights, as diffusers/safetensors load
+                    _write_run_files(result, status, used())
     return result
 
 

@@ -391,6 +391,9 @@ class MlflowTracker:
 
             for name in ("mlflow", "alembic"):  # store migrations log at INFO on first use: not for our users
                 logging.getLogger(name).setLevel(logging.WARNING)
+            # its database errors (e.g. "database or disk is full") are raised as MlflowException too, which the
+            # runner says in one line; the logger would print each one as a multi-line ERROR on top
+            logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
             db_path = _sqlite_path(self.tracking_uri)
             if db_path is not None:

@@ -30,7 +30,7 @@ front (``Study.best_trials``). Ours, and thin:
   for 2 x ``heartbeat_interval`` is failed and queued again with its parameters and slot; a worker that was
   only slow finds its trial unwritable at its next evaluation and stops, so two workers never share a run
   folder for long. A journal file has no heartbeat: after a killed or interrupted tune, ``retry_interrupted``
-  queues its trials again.
+  queues its trials again. A trial whose run fails (a full disk, say) is marked failed and the study goes on.
 - **MLflow**: one parent run per study in the task's experiment (run key ``study--<name>``), created by the
   process that creates the study before any worker starts; each trial's run is its child, named
   ``trial-<number>`` (a pruned trial's run ends KILLED). The stock ``MLflowCallback(nested=True)`` creates no

@@ -1,4 +1,5 @@
-"""benchsuite.files: atomic writes and appends under injected write failures."""
+"""benchsuite.files: atomic writes and appends under injected write failures, and the one-line description of a
+failed write."""
 
 import errno
 import os
@@ -6,7 +7,8 @@ import os
 import pytest
 
 from benchsuite import files
-from benchsuite.files import FileWriteError, append_bytes, atomic_write_bytes, atomic_write_text
+from benchsuite.files import (FileWriteError, append_bytes, atomic_write_bytes, atomic_write_text, describe_os_error,
+                              is_write_failure)
 
 
 def _fail_writes(monkeypatch, code=errno.ENOSPC, after_bytes=0):
@@ -50,3 +52,24 @@ def test_a_failed_append_is_truncated_away(tmp_path, monkeypatch):
     with pytest.raises(FileWriteError, match="No space left"):
         append_bytes(log, b'{"step": 32}\n')
     assert log.read_bytes() == b'{"step": 0}\n'
+
+
+def test_a_folder_removed_meanwhile_is_a_write_failure_naming_the_file(tmp_path):
+    with pytest.raises(FileWriteError) as caught:
+        atomic_write_text(tmp_path / "gone" / "run.json", "{}")
+    assert caught.value.errno == errno.ENOENT and is_write_failure(caught.value)
+    assert describe_os_error(caught.value).startswith(f"cannot write {tmp_path / 'gone' / 'run.json'}: ")
+
+
+@pytest.mark.parametrize("code, name, hint", [
+    (errno.ENOSPC, "ENOSPC", "free space"), (errno.EDQUOT, "EDQUOT", "quota"),
+    (errno.EROFS, "EROFS", "writable file system"), (errno.ENOENT, "ENOENT", "removed"),
+])
+def test_describe_os_error_says_what_where_and_what_to_do(code, name, hint):
+    text = describe_os_error(FileWriteError(code, os.strerror(code), "/data/runs/x/checkpoint.pt"))
+    assert text.startswith(f"cannot write /data/runs/x/checkpoint.pt: {os.strerror(code)} ({name}); ") and hint in text
+    assert "\n" not in text
+    # an OSError from elsewhere (e.g. an MLflow artifact copy): a full disk is a write failure, a missing file is not
+    assert is_write_failure(OSError(errno.ENOSPC, "No space left on device"))
+    assert not is_write_failure(FileNotFoundError(errno.ENOENT, "No such file or directory", "x"))
+    assert len(describe_os_error(OSError(errno.ENOSPC, "No space left on device", "p" * 100_000))) < 1300
