@@ -3,7 +3,8 @@
 
 User errors (unknown names, bad values, malformed files, missing weights) print one line,
 ``benchsuite: error: <what to do>``, exit with code 2 and write nothing: every check runs before the first file
-or MLflow run is created. A write that fails on the way (a full disk, a quota, a read-only file system, a folder removed meanwhile) prints one such line naming
+or MLflow run is created. A run folder that another process is writing is refused the same way. A write that fails
+on the way (a full disk, a quota, a read-only file system, a folder removed meanwhile) prints one such line naming
 the path and what to do, and exits with code 1. A closed output pipe (``benchsuite list | head``) ends the command
 quietly with 141, as a process killed by SIGPIPE.
 """
@@ -719,7 +720,7 @@ def _cmd_tell(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; the exit code: 0, 1 (a run, sweep or study that failed on the way; a failed write),
-    2 (bad input, nothing written) or 141 (the output pipe was closed)."""
+    2 (bad input, nothing written; a run folder another process is writing) or 141 (the output pipe was closed)."""
     try:
         try:
             return _main(argv)

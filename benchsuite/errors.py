@@ -77,6 +77,11 @@ class StopRun(Exception):
     marked KILLED; the exception propagates to the caller of ``run``."""
 
 
+class RunLockedError(BenchsuiteError):
+    """Another process is writing the run folder (``benchsuite.files.RunFolderLock``): the message names it. Nothing
+    was written; exit code 2."""
+
+
 class WriteFailedError(BenchsuiteError):
     """A command or run could not write a file for a reason of the file system (no space, a quota, a read-only file
     system, a folder removed meanwhile). The message names the path, what is intact and what to do; exit code 1.

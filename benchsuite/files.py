@@ -1,4 +1,5 @@
-"""Writing files safely: atomic writes, all-or-nothing appends, and write failures said in one line.
+"""Writing files safely: atomic writes, all-or-nothing appends, write failures said in one line, and the lock that
+lets one process at a time own a run folder.
 
 - ``atomic_write_bytes`` / ``atomic_write_text``: the data goes to ``<name>.tmp`` beside the target, is flushed to
   disk (``fsync``) and renamed over the target (``os.replace``), then the folder is synced so that the rename
@@ -8,6 +9,8 @@
   exported presets and weights) goes through here.
 - ``append_bytes``: appends all of the data or none of it (a failed append is truncated away), for JSONL logs.
 - ``describe_os_error``: an ``OSError`` of the file system as one line with what to do.
+- ``RunFolderLock``: ``flock`` on ``<runs>/.<run id>.lock``, taken before a run writes anything and released when it
+  ends; the operating system drops it with the process, so a killed run never leaves a stale lock.
 
 Tests inject write failures by replacing ``_write_all``, through which every byte written here passes.
 """
@@ -15,9 +18,14 @@ Tests inject write failures by replacing ``_write_all``, through which every byt
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
+import socket
+import time
 from contextlib import suppress
 from pathlib import Path
+
+from .errors import RunLockedError
 
 _TMP_SUFFIX = ".tmp"
 
@@ -140,3 +148,111 @@ def describe_os_error(exc: OSError) -> str:
         head = f"{where}: {reason} ({name})" if where else f"{reason} ({name})"
     hint = WRITE_ERRNOS.get(code)
     return head if hint is None else f"{head}; {hint}"
+
+
+# ---- the run-folder lock -----------------------------------------------------------------------------------------
+
+
+def _makedirs(folder: Path) -> list[Path]:
+    """``folder.mkdir(parents=True, exist_ok=True)``; returns the folders it created, outermost first."""
+    missing = []
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+class RunFolderLock:
+    """Exclusive ownership of one run folder by one process, through ``flock`` on ``<runs>/.<run id>.lock``.
+
+    The lock file sits beside the run folder (not in it: ``--restart`` deletes the folder, and a lock must exist
+    before anything is written) and records ``pid host start time`` for the refusal message. ``acquire`` never
+    waits: a second process gets ``RunLockedError`` at once. The operating system releases an ``flock`` when its
+    process ends, however it ends, so a killed run is taken over by the next one without any clean-up. ``release``
+    removes the lock file, and the folders ``acquire`` created for it when they are still empty (a run refused for
+    bad input leaves no output folder behind). Removing a lock file is safe because ``acquire`` checks, once
+    locked, that the file it holds is still the one at the path (else it locks the new one).
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, run_id: str | None = None):
+        run_dir = Path(run_dir)
+        self.run_dir, self.run_id = run_dir, run_id or run_dir.name
+        self.path = run_dir.parent / f".{run_dir.name}.lock"
+        self._fd: int | None = None
+        self._made: list[Path] = []
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> RunFolderLock:
+        """Take the lock or raise ``RunLockedError`` (``OSError`` when the lock file cannot be created)."""
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path} is already held by this object")
+        for _ in range(100):  # a holder that removes the file, or its folder, between our open and our lock: retry
+            self._made += _makedirs(self.path.parent)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                self._remove_made_folders()
+                raise RunLockedError(
+                    f"run {self.run_id} is being written by another process ({holder}; lock {self.path}); wait for "
+                    "it to end (a killed process releases it at once) or pass another --output") from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
+                current = os.stat(self.path)
+                mine = os.fstat(fd)
+                same = (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino)
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                with suppress(OSError):  # who holds it, for the message of a second process; best effort
+                    os.ftruncate(fd, 0)
+                    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+                    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n".encode(), 0)
+                return self
+            os.close(fd)
+        raise RuntimeError(f"could not take {self.path}: it keeps being removed")
+
+    def release(self) -> None:
+        """Remove the lock file, then release the lock (in that order: see the class docstring). Idempotent."""
+        if self._fd is None:
+            return
+        with suppress(OSError):
+            os.unlink(self.path)
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None
+        self._remove_made_folders()
+
+    def _remove_made_folders(self) -> None:
+        for folder in reversed(self._made):
+            try:
+                folder.rmdir()  # only when empty: anything a run wrote keeps its folders
+            except OSError:
+                break
+        self._made = []
+
+    def __enter__(self) -> RunFolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    with suppress(OSError):
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        if text:
+            return text
+    return "holder unknown"

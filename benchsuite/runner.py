@@ -35,10 +35,10 @@ import torch
 from . import distributed
 from .budget import QueryLog
 from .config import RunConfig
-from .errors import StopRun, WriteFailedError
+from .errors import RunLockedError, StopRun, WriteFailedError
 from .evaluation import cost_metrics, evaluate
 from .export import export_finished
-from .files import atomic_write_bytes, atomic_write_text, describe_os_error, is_write_failure
+from .files import RunFolderLock, atomic_write_bytes, atomic_write_text, describe_os_error, is_write_failure
 from .metrics.sequences import query_metrics
 from .registry import METHODS
 
@@ -176,10 +176,15 @@ def build_method(config: RunConfig, task, policy, generator: torch.Generator, ex
 
 
 def _owns_run_folder(run_fn):
-    """``run`` wrapped (not restructured) in what protects its run folder: a write that fails for a reason of the
-    file system (no space, a quota, a read-only file system, a folder removed meanwhile), in the run folder or the
-    MLflow store, ends the run with one ``WriteFailedError`` naming the path, what to do and whether the last
-    checkpoint is there to ``--resume`` from (exit code 1).
+    """``run`` wrapped (not restructured) in what protects its run folder:
+
+    - one process at a time owns it: ``RunFolderLock`` is taken before the run reads or writes the folder (the check
+      that refuses an existing folder is only atomic under it) and released when the run ends; a second process gets
+      ``RunLockedError`` (exit code 2). Under a distributed launch rank 0 alone takes it, for every process of the
+      run (only rank 0 writes), and tells the others whether it got it;
+    - a write that fails for a reason of the file system (no space, a quota, a read-only file system, a folder
+      removed meanwhile), in the run folder or the MLflow store, ends the run with one ``WriteFailedError`` naming
+      the path, what to do and whether the last checkpoint is there to ``--resume`` from (exit code 1).
     """
     signature = inspect.signature(run_fn)
 
@@ -188,15 +193,40 @@ def _owns_run_folder(run_fn):
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         config = bound.arguments["config"]
+        owner = bound.arguments["write"] and distributed.process_index() == 0
+        lock = RunFolderLock(config.run_dir, config.run_id) if owner else None
         try:
+            _take_run_lock(lock)
             return run_fn(*args, **kwargs)
         except Exception as exc:
             failure = _write_failure(exc)
             if failure is None or not bound.arguments["write"]:
                 raise
             raise WriteFailedError(_describe_write_failure(config, failure, bound.arguments["tracker"])) from exc
+        finally:
+            if lock is not None:
+                lock.release()
 
     return guarded
+
+
+def _take_run_lock(lock: RunFolderLock | None) -> None:
+    """Acquire ``lock`` (held by rank 0 only, None elsewhere); under a distributed launch every process learns
+    whether rank 0 got it and refuses alike."""
+    problem: Exception | None = None
+    if lock is not None:
+        try:
+            lock.acquire()
+        except Exception as exc:  # noqa: BLE001 - told to the other processes below, then raised
+            problem = exc
+    if distributed.num_processes() > 1:
+        told = distributed.broadcast_object(None if problem is None else (
+            type(problem) is RunLockedError, str(problem) if not isinstance(problem, OSError)
+            else describe_os_error(problem)))
+        if problem is None and told is not None:
+            raise (RunLockedError if told[0] else WriteFailedError)(told[1])
+    if problem is not None:
+        raise problem
 
 
 def _write_failure(exc: BaseException) -> BaseException | None:
@@ -261,6 +291,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
 
     Raises:
         ConfigError: the run folder already holds this run and neither ``resume`` nor ``restart`` was given.
+        RunLockedError: another process is writing the run folder (``write`` only; nothing was done).
         WriteFailedError: a write failed for a reason of the file system (no space, a quota, ...); the message says
             what to do, and the last checkpoint is intact for ``resume``.
 

@@ -28,9 +28,11 @@ front (``Study.best_trials``). Ours, and thin:
   id hashes the config), and trials run with ``resume=True``: a retried trial continues its predecessor's
   checkpoint, and rerunning a finished tune runs nothing. With a database storage, a trial without a heartbeat
   for 2 x ``heartbeat_interval`` is failed and queued again with its parameters and slot; a worker that was
-  only slow finds its trial unwritable at its next evaluation and stops, so two workers never share a run
-  folder for long. A journal file has no heartbeat: after a killed or interrupted tune, ``retry_interrupted``
-  queues its trials again. A trial whose run fails (a full disk, say) is marked failed and the study goes on.
+  only slow finds its trial unwritable at its next evaluation and stops. A run folder has one writer at a time
+  (the runner's lock): the retry waits for the slow worker to stop, and a trial whose parameters repeat another's
+  (the same run id) waits for it, then reads its run back. A journal file has no heartbeat: after a killed or
+  interrupted tune, ``retry_interrupted`` queues its trials again. A trial whose run fails (a full disk, say)
+  is marked failed and the study goes on.
 - **MLflow**: one parent run per study in the task's experiment (run key ``study--<name>``), created by the
   process that creates the study before any worker starts; each trial's run is its child, named
   ``trial-<number>`` (a pruned trial's run ends KILLED). The stock ``MLflowCallback(nested=True)`` creates no
@@ -61,7 +63,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig, resolve
-from .errors import BenchsuiteError, ConfigError, StopRun
+from .errors import BenchsuiteError, ConfigError, RunLockedError, StopRun
 from .files import atomic_write_text
 from .sweep import KIND_TAG, open_parent_run
 from .tasks import data_dir, load_spec, preset_file
@@ -94,6 +96,7 @@ _OBJECTIVE_STATS = ("mean", "median", "top10")
 _READY_TIMEOUT_S = 120.0
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _PRUNE_WARMUP = 0.3  # no pruning before this fraction of the budget
+_LOCK_POLL_S = 2.0  # while another worker holds a trial's run folder, try again this often
 
 
 @dataclass(frozen=True)
@@ -567,7 +570,7 @@ class Tuner:
     def _objective(self, trial: optuna.Trial, tracking: tuple[str, str] | None, parent_run_id: str | None):
         import optuna
 
-        from .runner import eval_points, run
+        from .runner import eval_points
 
         if SLOT_ATTR not in trial.user_attrs:
             trial.set_user_attr(SURPLUS_ATTR, True)
@@ -598,7 +601,7 @@ class Tuner:
                     raise StopRun(f"pruned at {step} queries")
 
         try:
-            result = run(config, tracker=tracker, resume=True, on_eval=on_eval)
+            result = self._run_when_free(trial, config, tracker, on_eval)
         except StopRun as stop:
             raise optuna.TrialPruned(str(stop)) from None
         except KeyboardInterrupt:
@@ -606,6 +609,26 @@ class Tuner:
             raise
         values = [objective_value(m, result.curve, drift_budget) for m in self.metrics]
         return values[0] if len(values) == 1 else values
+
+    @staticmethod
+    def _run_when_free(trial, config: RunConfig, tracker, on_eval):
+        """``run`` the trial's config, waiting while another process holds its run folder: a trial with the same
+        parameters (hence the same run id) in another worker, or the slow worker of a trial whose stale heartbeat
+        got it retried here (it stops at its next evaluation). Once free, the run resumes from their checkpoint, or
+        only reads back a finished run; a dead holder frees the folder at once."""
+        import optuna
+
+        from .runner import run
+
+        waiting = False
+        while True:
+            try:
+                return run(config, tracker=tracker, resume=True, on_eval=on_eval)
+            except RunLockedError as locked:
+                if not waiting:
+                    optuna.logging.get_logger("optuna").info("trial %d waits: %s", trial.number, locked)
+                    waiting = True
+                time.sleep(_LOCK_POLL_S)
 
     # --- the whole tune (main process) ---
 

@@ -1,14 +1,19 @@
-"""benchsuite.files: atomic writes and appends under injected write failures, and the one-line description of a
-failed write."""
+"""benchsuite.files: atomic writes and appends under injected write failures, the one-line description of a failed
+write, and the run-folder lock (atomic, refused in one line, dropped with its process)."""
 
 import errno
 import os
+import signal
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from benchsuite import files
-from benchsuite.files import (FileWriteError, append_bytes, atomic_write_bytes, atomic_write_text, describe_os_error,
-                              is_write_failure)
+from benchsuite.errors import RunLockedError
+from benchsuite.files import (FileWriteError, RunFolderLock, append_bytes, atomic_write_bytes, atomic_write_text,
+                              describe_os_error, is_write_failure)
 
 
 def _fail_writes(monkeypatch, code=errno.ENOSPC, after_bytes=0):
@@ -73,3 +78,63 @@ def test_describe_os_error_says_what_where_and_what_to_do(code, name, hint):
     assert is_write_failure(OSError(errno.ENOSPC, "No space left on device"))
     assert not is_write_failure(FileNotFoundError(errno.ENOENT, "No such file or directory", "x"))
     assert len(describe_os_error(OSError(errno.ENOSPC, "No space left on device", "p" * 100_000))) < 1300
+
+
+def test_the_run_lock_is_exclusive_and_released(tmp_path):
+    run_dir = tmp_path / "out" / "runs" / "task__m__seed0__abc"
+    first = RunFolderLock(run_dir).acquire()
+    assert first.path == run_dir.parent / ".task__m__seed0__abc.lock" and f"pid {os.getpid()}" in first.path.read_text()
+    with pytest.raises(RunLockedError, match=rf"run task__m__seed0__abc is being written by another process \(pid "
+                                             rf"{os.getpid()} on .*\); wait for it to end"):
+        RunFolderLock(run_dir).acquire()  # flock conflicts between two open files, within one process too
+    first.release()
+    assert not first.path.exists() and not (tmp_path / "out").exists()  # nothing written: its folders go too
+    with RunFolderLock(run_dir) as again:
+        run_dir.mkdir()
+        (run_dir / "run.json").write_text("{}")
+    assert not again.path.exists() and run_dir.is_dir()  # a folder that holds a run stays
+
+
+def test_a_lock_file_removed_by_its_holder_is_not_shared(tmp_path, monkeypatch):
+    """A process that opened the lock file just before its holder removed it must not hold the removed file while a
+    third process locks the new one: it checks, once locked, that its file is still the one at the path."""
+    run_dir = tmp_path / "runs" / "r"
+    holder = RunFolderLock(run_dir).acquire()
+    late = RunFolderLock(run_dir)
+    real_flock, calls = files.fcntl.flock, []
+
+    def flock(fd, op):
+        calls.append(op)
+        if len(calls) == 1:  # the holder releases (removing the file) between our open and our lock
+            holder.release()
+            third.append(RunFolderLock(run_dir).acquire())  # a third process takes the new file
+        return real_flock(fd, op)
+
+    third = []
+
+    monkeypatch.setattr(files.fcntl, "flock", flock)
+    with pytest.raises(RunLockedError):
+        late.acquire()  # locked the removed file first, saw it was not the path's file, retried: the third holds it
+    assert len(calls) == 3  # ours on the removed file, the third's, ours on the new file (refused)
+    third[0].release()
+
+
+def test_a_killed_holder_releases_the_lock(tmp_path):
+    run_dir = tmp_path / "runs" / "r"
+    code = textwrap.dedent(f"""
+        import sys, time
+        from benchsuite.files import RunFolderLock
+        RunFolderLock({str(run_dir)!r}).acquire()
+        print("locked", flush=True)
+        time.sleep(60)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"pid {holder.pid} "):
+            RunFolderLock(run_dir).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    lock = RunFolderLock(run_dir).acquire()  # the stale file is still there: the kernel dropped its lock
+    lock.release()
