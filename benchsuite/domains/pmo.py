@@ -44,6 +44,8 @@ from dataclasses import dataclass
 
 SEMANTICS = "TDC since Aug 2022 (checked against PyTDC 1.1.15) = GuacaMol goal-directed definitions; PMO's protocol"
 """What the current oracles reproduce."""
+PREV_SEMANTICS = "TDC before Aug 2022 (checked against PyTDC 1.1.15's *_prev): total atoms read from the SMILES string"
+"""What the ``*_prev`` oracles reproduce."""
 
 PMO_ORACLES: tuple[str, ...] = (
     "celecoxib_rediscovery", "troglitazone_rediscovery", "thiothixene_rediscovery",

@@ -79,3 +79,62 @@ def test_building_blocks():
     # the pre-2022 count of a SMILES string: Cc1 -> ("Cc", 1); ring digits are counts, lowercase atoms are skipped
     assert parse_formula("Cc1ccc(N)cc1C12") == [("Cc", 1), ("N", 1), ("C", 12)]
     assert geometric_mean([0.25, 1.0]) == 0.5 and geometric_mean([0.0, 1.0]) == 0.0
+
+
+# ---- the rewards on the SELFIES backbone's samples ---------------------------------------------------------------
+def _reward_names() -> list[str]:
+    from benchsuite.registry import REWARDS
+
+    return [n for n in REWARDS.builtin_names() if n.startswith("pmo-")]
+
+
+def test_every_oracle_is_a_registered_reward():
+    from benchsuite.registry import REWARDS
+
+    names = _reward_names()
+    assert names == sorted("pmo-" + n.replace("_", "-") for n in ORACLES)
+    assert all(REWARDS.load(n).oracle.replace("_", "-") == n.removeprefix("pmo-") for n in names)
+
+
+def test_rewards_score_the_decoded_molecules_as_the_core_does():
+    import torch
+
+    from benchsuite.policies.sequence import one_hot_relaxation, token_probabilities
+    from benchsuite.registry import REWARDS
+    from benchsuite.rewards.molecules import SELFIES_ALPHABET, selfies_to_tokens, smiles_to_selfies, tokens_to_smiles
+    from benchsuite.testing import check_reward_scores
+
+    kekulized = ["CC(=O)OC1=CC=CC=C1C(=O)O", "CN1C=NC2=C1C(=O)N(C)C(=O)N2C", "CC(C)(C)NCC(O)C1=CC=C(O)C(CO)=C1",
+                 "CC1(C)C2CCC1(C)C(=O)C2", "NNC(=O)C1=CC=C(O)C=C1"]  # aspirin, caffeine, albuterol, camphor, isomer
+    tokens = torch.cat([selfies_to_tokens(smiles_to_selfies(kekulized)), torch.zeros(1, 32, dtype=torch.int64)])
+    probs = token_probabilities(one_hot_relaxation(tokens, len(SELFIES_ALPHABET)))
+    decoded = tokens_to_smiles(tokens)
+    for name in _reward_names():
+        reward = REWARDS.make(name)
+        out = check_reward_scores(reward, probs)
+        expected = torch.tensor([score_smiles(reward.oracle, s) for s in decoded])
+        assert torch.allclose(out, expected, atol=1e-6), (name, out, expected)
+        assert out[-1] == 0.0  # the empty molecule
+    assert REWARDS.make("pmo-albuterol-similarity")(probs)[2] == 1.0
+    assert REWARDS.make("pmo-isomers-c7h8n2o2")(probs)[4] == pytest.approx(1.0)
+    assert REWARDS.make("pmo-qed", invalid_value=-1.0)(tokens[-1:]).tolist() == [-1.0]
+
+
+def test_rewards_refuse_to_build_without_rdkit(monkeypatch):
+    import benchsuite.domains.molecules as molecules
+    from benchsuite.errors import BenchsuiteError
+    from benchsuite.registry import REWARDS
+
+    monkeypatch.setattr(molecules, "rdkit_available", lambda: False)
+    with pytest.raises(BenchsuiteError, match=r"needs RDKit.*benchsuite\[molecules\]") as err:
+        REWARDS.make("pmo-deco-hop")
+    assert "\n" not in str(err.value)
+
+
+def test_the_core_imports_neither_torch_nor_rdkit():
+    import subprocess
+    import sys
+
+    code = ("import sys, benchsuite.domains.pmo; "
+            "loaded = [m for m in ('torch', 'rdkit') if m in sys.modules]; assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
