@@ -14,8 +14,9 @@ an oracle (none of those molecules makes it), the value is 0, as ``tdc.Oracle`` 
 Scoring a SMILES (PMO's protocol, mol_opt ``main/optimizer.py``): an empty or unparsable SMILES scores 0; otherwise
 its RDKit canonical SMILES is parsed again and scored. Every oracle is a pure function: its targets are computed
 from constants on first use and never change, so a value never depends on which oracle ran before (TDC's do:
-``scaffold_hop`` overwrites a SMARTS that ``deco_hop`` reads from the module's globals, and the two zaleplon and
-sitagliptin MPOs share one cached isomer scorer).
+``scaffold_hop`` overwrites a SMARTS that ``deco_hop`` reads from the module's globals, moving gefitinib's deco_hop
+from 0.870 to 0.620, or leaves ``deco_hop`` scoring 0 when it runs first; the two zaleplon and the two sitagliptin
+MPOs share one cached isomer scorer).
 
 Building blocks:
 - fingerprints, all unfolded counts compared by Tanimoto: ECFP4 / ECFP6 (Morgan, radius 2 / 3), FCFP4 (Morgan with
