@@ -6,6 +6,7 @@ code 2. Anything else escaping the library is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 MAX_ECHO = 200
@@ -13,6 +14,8 @@ MAX_ECHO = 200
 MAX_MESSAGE = 2000
 """Characters of a whole message: past it, ``BenchsuiteError`` keeps the start and the end and says how much it left
 out, wherever a message still repeats too much (every message is printed on one line)."""
+MAX_CHOICES = 700
+"""Characters of registered names an unknown-name message lists; past it, it names the closest few."""
 
 
 def clip(value: Any, limit: int = MAX_ECHO) -> str:
@@ -57,7 +60,12 @@ class UnknownNameError(ConfigError):
 
     def __init__(self, kind: str, name: str, choices: list[str]):
         self.kind, self.name, self.choices = kind, name, sorted(choices)
-        super().__init__(f"unknown {kind} {clip_repr(name)}; choose one of: {', '.join(map(clip, self.choices))}")
+        listing = ", ".join(map(clip, self.choices))
+        if len(listing) > MAX_CHOICES:  # a long registry (the PMO oracles): the nearest names and where the rest are
+            near = difflib.get_close_matches(str(name)[:MAX_ECHO], self.choices, n=5, cutoff=0.4)
+            listing = (f"{', '.join(near)}, or one of the {len(self.choices) - len(near)} others" if near
+                       else f"one of the {len(self.choices)}") + " that `benchsuite list` shows"
+        super().__init__(f"unknown {kind} {clip_repr(name)}; choose one of: {listing}")
 
 
 class MissingWeightsError(BenchsuiteError):
