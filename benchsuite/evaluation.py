@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -21,8 +23,9 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
 
     Returns:
         metrics: per judge ``eval/<judge>_{mean,median,std,top10}``; ``eval/gold_proxy_gap`` when the task has
-            a gold judge; ``eval/kl`` (mean over samples of the
-            summed per-step KL to the reference along the sampled chains), ``eval/kl_last_step`` (the last
+            a gold judge; ``eval/kl`` (the path KL in nats: mean over samples of the per-step KL to the reference
+            summed over dims and steps along the sampled chains), ``eval/kl_per_dim`` (that divided by the
+            number of data dims, the suite's drift figure before the v2 protocol), ``eval/kl_last_step`` (the last
             step's part of it) and ``eval/kl_max_step_share`` (the largest step's share of it; 0 at zero KL); and
             the diversity and drift metrics of the policy's sample space (``policy.space.metrics``:
             ``eval/diversity`` and ``eval/vendi`` per condition, averaged over conditions; for images
@@ -51,6 +54,7 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
     if gold is not None:
         metrics["eval/gold_proxy_gap"] = metrics[f"eval/{gold}_mean"] - metrics[f"eval/{task.spec.primary_judge}_mean"]
     metrics["eval/kl"] = kl
+    metrics["eval/kl_per_dim"] = kl / math.prod(policy.sample_shape)
     if step_kl is not None:  # a sampler grid with a degenerate step puts most of the path KL there
         metrics["eval/kl_last_step"] = float(step_kl[-1])
         metrics["eval/kl_max_step_share"] = float(step_kl.max() / step_kl.sum()) if kl > 0 else 0.0

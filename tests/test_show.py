@@ -32,7 +32,7 @@ def test_every_field_with_its_type_default_and_doc(method, capsys):
 
 def test_field_docs_come_from_the_class_bodies_and_their_bases():
     ctrl = field_docs(METHODS.load("ctrl").Config)
-    assert ctrl["kl_coef"].startswith("beta in the suite's KL units")  # its own field
+    assert ctrl["kl_coef"].startswith("beta: the weight of the path KL in nats")  # its own field
     assert ctrl["value_lr"] == "Adam learning rate of the value network."  # a field of the ValueFields mix-in
     assert field_docs(METHODS.load("ddpo").Config)["batch_size"].startswith("Chains sampled")  # the subclass's own
 

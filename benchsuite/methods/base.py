@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+import math
 from dataclasses import dataclass
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -33,6 +34,69 @@ class MethodConfig:
         check(self.batch_size >= 1, "batch_size must be >= 1")
 
 
+@dataclass(frozen=True)
+class RewardNormFields:
+    """The config field of every method whose loss adds a reward-scale term to a KL term (DDPO with ``kl_coef``,
+    DRaFT, SQDF, VARD, continuous-time RL), mixed into its ``Config`` and validated here once.
+
+    Without it the same ``kl_coef`` would mean a strong or a negligible KL on two tasks whose rewards differ in
+    scale (JPEG kB vary by about 0.03 over the digits, a classifier probability by 0.3), and no search range could
+    serve every task. Dividing the reward term by a scale makes ``kl_coef`` the nats of path KL traded for one
+    standard deviation of reward, comparable across tasks. This is the suite's choice, not the papers' (they use
+    the raw reward); ``none`` restores their rule and tuning may choose it."""
+
+    reward_norm: Literal["running", "batch", "none"] = "running"
+    """Scale of the reward term before the KL term is added: ``running`` divides it by the standard deviation of
+    every reward the method has received so far (``RewardScale``), ``batch`` by that of the current batch, ``none``
+    leaves the raw reward (the papers' rule)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # cooperative: the other config bases' checks run too
+        check(self.reward_norm in ("running", "batch", "none"), "reward_norm must be 'running', 'batch' or 'none'")
+
+
+class RewardScale:
+    """sigma_r of ``RewardNormFields.reward_norm``: 1 (``none``), the std of the last batch (``batch``) or the running
+    std of every reward passed to ``update`` (``running``; Chan et al.'s pairwise update of count, mean and sum of
+    squared deviations, so that a batch's order does not matter). A degenerate std (one reward, or all equal) gives
+    1, so the first steps of a task with a constant reward do not divide by zero."""
+
+    def __init__(self, mode: str = "running"):
+        self.mode = mode
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
+        self.batch_std = 1.0
+
+    def update(self, rewards: torch.Tensor) -> None:
+        """Add a batch of ``B`` rewards (detached; any device)."""
+        x = rewards.detach().double().flatten().cpu()
+        if len(x) == 0:
+            return
+        n, mean = len(x), float(x.mean())
+        m2 = float((x - mean).square().sum())
+        self.batch_std = math.sqrt(m2 / (n - 1)) if n > 1 else 1.0
+        total = self.count + n
+        delta = mean - self.mean
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.mean += delta * n / total
+        self.count = total
+
+    @property
+    def value(self) -> float:
+        """The current sigma_r (> 0)."""
+        if self.mode == "none":
+            return 1.0
+        std = self.batch_std if self.mode == "batch" else (
+            math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 1.0)
+        return std if std > 1e-12 else 1.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "count": self.count, "mean": self.mean, "m2": self.m2, "batch_std": self.batch_std}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mode, self.count, self.mean = state["mode"], int(state["count"]), float(state["mean"])
+        self.m2, self.batch_std = float(state["m2"]), float(state["batch_std"])
+
+
 @dataclass
 class QueriedBatch:
     """A step's batch as ``Method.query_batch`` returns it (P processes, n chains each; P = 1 in one process).
@@ -43,6 +107,8 @@ class QueriedBatch:
         conditions: the global batch's ``P n`` condition ids, or None (unconditional).
         rewards: the global batch's ``P n`` rewards, in rank order.
         rows: this process's slice of the global batch.
+        path_kl: the global batch's ``P n`` path KLs (nats) to the reference passed to ``query_batch`` along the
+            sampled chains, in rank order; None without one.
     """
 
     trajectory: Trajectory
@@ -50,6 +116,7 @@ class QueriedBatch:
     conditions: torch.Tensor | None
     rewards: torch.Tensor
     rows: slice
+    path_kl: torch.Tensor | None = None
 
 
 def check(ok: bool, message: str) -> None:
@@ -128,8 +195,8 @@ class Method(ABC):
         self.optimizer.step()
         return float(grad_norm)
 
-    def query_batch(self, oracle: BudgetedOracle, conditions: Callable[[int], torch.Tensor | None] | None = None
-                    ) -> QueriedBatch:
+    def query_batch(self, oracle: BudgetedOracle, conditions: Callable[[int], torch.Tensor | None] | None = None,
+                    reference: DiffusionPolicy | None = None) -> QueriedBatch:
         """Sample this step's batch with the policy (no gradients) and query the oracle on it.
 
         Data-parallel (``data_parallel`` methods under ``accelerate launch``, P processes): every process holds
@@ -139,15 +206,17 @@ class Method(ABC):
         batch.
 
         ``conditions(k)``: the global batch's k conditions (default ``sample_conditions``).
+        ``reference``: also return each chain's path KL to this frozen policy (one more forward per step).
         """
         n = self.batch_for(oracle)
         world, rank = distributed.num_processes(), distributed.process_index()
         mine = slice(rank * n, (rank + 1) * n)
         conds = (conditions or self.sample_conditions)(n * world)
-        traj, _ = self.policy.rollout(conds, self.generator, batch=n * world, rows=mine)
+        traj, kls = self.policy.rollout(conds, self.generator, batch=n * world, rows=mine, reference=reference)
         samples = self.policy.decode(traj.x0)
         rewards = distributed.gather(oracle(samples, traj.conditions))
-        return QueriedBatch(traj, samples, conds, rewards, mine)
+        path_kl = None if kls is None else distributed.gather(kls.sum(1))
+        return QueriedBatch(traj, samples, conds, rewards, mine, path_kl)
 
     def batch_for(self, oracle: BudgetedOracle) -> int:
         """This step's batch: the configured size, or what is left of the budget if that is less."""

@@ -15,8 +15,9 @@ The pretrained model proposes, a GP decides what to query:
    ``BestOfN.batch_for``) and the first round is the random start, whatever ``batch_size`` and
    ``initial_queries`` say.
 3. The product is what best-of-N keeps: per condition, the top samples by observed reward (inherited from
-   ``BestOfN``, with its eval rules). The reported KL is best-of-N's formula with n = queried / kept: BO selects
-   more sharply than random draws, so it is a lower estimate.
+   ``BestOfN``, with its eval rules). The reported KL is the selection bound log(pool / kept) per condition
+   (``best_of_n.selection_kl_bound``): the kept set is chosen, by whatever rule, among the pool's i.i.d.
+   pretrained samples of that condition.
 
 The discrete-pool formulation follows the common practice for BO with generative models when the search space
 is only reachable through samples (e.g. LaMBO-style candidate pools in prescient-design/holo-bench's
@@ -178,6 +179,12 @@ class BayesianOptimization(BestOfN):
         self.keep(samples, conds, rewards)
         return {"train/reward_mean": rewards.mean().item(), "train/reward_max": rewards.max().item(),
                 "train/best_so_far": self.scores.max().item()}
+
+    def candidates(self, key: int) -> int:
+        """The pool members of condition ``key``: the candidates BO's kept set was chosen from."""
+        if self.pool_conditions is None:
+            return len(self.pool)
+        return int((self.pool_conditions == key).sum())
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "pool": self.pool, "pool_conditions": self.pool_conditions,

@@ -24,20 +24,21 @@ the sampler visits t_0 > t_1 > ... > t_{T-1}, and its step k lands at abar_prev_
   any number of steps: the loss estimates an integral, so its scale does not change with T (tested with 20,
   50 and 100 steps). N cancels in the product; it only sets the unit of the reported tau, dtau and g^2.
 
-Translation to the suite's one KL definition (mean over the D data dims, per step): for small steps a DDIM/DDPM
-step's mean moves by g^2 dtau (s_theta - s_ref) with variance g^2 dtau, so KL_k ~ (dtau g^2 / 2) mean_d (s_theta -
-s_ref)^2, and the paper's beta (KL summed over dims) is ``kl_coef / D``. The per-pair loss is therefore
+Translation to the suite's one KL definition (KL_k in nats, summed over the D data dims): for small steps a
+DDIM/DDPM step's mean moves by g^2 dtau (s_theta - s_ref) with variance g^2 dtau, so KL_k ~ (dtau g^2 / 2)
+||s_theta - s_ref||^2, and ``kl_coef`` is the paper's beta itself. The per-pair loss is therefore
 
-    dtau_k g^2_k [ -<s_theta, grad_x V_phi>  +  (kl_coef / 2) mean_d (s_theta - s_ref)^2
-                   + (trust_coef / 2) mean_d (s_theta - s_old)^2 ]
+    dtau_k g^2_k [ -<s_theta, grad_x V_phi / sigma_r>  +  (kl_coef / 2) ||s_theta - s_ref||^2
+                   + (trust_coef / 2) ||s_theta - s_old||^2 ]
 
-with <.,.> summed over dims; its fixed point is s_ref + D grad_x V / kl_coef = s_ref + grad_x V / beta (with
-``trust_coef = 0``), and the objective it ascends approximates E r - kl_coef * sum_k KL_k, as VARD's does
+with <.,.> and ||.||^2 summed over dims and sigma_r the reward scale (``reward_norm``: the running std of the
+paid-for rewards by default, 1 with ``none``); its fixed point is s_ref + grad_x V / (sigma_r beta) (with
+``trust_coef = 0``), and the objective it ascends approximates E r / sigma_r - kl_coef * sum_k KL_k, as VARD's does
 (up to the discretisation: see the caveat below). The trust region
 is a penalty towards s_old, the score of the policy that sampled the batch (it matters from the second optimizer
 step on a batch). How well the continuous-time penalty matches the suite's discrete KL_k depends on the sampler
-grid: per unit of (eps_theta - eps_ref)^2 the discrete KL_k is 1.5 to 2.3 times dtau_k g^2_k (1/2) mean_d
-(s_theta - s_ref)^2 on every step of the log-SNR grid of the ``-v1`` digits cards, but on the trailing grid of
+grid: per unit of (eps_theta - eps_ref)^2 the discrete KL_k is 1.5 to 2.3 times dtau_k g^2_k (1/2)
+||s_theta - s_ref||^2 on every step of the log-SNR grid of the ``-v1`` digits cards, but on the trailing grid of
 the ``-v0`` cards 1.3 to 3.5 times on the inner steps, about 190 times on the last step (it lands at abar ~ 1 with
 std 0.006) and far more on the first (abar_999 ~ 2e-9). On that grid the weights also put 74 % of the loss on the
 first step, where grad V through the Tweedie estimate (divided by sqrt(abar)) explodes: its parameter gradient
@@ -70,19 +71,20 @@ from torch import Tensor
 from .. import distributed
 from ..budget import BudgetedOracle
 from ..policies.base import DiffusionPolicy
-from .base import Method, MethodConfig, check
+from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
 from .surrogate import SurrogateFields, SurrogateReward
 from .value import ValueFields, ValueFunction, num_conditions, state_timesteps
 
 
 @dataclass(frozen=True)
-class CTRLConfig(SurrogateFields, ValueFields, MethodConfig):
+class CTRLConfig(RewardNormFields, SurrogateFields, ValueFields, MethodConfig):
     batch_size: int = 64
     """Chains sampled (= oracle queries) per iteration; their states are the policy update's inputs."""
     kl_coef: float = 0.1
-    """beta in the suite's KL units (per-step KL averaged over dims); the paper's beta is kl_coef / D."""
+    """beta: the weight of the path KL in nats (each step's KL summed over the data dims), per unit of the
+    standardized reward (``reward_norm``). No value for these backbones is published (reconstructed method)."""
     trust_coef: float = 1.0
-    """Weight of the trust-region penalty dtau g^2 (1/2) mean_d (s_theta - s_old)^2."""
+    """Weight of the trust-region penalty dtau g^2 (1/2) ||s_theta - s_old||^2 (summed over dims, like the KL)."""
     lr: float = 1e-4
     """AdamW learning rate of the policy."""
     weight_decay: float = 1e-4
@@ -179,7 +181,7 @@ def vp_sde_grid(timesteps: Tensor, alpha: Tensor, alpha_prev: Tensor,
 
 def ctrl_loss(score: Tensor, ref_score: Tensor, old_score: Tensor | None, value_grad: Tensor, weight: Tensor,
               kl_coef: float, trust_coef: float) -> Tensor:
-    """Per-state loss ``w [ -<s, grad V> + kl_coef/2 mean_d (s - s_ref)^2 + trust_coef/2 mean_d (s - s_old)^2 ]``.
+    """Per-state loss ``w [ -<s, grad V> + kl_coef/2 ||s - s_ref||^2 + trust_coef/2 ||s - s_old||^2 ]`` (sums over dims).
 
     Args:
         score: ``N x *S`` s_theta at the states (differentiable).
@@ -189,14 +191,14 @@ def ctrl_loss(score: Tensor, ref_score: Tensor, old_score: Tensor | None, value_
         weight: ``N`` dtau_k g^2_k of each state's step.
 
     Returns:
-        ``N`` losses. Minimiser over s per state: (kl_coef s_ref + trust_coef s_old + D grad V) / (kl_coef +
-        trust_coef), D the number of data dims.
+        ``N`` losses. Minimiser over s per state: (kl_coef s_ref + trust_coef s_old + grad V) / (kl_coef +
+        trust_coef).
     """
     reward = -(score * value_grad).flatten(1).sum(1)
-    kl = 0.5 * (score - ref_score).square().flatten(1).mean(1)
+    kl = 0.5 * (score - ref_score).square().flatten(1).sum(1)
     total = reward + kl_coef * kl
     if old_score is not None:
-        total = total + trust_coef * 0.5 * (score - old_score).square().flatten(1).mean(1)
+        total = total + trust_coef * 0.5 * (score - old_score).square().flatten(1).sum(1)
     return weight * total
 
 
@@ -239,6 +241,7 @@ class ContinuousTimeRL(Method):
                                    capacity=c.replay_size, generator=generator, device=device)
         self.surrogate = SurrogateReward(policy.space, n_cond, c, generator, device)
         self.x0_hats: Tensor | None = None  # N x (T+1) x *S, aligned with the value replay
+        self.reward_scale = RewardScale(c.reward_norm)
         self.iterations = 0
 
     # ---- the value V_phi(tau, x, c) = r_hat(x0_hat) + h_phi --------------------------------------------------
@@ -288,6 +291,7 @@ class ContinuousTimeRL(Method):
         traj, _ = policy.rollout(conds, self.generator, batch=n)
         images = policy.decode(traj.x0)
         rewards = oracle(images, traj.conditions).detach()
+        self.reward_scale.update(rewards)
 
         T = traj.num_steps
         n_train = max(1, int(round(T * c.timestep_fraction)))
@@ -337,8 +341,8 @@ class ContinuousTimeRL(Method):
         """The loss terms at the (chain ``rows``, step ``ks``) states of ``latents`` (``B x (T+1) x *S``).
 
         Returns ``N`` tensors: ``loss`` (differentiable in the policy), and detached ``reward_term``
-        (dtau g^2 <s_theta, grad V>), ``kl_path`` (dtau g^2 (1/2) mean_d (s_theta - s_ref)^2, the path-KL
-        estimate in the suite's units) and ``value``.
+        (dtau g^2 <s_theta, grad V>), ``kl_path`` (dtau g^2 (1/2) ||s_theta - s_ref||^2, the continuous-time
+        estimate of the step's KL in nats) and ``value``.
         """
         c = self.config
         x = latents[rows, ks]
@@ -350,10 +354,11 @@ class ContinuousTimeRL(Method):
                 old_score = score(self.old, x, ks, cond)
         s = score(self.policy, x, ks, cond)
         w = self.weights[ks]
+        value_grad = value_grad / self.reward_scale.value
         loss = ctrl_loss(s, ref_score, old_score, value_grad, w, c.kl_coef, c.trust_coef)
         with torch.no_grad():
             reward_term = w * (s * value_grad).flatten(1).sum(1)
-            kl_path = w * 0.5 * (s - ref_score).square().flatten(1).mean(1)
+            kl_path = w * 0.5 * (s - ref_score).square().flatten(1).sum(1)
         return {"loss": loss, "reward_term": reward_term, "kl_path": kl_path, "value": value}
 
     def step_gradients(self, latents: Tensor, conditions: Tensor | None) -> Tensor:
@@ -396,7 +401,8 @@ class ContinuousTimeRL(Method):
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "optimizer": self.optimizer.state_dict(), "value": self.value.state_dict(),
-                "surrogate": self.surrogate.state_dict(), "x0_hats": self.x0_hats, "iterations": self.iterations}
+                "surrogate": self.surrogate.state_dict(), "x0_hats": self.x0_hats, "iterations": self.iterations,
+                "reward_scale": self.reward_scale.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -404,3 +410,4 @@ class ContinuousTimeRL(Method):
         self.value.load_state_dict(state["value"])
         self.surrogate.load_state_dict(state["surrogate"])
         self.x0_hats, self.iterations = state["x0_hats"], state["iterations"]
+        self.reward_scale.load_state_dict(state["reward_scale"])

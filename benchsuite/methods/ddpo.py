@@ -20,6 +20,13 @@ per chain are drawn with the method's generator; under several processes (``benc
 are slices of one global draw and the minibatches are global (ddpo-pytorch seeds each process apart and shuffles
 each process's samples on their own), so that N processes reproduce one process with the N-fold batch.
 
+KL (``kl_coef`` > 0; the paper has none, ``kl_coef = 0`` is its rule): the reward of a chain becomes
+r / sigma_r - kl_coef * KL_path, with KL_path the chain's path KL to the frozen pretrained model in nats (the sum
+over steps of the per-step KL, measured along the sampled chain as the reference is run beside the policy) and
+sigma_r the reward scale (``reward_norm``), before the per-condition advantage normalisation. This is DPOK's
+KL-regularised reward (Fan et al. 2023, arXiv 2305.16381, which puts a per-step KL into the policy-gradient
+reward), written on DDPO's estimator so that every method of the leaderboard has a KL knob to tune.
+
 Paper defaults (SD 1.5, LoRA) are this config's field defaults; the presets for our backbones live in
 ``baselines/ddpo/defaults.yaml``.
 """
@@ -37,11 +44,11 @@ from torch import Tensor
 
 from .. import distributed
 from ..budget import BudgetedOracle
-from .base import Method, MethodConfig, check
+from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
 
 
 @dataclass(frozen=True)
-class DDPOConfig(MethodConfig):
+class DDPOConfig(RewardNormFields, MethodConfig):
     batch_size: int = 256
     """Chains sampled (= oracle queries) per iteration. Paper: 256."""
     train_batch_size: int = 64
@@ -68,6 +75,10 @@ class DDPOConfig(MethodConfig):
     """``ppo``: DDPO-IS with ratio clipping; ``reinforce``: DDPO-SF."""
     train_chunk: int = 4096
     """(sample, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
+    kl_coef: float = 0.0
+    """Weight of each chain's path KL in nats in its reward, against the reward divided by its scale
+    (``reward_norm``): DPOK's KL-regularised reward. 0 (the paper): no KL term, and ``reward_norm`` changes nothing
+    (the advantages are normalised anyway)."""
     log_prob_reduction: Literal["mean", "sum"] = "mean"
     """How per-dim log-densities enter the ratio: ``mean`` over dims (ddpo-pytorch, which its clip range assumes)
     or ``sum`` (the full density)."""
@@ -87,6 +98,7 @@ class DDPOConfig(MethodConfig):
         check(self.stat_min_count >= 1, "stat_min_count must be >= 1")
         check(self.variant in ("ppo", "reinforce"), "variant must be 'ppo' or 'reinforce'")
         check(self.train_chunk >= 1, "train_chunk must be >= 1")
+        check(self.kl_coef >= 0, "kl_coef must be >= 0")
 
 
 class PerConditionStats:
@@ -143,6 +155,8 @@ class DDPO(Method):
         c = self.config
         self.make_optimizer(c.lr, c.weight_decay)
         self.stats = PerConditionStats(c.stat_buffer_size, c.stat_min_count)
+        self.reward_scale = RewardScale(c.reward_norm)
+        self.reference = policy.frozen_copy() if c.kl_coef > 0 else None
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         # Data-parallel (see Method.query_batch): each process rolls out and queries its slice ``mine`` of the
@@ -151,12 +165,14 @@ class DDPO(Method):
         c, policy = self.config, self.policy
         world = distributed.num_processes()
         policy.eval()
-        batch = self.query_batch(oracle)
+        batch = self.query_batch(oracle, reference=self.reference)
         traj, conds, rewards, mine = batch.trajectory, batch.conditions, batch.rewards, batch.rows
         total = len(rewards)
-        adv = self.stats.advantages(
-            rewards.detach().cpu().numpy(), None if conds is None else conds.cpu().numpy()
-        )
+        self.reward_scale.update(rewards)
+        shaped = rewards.detach().cpu().double()
+        if batch.path_kl is not None:  # DPOK's KL-regularised reward
+            shaped = shaped / self.reward_scale.value - c.kl_coef * batch.path_kl.detach().cpu().double()
+        adv = self.stats.advantages(shaped.numpy(), None if conds is None else conds.cpu().numpy())
         adv = torch.from_numpy(adv[mine]).float().clamp(-c.adv_clip_max, c.adv_clip_max).to(traj.latents.device)
 
         T = traj.num_steps
@@ -181,6 +197,8 @@ class DDPO(Method):
         out = {f"train/{k}": v / updates for k, v in totals.items()}
         out["train/reward_mean"] = rewards.mean().item()
         out["train/reward_std"] = rewards.std().item() if total > 1 else 0.0
+        if batch.path_kl is not None:
+            out["train/path_kl"] = batch.path_kl.mean().item()
         return out
 
     @property
@@ -241,9 +259,11 @@ class DDPO(Method):
         }
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "optimizer": self.optimizer.state_dict(), "stats": self.stats.state_dict()}
+        return {**super()._state(), "optimizer": self.optimizer.state_dict(), "stats": self.stats.state_dict(),
+                "reward_scale": self.reward_scale.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.stats.load_state_dict(state["stats"])
+        self.reward_scale.load_state_dict(state["reward_scale"])

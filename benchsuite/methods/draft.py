@@ -15,8 +15,10 @@ Variants (``variant``):
   z_i. (The sampler's x_0 sits at alpha_prev[T-1] = alphas_cumprod[0], not exactly 1; on the digits schedule the
   difference is below 1e-4, so the plain forward process from a clean x_0 is used.)
 - ``kl_coef`` > 0 (DRaFT+KL, as in the SQDF repository, ``T2I/sd_pipeline.py``, which recomputes the policy's
-  noise prediction with gradient at every sampler step): loss = mean_b [-r_b + kl_coef * sum_k KL_k,b] over
-  *every* step k = 0..T-1. KL_k is ``gaussian_kl`` (the suite's one definition), with the reference mean computed
+  noise prediction with gradient at every sampler step): loss = mean_b [-r_b / sigma_r + kl_coef * sum_k KL_k,b]
+  over *every* step k = 0..T-1, sigma_r the reward scale (``reward_norm``: the running std of the paid-for rewards
+  by default, 1 with ``none``, the SQDF code's rule). KL_k is ``gaussian_kl`` (the suite's one definition, nats
+  summed over the data dims), with the reference mean computed
   at the same state. In the first T - K steps the state is sampled without gradient (detached), but the policy's
   mean at it carries one, so each of those KL terms has a theta-gradient; it is backpropagated step by step as
   the chain is sampled (memory O(1) in T). In the last K steps the state itself depends on theta and the
@@ -52,12 +54,12 @@ from torch.utils.checkpoint import checkpoint
 from ..budget import BudgetedOracle
 from ..errors import ConfigError
 from ..policies.base import gaussian_kl
-from .base import Method, MethodConfig, check
+from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
 from .surrogate import RewardGradientFields, SurrogateReward, check_reward_gradients, differentiable_reward
 
 
 @dataclass(frozen=True)
-class DRaFTConfig(RewardGradientFields, MethodConfig):
+class DRaFTConfig(RewardNormFields, RewardGradientFields, MethodConfig):
     batch_size: int = 64
     """Oracle queries per step (one optimizer step each). See the module docstring for how many chains that is."""
     k: int = 1
@@ -67,7 +69,8 @@ class DRaFTConfig(RewardGradientFields, MethodConfig):
     lv_samples: int = 2
     """n: re-noised copies per chain in DRaFT-LV. Paper: 2."""
     kl_coef: float = 0.0
-    """Weight of the summed per-step KL of the gradient-carrying steps (DRaFT+KL); 0 is plain DRaFT."""
+    """Weight of the path KL in nats (the per-step KL summed over the data dims and over every step) against the
+    reward divided by its scale (``reward_norm``): DRaFT+KL; 0 is plain DRaFT (the paper)."""
     lr: float = 2e-4
     """AdamW learning rate. Paper: 2e-4 to 4e-4 with LoRA on SD 1.4."""
     weight_decay: float = 0.0
@@ -103,6 +106,7 @@ class DRaFT(Method):
             raise ConfigError(f"draft: k={c.k} exceeds the sampler's {policy.num_steps} steps")
         self.reference = policy.frozen_copy()
         self.make_optimizer(c.lr, c.weight_decay)
+        self.reward_scale = RewardScale(c.reward_norm)
         self.surrogate: SurrogateReward | None = None
         if check_reward_gradients(c.reward_gradients, task.oracle_differentiable, self.name):
             device = policy.stds.device
@@ -122,8 +126,8 @@ class DRaFT(Method):
     def _loss(self, oracle: BudgetedOracle) -> tuple[Tensor, dict[str, float]]:
         """Sample, pay for this step's queries, and return the scalar loss (with its graph) and diagnostics.
 
-        The loss is mean over gradient-carrying samples of ``-r_grad + kl_coef * KL``, where KL (``B``) is the
-        summed per-step KL of the steps taken with gradients.
+        The loss is mean over gradient-carrying samples of ``-r_grad / sigma_r + kl_coef * KL``, where KL (``B``) is
+        the summed per-step KL of the steps taken with gradients.
         """
         c, policy = self.config, self.policy
         T = policy.num_steps
@@ -153,7 +157,10 @@ class DRaFT(Method):
             else:  # pay for the chains' x_0; the copies are scored by the surrogate for free
                 _, r_true, info = differentiable_reward(oracle, self.surrogate, policy.decode(x0), conds)
                 r_grad = self.surrogate(images, rep_conds)
-        loss = (-r_grad + c.kl_coef * kl).mean()
+        self.reward_scale.update(r_true)
+        # plain DRaFT (no KL term) keeps the paper's raw reward: a scale would only change the clipped step size
+        scale = self.reward_scale.value if c.kl_coef > 0 else 1.0
+        loss = (-r_grad / scale + c.kl_coef * kl).mean()
         info = {
             **info,
             "train/loss": loss.item(),
@@ -235,7 +242,8 @@ class DRaFT(Method):
 
     # ---- state -------------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        state = {**super()._state(), "optimizer": self.optimizer.state_dict()}
+        state = {**super()._state(), "optimizer": self.optimizer.state_dict(),
+                 "reward_scale": self.reward_scale.state_dict()}
         if self.surrogate is not None:
             state["surrogate"] = self.surrogate.state_dict()
         return state
@@ -243,5 +251,6 @@ class DRaFT(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
+        self.reward_scale.load_state_dict(state["reward_scale"])
         if self.surrogate is not None:
             self.surrogate.load_state_dict(state["surrogate"])

@@ -16,7 +16,8 @@ Rules as in the official code (``T2I/alignprop_trainer.py``: buffer, sampling an
    ``auto`` (the default) takes the consistency model where the backbone has one, else Tweedie. The reward of
    x0_hat is differentiated through f (its weights are frozen; its input is not). On a black-box oracle the reward
    is a surrogate fit only to the rollouts' paid-for rewards.
-5. loss = mean over pairs of -(gamma^(T-1-k) r(x0_hat) - kl_coef KL_k) . 1[r~(x0_hat) > 0]; AdamW, grad clip.
+5. loss = mean over pairs of -(gamma^(T-1-k) r(x0_hat) / sigma_r - kl_coef KL_k) . 1[r~(x0_hat) > 0]; AdamW, grad
+   clip. sigma_r is the reward scale (``reward_norm``; the official code uses the raw reward, ``none``).
 
 Differences from the official code:
 - The official code scores x0_hat with a consistency model (LCM-LoRA for SD 1.5) by default; so does ``auto`` on
@@ -39,8 +40,10 @@ Differences from the official code:
 - One optimizer step per update on ``train_batch_size`` pairs (the official code accumulates 8 x 4 pairs per
   GPU on 2 GPUs into one step); ``updates_per_step`` is their ``replay_ratio``.
 
-KL: the official ``sqdf_scheduler_step`` uses mean over dims of (mu_ref - mu_theta)^2 / sigma^2, twice our
-``gaussian_kl``; their alpha multiplies that, so alpha . KL_theirs = 2 alpha . KL_ours and kl_coef = 2 alpha.
+KL: the official ``sqdf_scheduler_step`` uses the mean over the D data dims of (mu_ref - mu_theta)^2 / sigma^2;
+our ``gaussian_kl`` is the sum over dims of (mu_ref - mu_theta)^2 / (2 sigma^2), D / 2 times theirs, so their
+alpha . KL_theirs = (2 alpha / D) . KL_ours: kl_coef = 2 alpha / D on a raw reward (``reward_norm="none"``). The
+paper's alpha = 2 on SD 1.5's 4 x 64 x 64 latents is kl_coef = 4 / 16384 = 2.4e-4.
 """
 
 from __future__ import annotations
@@ -55,12 +58,12 @@ from torch import Tensor
 from ..budget import BudgetedOracle
 from ..errors import ConfigError
 from ..policies.base import DiffusionPolicy
-from .base import Method, MethodConfig, check
+from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
 from .surrogate import RewardGradientFields, SurrogateReward, check_reward_gradients
 
 
 @dataclass(frozen=True)
-class SQDFConfig(RewardGradientFields, MethodConfig):
+class SQDFConfig(RewardNormFields, RewardGradientFields, MethodConfig):
     batch_size: int = 64
     """Chains rolled out (= oracle queries) per step and pushed into the buffer. Official: 8 x 4 per GPU, 2 GPUs."""
     train_batch_size: int = 64
@@ -79,9 +82,11 @@ class SQDFConfig(RewardGradientFields, MethodConfig):
     rewards of any sign, such as -JPEG kB). See the module docstring."""
     discount: float = 0.9
     """gamma; the reward of step k is weighted by gamma^(T-1-k) (steps remaining). Paper: 0.9."""
-    kl_coef: float = 4.0
-    """Weight of KL_k (our ``gaussian_kl``: mean over dims of (mu - mu_ref)^2 / (2 sigma^2)). The paper's
-    alpha = 2 multiplies the official KL, which has no 1/2 and is twice ours: kl_coef = 2 alpha = 4."""
+    kl_coef: float = 2.44140625e-4
+    """Weight of KL_k in nats (our ``gaussian_kl``: the sum over dims of (mu - mu_ref)^2 / (2 sigma^2)) against the
+    reward divided by its scale (``reward_norm``). The paper's alpha = 2 multiplies the official KL, the mean over
+    the D dims of (mu - mu_ref)^2 / sigma^2: kl_coef = 2 alpha / D, 2.4e-4 on SD 1.5's D = 16384 latent dims (on a
+    raw reward, ``reward_norm="none"``; see the module docstring)."""
     predictor: Literal["auto", "consistency", "tweedie", "ddim-k"] = "auto"
     """Frozen x0 predictor: the backbone's consistency model (the paper's default), one Tweedie step of the
     reference, or a ``predictor_steps``-step DDIM jump of it; ``auto``: the consistency model where the backbone
@@ -180,7 +185,8 @@ def sqdf_loss(q: Tensor, kl: Tensor, k: Tensor, num_steps: int, discount: float,
     """mean over pairs of -(gamma^(T-1-k) q - kl_coef kl) . keep.
 
     Args:
-        q: ``P`` rewards of x0_hat (differentiable); kl: ``P`` per-step KL (ours); k: ``P`` step indices;
+        q: ``P`` rewards of x0_hat divided by the reward scale (differentiable); kl: ``P`` per-step KL (nats); k:
+            ``P`` step indices;
         keep: ``P`` the 0/1 indicator 1[r~(x0_hat) > 0].
     """
     w = discount_weights(k, num_steps, discount).to(q.device)
@@ -254,6 +260,7 @@ class SQDF(Method):
             raise ConfigError("sqdf: predictor='consistency' but this backbone has no consistency model; use "
                               "--set method.predictor=tweedie (or ddim-k)")
         conditional = task.train_conditions is not None
+        self.reward_scale = RewardScale(c.reward_norm)
         self.buffer = ReplayBuffer(c.buffer_capacity, (policy.num_steps + 1, *policy.sample_shape), conditional)
         self.surrogate: SurrogateReward | None = None
         if check_reward_gradients(c.reward_gradients, task.oracle_differentiable, self.name):
@@ -269,6 +276,7 @@ class SQDF(Method):
         traj, _ = policy.rollout(conds, self.generator, batch=n)
         images = policy.decode(traj.x0)
         rewards = oracle(images, traj.conditions).detach()
+        self.reward_scale.update(rewards)
         self.buffer.push(traj.latents, traj.conditions, rewards)
         out = {"train/reward_mean": rewards.mean().item(),
                "train/reward_std": rewards.std().item() if n > 1 else 0.0}
@@ -329,7 +337,7 @@ class SQDF(Method):
         images = policy.decode(x0_hat)
         q = self.surrogate(images, cond) if self.surrogate is not None else oracle(images, cond)
         keep = (shifted_rewards(q.detach().cpu(), self.buffer.stored_rewards(), c.reward_shift) > 0).float()
-        loss = sqdf_loss(q, kl, k, T, c.discount, c.kl_coef, keep.to(device))
+        loss = sqdf_loss(q / self.reward_scale.value, kl, k, T, c.discount, c.kl_coef, keep.to(device))
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -338,7 +346,8 @@ class SQDF(Method):
                 "keep_frac": keep.mean().item(), "grad_norm": float(grad_norm)}
 
     def _state(self) -> dict[str, Any]:
-        state = {**super()._state(), "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict()}
+        state = {**super()._state(), "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
+                 "reward_scale": self.reward_scale.state_dict()}
         if self.surrogate is not None:
             state["surrogate"] = self.surrogate.state_dict()
         return state
@@ -347,5 +356,6 @@ class SQDF(Method):
         super().load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
+        self.reward_scale.load_state_dict(state["reward_scale"])
         if self.surrogate is not None:
             self.surrogate.load_state_dict(state["surrogate"])

@@ -13,8 +13,9 @@ follows the rules of shared/design/methods.md ("VARD", tagged [recon]):
    so the agreement at t = 0 that methods.md asks for has to come from paid-for queries.)
 3. Policy update on the fresh chains, one step at a time with x_t detached:
        x_{t-1} = mu_theta(x_t, t, c) + sigma_t * eps                    (reparameterized)
-       loss    = mean over chains of  sum_k [ -gamma^(T-1-k) V_phi(x_{t-1}, t-1, c) + kl_coef * KL_k ]
-   with KL_k the suite's per-step KL (mean over dims). Only V_phi is differentiated for the reward part: the
+       loss    = mean over chains of  sum_k [ -gamma^(T-1-k) V_phi(x_{t-1}, t-1, c) / sigma_r + kl_coef * KL_k ]
+   with KL_k the suite's per-step KL in nats (summed over the data dims) and sigma_r the reward scale
+   (``reward_norm``: the running std of the paid-for rewards by default; 1 with ``none``). Only V_phi is differentiated for the reward part: the
    oracle never is, so a non-differentiable reward works. Each (chain, step) pair is independent (no graph
    through earlier steps), so memory does not grow with T: pairs go through the denoiser in chunks of
    ``train_chunk``, each chunk backpropagated at once. With ``timestep_fraction < 1`` the sum over k is
@@ -33,16 +34,18 @@ import torch
 from torch import Tensor
 
 from ..budget import BudgetedOracle
-from .base import Method, MethodConfig, check
+from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
 from .value import ValueFields, ValueFunction, num_conditions, state_timesteps
 
 
 @dataclass(frozen=True)
-class VARDConfig(ValueFields, MethodConfig):
+class VARDConfig(RewardNormFields, ValueFields, MethodConfig):
     batch_size: int = 64
     """Chains sampled (= oracle queries) per iteration; their states are the policy update's inputs."""
     kl_coef: float = 0.01
-    """Weight of the per-step KL (suite definition: mean over dims of (mu - mu_ref)^2 / (2 sigma^2))."""
+    """Weight of KL_k, the per-step KL in nats (sum over dims of (mu - mu_ref)^2 / (2 sigma^2)), against the value
+    divided by the reward scale (``reward_norm``): nats of path KL per standard deviation of reward. No published
+    value (reconstructed method): the suite's choice."""
     discount: float = 1.0
     """gamma: step k's value is weighted by gamma^(T-1-k) (gamma^(steps remaining)); 1 = undiscounted."""
     lr: float = 1e-4
@@ -81,7 +84,8 @@ def vard_loss(values_next: Tensor, kls: Tensor, ks: Tensor, num_steps: int, disc
     """Per-pair VARD loss ``-gamma^(T-1-k) V(x_{t-1}) + kl_coef * KL_k``.
 
     Args:
-        values_next: ``N`` values V_phi(x_{t-1}, t-1, c) of the reparameterized next states.
+        values_next: ``N`` values V_phi(x_{t-1}, t-1, c) of the reparameterized next states, divided by the reward
+            scale.
         kls: ``N`` per-step KL_k to the reference at the pair's state.
         ks: ``N`` step indices k (0 = first step from noise).
         num_steps: T.
@@ -111,6 +115,7 @@ class VARD(Method):
                                    width=c.value_width, lr=c.value_lr, capacity=c.replay_size,
                                    generator=generator, device=policy.stds.device)
         self.use_reward_grads = task.oracle_differentiable and c.reward_grad_weight > 0
+        self.reward_scale = RewardScale(c.reward_norm)
         self.iterations = 0
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
@@ -128,6 +133,7 @@ class VARD(Method):
         else:
             rewards = oracle(policy.decode(traj.x0), traj.conditions).detach()
 
+        self.reward_scale.update(rewards)
         self.value.add(traj.latents, traj.conditions, rewards, reward_grads)
         steps = c.value_warmup_steps if self.iterations == 0 else c.value_steps
         value_loss = self.value.fit(steps, c.value_batch, grad_weight=c.reward_grad_weight)
@@ -171,7 +177,7 @@ class VARD(Method):
             x_next = mean + policy.step_std(k, len(x)) * noise
             kl = policy.kl_to(self.reference, x, k, cond, mean=mean)
             v_next = self.value(x_next, self.state_t[k + 1], cond)
-            per_pair = vard_loss(v_next, kl, k, traj.num_steps, c.discount, c.kl_coef)
+            per_pair = vard_loss(v_next / self.reward_scale.value, kl, k, traj.num_steps, c.discount, c.kl_coef)
             loss = per_pair.sum() * step_scale / num_chains
             loss.backward()
             loss_sum += loss.item()
@@ -183,10 +189,11 @@ class VARD(Method):
 
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), "optimizer": self.optimizer.state_dict(), "value": self.value.state_dict(),
-                "iterations": self.iterations}
+                "iterations": self.iterations, "reward_scale": self.reward_scale.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
         self.value.load_state_dict(state["value"])
         self.iterations = state["iterations"]
+        self.reward_scale.load_state_dict(state["reward_scale"])

@@ -12,10 +12,13 @@ the step comes from kvablack/ddpo-pytorch (``ddpo_pytorch/diffusers_patch/ddim_w
 against that file: we return the mean and std as well, support a per-sample step index (to train on many
 (sample, step) pairs in one forward), and compute the KL in closed form.
 
-One KL definition for every method (see shared/design/methods.md):
-    KL_k = mean over data dims of ||mu_theta - mu_ref||^2 / (2 sigma_k^2),
-summed over steps to get the trajectory KL. Averaging over dims keeps the scale comparable across backbones
-with different sample sizes (8x8 digits vs 4x64x64 SD latents).
+One KL definition for every method and for every report: the KL between the two Gaussian transitions,
+    KL_k = sum over the D data dims of (mu_theta - mu_ref)^2 / (2 sigma_k^2)    (nats),
+summed over the T steps to get the path KL, KL(P_theta || P_ref) of the whole sampling chain: an upper bound on
+the KL of the final samples (data-processing inequality) that a report can check against any bounded judge.
+Until the leaderboard's v2 protocol the suite averaged over the data dims instead (D = 64 on the 8 x 8 digits,
+V x L on the sequence backbones); that figure, path KL / D, is still logged as ``eval/kl_per_dim``. Every
+method's ``kl_coef`` multiplies KL_k in these units (nats), see each method's config.
 """
 
 from __future__ import annotations
@@ -77,17 +80,17 @@ class Trajectory:
 
 
 def gaussian_kl(mean: Tensor, ref_mean: Tensor, std: Tensor) -> Tensor:
-    """KL(N(mean, std^2 I) || N(ref_mean, std^2 I)) averaged over data dims.
+    """KL(N(mean, std^2 I) || N(ref_mean, std^2 I)) in nats, summed over the data dims.
 
     Args:
         mean, ref_mean: ``B x *S``.
         std: broadcastable to ``B x *S`` (a scalar or ``B x 1 x ... x 1``).
 
     Returns:
-        ``B``: mean over dims of (mean - ref_mean)^2 / (2 std^2).
+        ``B``: sum over dims of (mean - ref_mean)^2 / (2 std^2).
     """
     per_dim = (mean - ref_mean).square() / (2 * std.square())
-    return per_dim.flatten(1).mean(1)
+    return per_dim.flatten(1).sum(1)
 
 
 def gaussian_log_prob(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
@@ -325,7 +328,7 @@ class DiffusionPolicy(nn.Module):
 
     def kl_to(self, reference: DiffusionPolicy, x: Tensor, k: int | Tensor, cond: Tensor | None,
               mean: Tensor | None = None) -> Tensor:
-        """Per-step KL(p_theta(.|x) || p_ref(.|x)) averaged over dims; returns ``B``.
+        """Per-step KL(p_theta(.|x) || p_ref(.|x)) in nats (summed over dims); returns ``B``.
 
         ``mean`` may pass this policy's already computed mean at (x, k) to save a forward.
         """

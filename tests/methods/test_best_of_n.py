@@ -7,12 +7,11 @@ import pytest
 import torch
 
 from benchsuite.budget import BudgetedOracle
-from benchsuite.methods.best_of_n import BestOfN, best_of_n_kl
+from benchsuite.methods.best_of_n import BestOfN, selection_kl_bound
 from benchsuite.tasks import TaskInfo
 from benchsuite.testing import MeanBrightness, tiny_policy
 
 INFO = TaskInfo("toy", torch.tensor([0, 1, 2]), oracle_differentiable=True)
-D = 4  # sample dims of the tiny policy (1 x 2 x 2)
 
 
 def make(keep=2, batch=5, info=INFO, seed=0):
@@ -52,7 +51,7 @@ def test_eval_samples_returns_kept_images_best_first_and_repeats_when_short():
     # condition 0 keeps [11, 13] (3 drawn); condition 1 keeps [12] (1 drawn), condition 2 keeps [14] (1 drawn)
     assert out[:, 0, 0, 0].tolist() == [12, 11, 13, 11, 12, 14]
     n0 = 3 / 2
-    assert kl == pytest.approx(3 * best_of_n_kl(n0) / D / 6)  # conditions 1 and 2: n = 1, KL 0
+    assert kl == pytest.approx(3 * math.log(n0) / 6)  # nats; conditions 1 and 2: n = 1, KL 0
 
 
 def test_eval_samples_is_none_until_every_requested_condition_has_samples():
@@ -71,7 +70,7 @@ def test_unconditional_task_keeps_one_set():
     out, kl = m.eval_samples(None, 3)
     best = torch.from_numpy(oracle.query_log().reward).sort(descending=True).values[:2].float()
     torch.testing.assert_close(out.flatten(1).mean(1), best[[0, 1, 0]])
-    assert kl == pytest.approx(best_of_n_kl(10 / 2) / D)
+    assert kl == pytest.approx(math.log(10 / 2))
 
 
 def test_steps_spend_the_budget_round_robin_and_keep_the_oracle_top_k():
@@ -99,10 +98,10 @@ def test_eval_samples_never_queries_the_oracle_nor_draws_randomness():
     used, rng = oracle.used, m.generator.get_state()
     out, kl = m.eval_samples(torch.tensor([0, 1, 2, 0]), 4)
     assert oracle.used == used and torch.equal(m.generator.get_state(), rng)
-    assert kl == pytest.approx(best_of_n_kl(2 / 2) / D) == 0.0  # 2 drawn per condition, 2 kept: no selection
+    assert kl == 0.0  # 2 drawn per condition, 2 kept: no selection
     m.step(oracle)
     _, kl = m.eval_samples(torch.tensor([0, 1, 2, 0]), 4)
-    assert kl == pytest.approx((math.log(2) - 0.5) / D)
+    assert kl == pytest.approx(math.log(4 / 2))  # 4 drawn per condition, 2 kept
 
 
 def test_state_survives_a_weights_only_round_trip():
@@ -119,9 +118,19 @@ def test_state_survives_a_weights_only_round_trip():
     assert other.drawn == m.drawn and other.cursor == m.cursor
 
 
-def test_best_of_n_kl_formula():
-    assert best_of_n_kl(1) == 0.0
-    assert best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
+def test_selection_kl_bound_is_log_candidates_over_kept_and_bounds_the_true_kl():
+    assert selection_kl_bound(5, 5) == 0.0
+    assert selection_kl_bound(8, 2) == pytest.approx(math.log(4))
+    # exact check on a discrete base: N = 4 uniform draws from {0, 1, 2}, keep the top m = 2 by value; the law of a
+    # uniformly drawn kept member, computed by enumerating all 3**4 outcomes, has KL to uniform below log(4 / 2)
+    import itertools
+
+    law = [0.0, 0.0, 0.0]
+    for draws in itertools.product(range(3), repeat=4):
+        for x in sorted(draws, reverse=True)[:2]:
+            law[x] += 0.5 / 3**4
+    kl = sum(p * math.log(p * 3) for p in law if p > 0)
+    assert 0 < kl <= selection_kl_bound(4, 2)
 
 
 def test_keep_zero_keeps_the_tasks_eval_samples_per_condition():

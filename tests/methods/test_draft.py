@@ -105,7 +105,7 @@ def test_draft1_gradient_is_the_hand_derivative_of_one_transition():
 
 def perturbed(kl_coef, k):
     """A method whose policy has moved away from its reference (so the KL is positive)."""
-    method = make(k=k, batch_size=6, kl_coef=kl_coef)
+    method = make(k=k, batch_size=6, kl_coef=kl_coef, reward_norm="none")  # the raw reward: exact differences
     g = torch.Generator().manual_seed(123)
     with torch.no_grad():
         for p in method.policy.denoiser.parameters():
@@ -147,7 +147,7 @@ def test_kl_term_adds_exactly_kl_coef_times_the_kl_of_every_step():
     kl.backward(retain_graph=True)
     every_step = {n: p.grad.clone() for n, p in policy.denoiser.named_parameters()}
     for name, p in policy.denoiser.named_parameters():
-        torch.testing.assert_close(grads1[name] - grads0[name], coef * p.grad, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(grads1[name] - grads0[name], coef * p.grad, rtol=1e-4, atol=2e-5, msg=name)  # float32, KL in nats
     policy.zero_grad()
     kl_last.mean().backward()
     # the early steps change the gradient: it is not the last k steps' KL gradient alone

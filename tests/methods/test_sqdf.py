@@ -195,12 +195,15 @@ def test_kl_coef_is_twice_the_official_alpha():
     mean, ref_mean = torch.randn(4, 1, 2, 2, generator=g), torch.randn(4, 1, 2, 2, generator=g)
     std = torch.tensor(0.3)
     q, k, alpha, gamma = torch.randn(4, generator=g), torch.tensor([0, 1, 2, 4]), 2.0, 0.9
-    # official sqdf_scheduler_step: mean over dims of (mu_ref - mu)^2 / sigma^2; loss -(gamma^t r - alpha KL)
+    # official sqdf_scheduler_step: mean over dims of (mu_ref - mu)^2 / sigma^2; loss -(gamma^t r - alpha KL).
+    # Ours is the KL in nats, sum over dims of (mu_ref - mu)^2 / (2 sigma^2): kl_coef = 2 alpha / D
+    D = 4
     official_kl = (ref_mean - mean).square().flatten(1).mean(1) / std**2
     official = (-(gamma ** (5 - 1 - k).float() * q - alpha * official_kl)).mean()
-    ours = sqdf_loss(q, gaussian_kl(mean, ref_mean, std), k, 5, gamma, 2 * alpha, torch.ones(4))
+    ours = sqdf_loss(q, gaussian_kl(mean, ref_mean, std), k, 5, gamma, 2 * alpha / D, torch.ones(4))
     torch.testing.assert_close(ours, official)
-    assert SQDF.Config().kl_coef == 2 * 2.0 and SQDF.Config().discount == 0.9
+    # the default is the official alpha = 2 on SD 1.5's 4 x 64 x 64 latents
+    assert SQDF.Config().kl_coef == 2 * 2.0 / (4 * 64 * 64) and SQDF.Config().discount == 0.9
 
 
 def test_kl_is_zero_at_the_reference_and_matches_the_gaussian_formula():
@@ -213,7 +216,7 @@ def test_kl_is_zero_at_the_reference_and_matches_the_gaussian_formula():
     mean, _ = policy.step_mean(x, k, cond)
     ref_mean, _ = ref.step_mean(x, k, cond)
     std = policy.stds[k].view(-1, 1, 1, 1)
-    hand = ((mean - ref_mean).square() / (2 * std.square())).flatten(1).mean(1)
+    hand = ((mean - ref_mean).square() / (2 * std.square())).flatten(1).sum(1)  # nats: summed over dims
     torch.testing.assert_close(policy.kl_to(ref, x, k, cond), hand)
     assert (hand > 0).all()
 

@@ -80,7 +80,8 @@ def test_vard_loss_hand_computation():
 
 
 def test_update_loss_is_the_hand_computed_discounted_value_plus_kl():
-    methods = [_vard(discount=0.8, kl_coef=0.3) for _ in range(2)]  # identical: one updates, one checks
+    # reward_norm none: the raw value (with the default the value term is divided by the rewards' running std)
+    methods = [_vard(discount=0.8, kl_coef=0.3, reward_norm="none") for _ in range(2)]  # identical: one updates, one checks
     traj, _ = methods[0].policy.rollout(torch.tensor([0, 1]), torch.Generator().manual_seed(1))
     for m in methods:
         m.value.add(traj.latents, traj.conditions, torch.tensor([0.2, 0.7]))
@@ -102,7 +103,7 @@ def test_update_loss_is_the_hand_computed_discounted_value_plus_kl():
             mean, _ = check.policy.step_mean(xi, k, c)
             ref_mean, _ = check.reference.step_mean(xi, k, c)
             std = check.policy.stds[k]
-            kl = ((mean - ref_mean) ** 2 / (2 * std**2)).mean()
+            kl = ((mean - ref_mean) ** 2 / (2 * std**2)).sum()  # nats: summed over dims
             assert kl > 0
             v = check.value(mean + std * noise[i : i + 1], check.state_t[k + 1 : k + 2], c)[0]
             expected += (-(0.8 ** (3 - 1 - k)) * v + 0.3 * kl).item()  # T = 3

@@ -26,11 +26,12 @@ def test_gaussian_kl_hand_computation():
     mean = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     ref = torch.tensor([[0.0, 0.0], [0.0, 3.0]])
     std = torch.tensor(0.5)
-    # sample 0: (1 + 4) / (2 * 0.25) / 2 dims = 5; sample 1: 9 / 0.5 / 2 = 9
-    torch.testing.assert_close(gaussian_kl(mean, ref, std), torch.tensor([5.0, 9.0]))
-    # equals the mean-over-dims of torch's KL between the two Gaussians
-    kl = torch.distributions.kl_divergence(torch.distributions.Normal(mean, std), torch.distributions.Normal(ref, std))
-    torch.testing.assert_close(gaussian_kl(mean, ref, std), kl.mean(1))
+    # nats, summed over the 2 dims: sample 0: (1 + 4) / (2 * 0.25) = 10; sample 1: 9 / 0.5 = 18
+    torch.testing.assert_close(gaussian_kl(mean, ref, std), torch.tensor([10.0, 18.0]))
+    # and it is the KL of the two Gaussians as torch.distributions computes it
+    p = torch.distributions.Normal(mean, std)
+    q = torch.distributions.Normal(ref, std)
+    torch.testing.assert_close(gaussian_kl(mean, ref, std), torch.distributions.kl_divergence(p, q).sum(1))
 
 
 def test_rollout_log_probs_match_torch_normal_and_recompute(generator):
@@ -87,7 +88,7 @@ def test_kl_zero_to_itself_and_positive_after_change(generator):
     kl = policy.kl_to(ref, x, 2, conds)
     mean, _ = policy.step_mean(x, 2, conds)
     ref_mean, _ = ref.step_mean(x, 2, conds)
-    hand = ((mean - ref_mean) ** 2).flatten(1).mean(1) / (2 * policy.stds[2] ** 2)
+    hand = ((mean - ref_mean) ** 2).flatten(1).sum(1) / (2 * policy.stds[2] ** 2)  # nats: summed over dims
     torch.testing.assert_close(kl, hand)
     assert (kl > 0).all()
 

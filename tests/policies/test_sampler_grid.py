@@ -37,7 +37,7 @@ def test_kl_sensitivity_is_half_the_snr_ratio_minus_one(kw):
 
 def test_kl_sensitivity_is_the_kl_of_a_unit_eps_change():
     """The definition, by autograd-free finite change: move eps by delta at one unclipped state and compare
-    gaussian_kl of the two means (both per dim) with sensitivity * delta^2."""
+    gaussian_kl of the two means (summed over the D = 4 dims, each moved by delta) with D * sensitivity * delta^2."""
     p = _policy(schedule={**DIGITS_SCHEDULER_CONFIG, "clip_sample": False}, num_steps=10,
                 timestep_spacing="logsnr", max_timestep=951)
     x = 0.3 * torch.randn(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
@@ -51,7 +51,7 @@ def test_kl_sensitivity_is_the_kl_of_a_unit_eps_change():
 
         delta = 1e-3
         kl = gaussian_kl(mean(eps.double() + delta), mean(eps.double()), s)
-        assert kl.mean().item() == pytest.approx(float(p.kl_sensitivity[k]) * delta**2, rel=1e-3)
+        assert kl.mean().item() == pytest.approx(4 * float(p.kl_sensitivity[k]) * delta**2, rel=1e-3)
 
 
 def test_logsnr_grid_is_uniform_in_log_snr_and_valid():
