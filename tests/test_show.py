@@ -57,7 +57,7 @@ def test_a_task_shows_its_card_settings_and_what_supersedes_it(capsys):
                   "superseded by: digits-jpeg-compress-v1", spec.source):
         assert label in out, label
     online = _show(capsys, "ehrlich-s32-l32-v1")
-    assert "drift budget: path KL 0.1" in online and "online rounds: rounds=4" in online
+    assert "drift budget: path KL 102.4 nats" in online and "online rounds: rounds=4" in online
     assert "superseded by: none (current)" in online
 
 
