@@ -13,7 +13,7 @@ The Python API (``benchsuite.api``, loaded on first use)::
 seaborn and diffusers are imported where they are used.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _API = ("Experiment", "FinishedRun", "make", "run", "load_run", "load_config")
 __all__ = [*_API, "__version__"]
