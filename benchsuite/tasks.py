@@ -21,9 +21,10 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from .budget import BudgetedOracle
 from .data import _builtin_dir, _extra_dirs, data_dir
 from .errors import ConfigError, UnknownNameError, clip, clip_repr
-from .registry import BACKBONES, REWARDS
+from .registry import BACKBONES, METHODS, REWARDS, plugin_task_folders
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*-v\d+$")
 
@@ -114,7 +115,6 @@ def preset_file(method: str, filename: str) -> Path:
     method's module; the former path when neither exists. Tuned presets (``tuned/``) always live in ``data_dir``:
     ``benchsuite tune`` exports there, never into an installed package."""
     local = data_dir("baselines") / method / filename
-    from .registry import METHODS
 
     if local.exists() or METHODS.plugin(method) is None:
         return local
@@ -128,8 +128,6 @@ def task_dirs() -> list[Path]:
     """The folders task cards are read from, in order: the built-in cards, the folders of installed
     ``benchsuite.tasks`` plugins (``registry.plugin_task_folders``), then each folder named in
     ``BENCHSUITE_TASKS_DIR`` (several separated by ``os.pathsep``, as in ``PATH``)."""
-    from .registry import plugin_task_folders
-
     folders = [_builtin_dir("tasks")]
     for folder in [*plugin_task_folders(), *_extra_dirs("tasks")]:
         if folder.resolve() not in [f.resolve() for f in folders]:
@@ -586,8 +584,6 @@ class Task:
 
     def train_oracle(self, budget: int, retries: int = 0, backoff_s: float = 1.0, timeout_s: float | None = None):
         """A fresh ``BudgetedOracle`` over the training reward (fault handling as in ``BudgetedOracle``)."""
-        from .budget import BudgetedOracle
-
         return BudgetedOracle(self._oracle_reward, budget, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
 
     def make_policy(self):

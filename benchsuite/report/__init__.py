@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..grids import sample_grid_panel, text_grid_panel
 from .labels import (DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, ReportTask, metric_label, report_task,
                      task_metrics)
 from .plots import HV_MARGIN, grid_figure, plot_curves, plot_frontier, plot_overoptimization, plot_pareto
@@ -30,8 +31,6 @@ __all__ = ["final_grids", "load_mlflow", "load_runs", "read_saved_inputs", "rebu
 def _grid_panel(task: ReportTask):
     """(crop, panels per row) that turn the runner's sample grids of this task into legible report panels:
     images 4 per row, sequences (wide: one row per sequence) 2 per row."""
-    from ..grids import sample_grid_panel, text_grid_panel
-
     return (text_grid_panel, 2) if task.sequences else (sample_grid_panel, 4)
 
 
