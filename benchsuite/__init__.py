@@ -13,7 +13,7 @@ The Python API (``benchsuite.api``, loaded on first use)::
 seaborn and diffusers are imported where they are used.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _API = ("Experiment", "FinishedRun", "make", "run", "load_run", "load_config")
 __all__ = [*_API, "__version__"]
@@ -22,7 +22,7 @@ __all__ = [*_API, "__version__"]
 def __getattr__(name: str):
     """``benchsuite.make`` and the other API names, imported from ``benchsuite.api`` on first access (PEP 562)."""
     if name in _API:
-        from . import api
+        from . import api  # on first use: `import benchsuite` stays light (no torch)
 
         return getattr(api, name)
     raise AttributeError(f"module 'benchsuite' has no attribute {name!r}")

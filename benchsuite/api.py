@@ -26,6 +26,10 @@ import torch
 
 from .config import RunConfig, config_yaml, resolve, resolve_file, task_digest
 from .errors import ConfigError, MissingWeightsError
+from .export import load_weights
+from .registry import BACKBONES, METHODS
+from .runner import run as run_config
+from .tracking import MlflowTracker, check_tracking_uri, default_tracking_uri
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,6 @@ def run(experiment: Experiment | RunConfig | str, method: str | None = None, *, 
         result = benchsuite.run("toy-brightness-v0", "ddpo", budget=64, batch_size=16)
         trained = benchsuite.load_run(result.run_dir)
     """
-    from .runner import run as run_config
-
     if isinstance(experiment, str):
         experiment = make(experiment, method or "pretrained", **make_args)
     elif method is not None or make_args:
@@ -135,8 +137,6 @@ def run(experiment: Experiment | RunConfig | str, method: str | None = None, *, 
 def _mlflow_tracker(config: RunConfig, mlflow: bool | str):
     """An ``MlflowTracker`` for ``config``'s run: the given URI, else ``$MLFLOW_TRACKING_URI``, else the sqlite store
     under the output folder (the CLI's default); artifacts under ``<output_root>/mlflow/artifacts``."""
-    from .tracking import MlflowTracker, check_tracking_uri, default_tracking_uri
-
     output = Path(config.output_root)
     uri = mlflow if isinstance(mlflow, str) else (os.environ.get("MLFLOW_TRACKING_URI")
                                                   or default_tracking_uri(output / "mlflow"))
@@ -215,9 +215,6 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu") -> FinishedRun:
         done = benchsuite.load_run("results/runs/digits-jpeg-compress-v1__ddpo__seed0__0123456789")
         images = done.sample([3, 3, 7])        # three samples: two 3s and a 7
     """
-    from .export import load_weights
-    from .registry import BACKBONES, METHODS
-
     folder = Path(run_dir)
     summary = _read_summary(folder)
     config = _config_of(folder, summary)

@@ -27,6 +27,8 @@ session is as before it):
   (``benchsuite.spaces``: one PNG per candidate in ``asks/ask-<n>/`` for images, the string and token ids of a
   sequence, SELFIES and SMILES of a molecule);
 - ``told.csv``: every told id and score so far (derived from ``state.pt``).
+- the trained weights (``benchsuite.export``: ``model.safetensors`` or the LoRA adapter), once the tell that spends
+  the budget completes, as a finished run writes them into its folder (methods that train the policy).
 A crash between any two writes leaves the previous state or the next one. A tell that is rejected (unknown or
 duplicate ids, a missing, NaN or inf score, no pending ask) changes nothing.
 """
@@ -48,10 +50,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .budget import BudgetedOracle
 from .config import RunConfig
-from .errors import BenchsuiteError, ConfigError, clip, clip_repr
-from .files import atomic_write_bytes as _atomic_write
+from .errors import BenchsuiteError, ConfigError, WriteFailedError, clip, clip_repr
+from .export import export_finished
+from .files import atomic_write_bytes as _atomic_write, describe_os_error
 from .rewards.base import Reward
+from .runner import build_method
 from .spaces import SampleSpace
 
 FORMAT = 1
@@ -167,8 +172,6 @@ class AskTellSession:
         return self
 
     def _build(self) -> None:
-        from .runner import build_method
-
         torch.set_num_threads(self.config.num_threads)
         self.task = self.config.make_task()
         self.policy = self.task.make_policy().to(self.config.device)
@@ -177,8 +180,6 @@ class AskTellSession:
         self.oracle = self._oracle([])
 
     def _oracle(self, answers: list[tuple[str, Tensor]]):
-        from .budget import BudgetedOracle
-
         return BudgetedOracle(_ExternalReward(self.policy.space, answers), self.config.budget)
 
     def _load(self) -> None:
@@ -317,12 +318,11 @@ class AskTellSession:
             try:
                 self._write_told()
             except OSError as exc:  # told.csv is derived: the tell has happened, the next ask writes it again
-                from .errors import WriteFailedError
-                from .files import describe_os_error
-
                 raise WriteFailedError(f"the scores of ask {pending['ask']} were taken ({self.folder / STATE} is "
                                        f"saved), but {describe_os_error(exc)}; the next ask writes told.csv again") \
                     from exc
+            if ask is None and self.finished:  # the budget is spent: export the trained weights, as a run does
+                export_finished(self.config, self.policy, self.folder, "FINISHED")
         return {"queries_used": float(self.used + (0 if ask is None else sum(len(r) for _, r in answers))),
                 "batch_mean": values.mean().item(), "batch_max": values.max().item(),
                 "best_so_far": told_scores.max().item()}

@@ -30,6 +30,8 @@ from typing import ClassVar
 
 from .config import RunConfig
 from .errors import ConfigError
+from .runner import run, run_state
+from .tracking import MlflowTracker
 
 Tracking = tuple[str, str] | None
 Job = tuple[RunConfig, Tracking, str | None]
@@ -47,9 +49,6 @@ FAULT_MARKER = "fault-injected"
 
 def run_job(config: RunConfig, tracking: Tracking, parent_run_id: str | None) -> Report:
     """One run in a worker: resumed from its checkpoint if it has one, restarted if it is broken."""
-    from .runner import run, run_state
-    from .tracking import MlflowTracker
-
     started = run_state(config.run_dir)
     on_eval = _fault_injection(config)
     tracker = None if tracking is None else MlflowTracker(tracking[0], Path(tracking[1]), parent_run_id)

@@ -19,7 +19,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from ._version import __version__
 from .errors import BenchsuiteError, clip, clip_repr
+from .files import describe_os_error
+from .registry import BACKBONES, METHODS, check_plugins, plugins
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +36,7 @@ def _nonneg_int(name: str, seed: bool = False):
     """An integer option from 0 to ``MAX_INTEGER`` (10**9), or to ``MAX_SEED`` (2**32 - 1) for a seed."""
 
     def parse(text: str) -> int:
+        # on use: the CLI starts without torch, mlflow or optuna
         from .tasks import MAX_INTEGER, MAX_SEED
 
         try:
@@ -122,8 +126,6 @@ def version() -> str:
     try:
         return importlib.metadata.version("benchsuite")
     except importlib.metadata.PackageNotFoundError:
-        from . import __version__
-
         return __version__
 
 
@@ -268,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(args) -> int:
-    from .registry import METHODS, check_plugins
+    # on use: the CLI starts without torch, mlflow or optuna
     from .tasks import broken_cards, superseded_by, task_specs
 
     broken_plugins = check_plugins()  # imports every installed plugin now: the broken ones are one line each below
@@ -305,7 +307,7 @@ def first_paragraph(doc: str | None) -> str:
 
 
 def _cmd_show(args) -> int:
-    from .registry import METHODS, plugins
+    # on use: the CLI starts without torch, mlflow or optuna
     from .tasks import broken_cards, task_specs
 
     if args.name in METHODS.names():
@@ -332,8 +334,8 @@ def _show_method(name: str) -> str:
     import dataclasses
     import typing
 
+    # on use: the CLI starts without torch, mlflow or optuna
     from .config import build_method_config, field_docs, read_yaml
-    from .registry import METHODS
     from .tasks import data_dir, preset_file
 
     method_cls = METHODS.load(name)
@@ -366,6 +368,7 @@ def _show_task(task_id: str) -> str:
     """The settings of task ``task_id``'s card and the version that supersedes it, if any."""
     import dataclasses
 
+    # on use: the CLI starts without torch, mlflow or optuna
     from .tasks import load_spec, superseded_by, task_specs
 
     spec = load_spec(task_id)  # a card that does not load: its one-line problem
@@ -418,7 +421,6 @@ def _check_sampler_overrides(config) -> None:
     The embedded backbones build in well under a second; Stable Diffusion (minutes to load) checks at run time."""
     if not any(key.startswith("sampler.") for key, _ in config.task_overrides):
         return
-    from .registry import BACKBONES
 
     spec = config.task_spec()
     if spec.backbone == "sd":
@@ -436,6 +438,7 @@ _CONFIG_FLAGS = ("task", "method", "budget", "seed", "overrides", "threads", "de
 
 def _run_config(args):
     """The run's ``RunConfig``: from ``--config FILE`` or from the flags (validated, nothing written)."""
+    # on use: the CLI starts without torch, mlflow or optuna
     from .config import parse_overrides, resolve, resolve_file
 
     if args.config:
@@ -457,6 +460,7 @@ def _cmd_run(args) -> int:
     args.output = config.output_root
     _check_sampler_overrides(config)
     if args.print_config:
+        # on use: the CLI starts without torch, mlflow or optuna
         from .config import config_yaml
 
         print(config_yaml(config), end="")
@@ -474,11 +478,13 @@ def _cmd_run(args) -> int:
     tracker = None
     tracking = _tracking(args)
     if tracking is not None:
+        # on use: the CLI starts without torch, mlflow or optuna
         from .tracking import MlflowTracker
 
         uri = tracking[0]
         tracker = MlflowTracker(uri, artifact_root=Path(tracking[1]))
 
+    # on use: the CLI starts without torch, mlflow or optuna
     from .runner import OracleOptions, run
 
     options = OracleOptions(args.oracle_retries, args.oracle_backoff, args.oracle_timeout)
@@ -497,6 +503,7 @@ def _tracking(args) -> tuple[str, str] | None:
     """``(tracking_uri, artifact_root)`` of the MLflow store the command logs to, or None with --no-mlflow."""
     if args.no_mlflow:
         return None
+    # on use: the CLI starts without torch, mlflow or optuna
     from .tracking import check_tracking_uri, default_tracking_uri
 
     output = Path(args.output)
@@ -508,6 +515,7 @@ def _tracking(args) -> tuple[str, str] | None:
 
 
 def _cmd_sweep(args) -> int:
+    # on use: the CLI starts without torch, mlflow or optuna
     from .backends import make_backend
     from .sweep import SweepSpec, load_sweep_file, plan, sweep
 
@@ -548,6 +556,7 @@ def _cmd_sweep(args) -> int:
 
 def format_sweep(outcomes) -> str:
     """A plain-text table, one row per run: status, the primary judge's final mean, KL and diversity."""
+    # on use: the CLI starts without torch, mlflow or optuna
     from .tasks import load_spec
 
     lines = [f"  {'task':26s} {'method':12s} {'seed':>4s} {'status':9s} {'reward':>10s} {'kl':>10s} {'vendi':>8s}"]
@@ -564,6 +573,7 @@ def format_sweep(outcomes) -> str:
 
 
 def _cmd_tune(args) -> int:
+    # on use: the CLI starts without torch, mlflow or optuna
     from .config import parse_overrides
     from .tuning import Tuner, TuneSpec
 
@@ -638,6 +648,7 @@ def format_summary(result) -> str:
 
 
 def _cmd_report(args) -> int:
+    # on use: the CLI starts without torch, mlflow or optuna
     from .report import final_grids, load_mlflow, load_runs, rebuild_report, write_report
     from .tasks import load_spec
 
@@ -658,6 +669,7 @@ def _cmd_report(args) -> int:
     if args.mlflow_uri:
         if not args.tasks:
             raise BenchsuiteError("--mlflow-uri needs --tasks (the experiments to read)")
+        # on use: the CLI starts without torch, mlflow or optuna
         from .tracking import check_tracking_uri
 
         database = check_tracking_uri(args.mlflow_uri)
@@ -682,6 +694,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_ask(args) -> int:
+    # on use: the CLI starts without torch, mlflow or optuna
     from .asktell import SESSION, AskTellSession
 
     state = Path(args.state)
@@ -692,6 +705,7 @@ def _cmd_ask(args) -> int:
     else:
         if not (args.task and args.method):
             raise BenchsuiteError(f"{state} holds no session; start one with --task and --method")
+        # on use: the CLI starts without torch, mlflow or optuna
         from .config import parse_overrides, resolve
 
         method_overrides, task_overrides = parse_overrides(args.overrides, task=True)
@@ -708,6 +722,7 @@ def _cmd_ask(args) -> int:
 
 
 def _cmd_tell(args) -> int:
+    # on use: the CLI starts without torch, mlflow or optuna
     from .asktell import AskTellSession
 
     session = AskTellSession(args.state)
@@ -765,6 +780,7 @@ def _main(argv: list[str] | None) -> int:
         if args.command == "report":
             return _cmd_report(args)
         if args.command == "weights":
+            # on use: the CLI starts without torch, mlflow or optuna
             from .weights import fetch_weights_main
 
             if args.action == "list" and args.names:
@@ -783,8 +799,6 @@ def _main(argv: list[str] | None) -> int:
     except BrokenPipeError:
         raise
     except OSError as exc:  # the file system refused a write (or a read) outside a run: what, where, what to do
-        from .files import describe_os_error
-
         _error(f"{describe_os_error(exc)}; then run the command again")
         return 1
 

@@ -16,16 +16,17 @@ import dataclasses
 import functools
 import hashlib
 import json
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from .errors import ConfigError, clip, clip_repr
-from .tasks import MAX_INTEGER, MAX_SEED, check_numbers, data_dir, preset_file, read_yaml
+from .registry import METHODS
+from .tasks import (_NO, MAX_INTEGER, MAX_SEED, Task, _coerce, _convert, apply_task_overrides, check_task_settings,
+                    data_dir, load_spec, preset_file, read_yaml)
 
 DEFAULT_EVAL_FRACTIONS = tuple(i / 10 for i in range(11))
 
@@ -53,66 +54,6 @@ def parse_overrides(items: list[str] | None, task: bool = False) -> dict[str, An
         else:
             out[key[len("method.") :]] = value
     return (out, task_out) if task else out
-
-
-_NO = object()  # _convert's answer for a value that is not of the type asked
-
-
-def _convert(value: Any, hint: Any) -> Any:
-    """``value`` as type ``hint`` (bool, int, float, str, None or a ``Literal``), or ``_NO`` if it is not one."""
-    if typing.get_origin(hint) is Literal:
-        return value if value in typing.get_args(hint) else _NO
-    if hint is bool:
-        return value if isinstance(value, bool) else _NO
-    if hint is int:
-        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                return _NO
-        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else _NO
-    if hint is str:
-        return value if isinstance(value, str) else _NO
-    if hint is type(None):
-        return value if value is None else _NO
-    raise TypeError(f"unsupported config field type {hint!r}")
-
-
-def _options(hint: Any) -> tuple[Any, ...]:
-    """The members of a union (``float | None``, ``Optional[int]``, ``Literal[...] | None``), else ``(hint,)``."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return typing.get_args(hint)
-    return (hint,)
-
-
-def _describe(hint: Any) -> str:
-    def one(option: Any) -> str:
-        if typing.get_origin(option) is Literal:
-            return f"one of {list(typing.get_args(option))}"
-        return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-                type(None): "null"}[option]
-
-    return " or ".join(one(option) for option in _options(hint))
-
-
-def _coerce(name: str, value: Any, hint: Any, where: str) -> Any:
-    """``value`` checked against a config field's type ``hint``: bool, int, float, str, a ``Literal`` or a union of
-    them (``float | None``; the first member that takes the value wins, in the order written). An int stays an int
-    and a number for a float field becomes a float, so resolved configs (and run ids) keep their types. Floats must
-    be finite and integers at most ``MAX_INTEGER`` in magnitude. Raises ``ConfigError`` naming the field and what
-    is allowed.
-
-    Not pydantic's ``TypeAdapter``: its lax mode takes ``true`` and ``1.0`` for an integer, its strict mode refuses
-    YAML 1.1's ``"1e-4"`` strings for a float, and either way its messages would replace these.
-    """
-    for option in _options(hint):
-        converted = _convert(value, option)
-        if converted is not _NO:
-            check_numbers(converted, f"{where}: {name}")
-            return converted
-    raise ConfigError(f"{where}: {name} must be {_describe(hint)}, got {clip_repr(value)}")
 
 
 def preset_layers(method: str, backbone: str, task_id: str, tuned: bool = True) -> list[tuple[str, dict[str, Any]]]:
@@ -213,14 +154,10 @@ class RunConfig:
 
     def task_spec(self):
         """The run's ``TaskSpec``: the card with ``task_overrides`` applied."""
-        from .tasks import apply_task_overrides, load_spec
-
         return apply_task_overrides(load_spec(self.task), dict(self.task_overrides))
 
     def make_task(self):
         """The built ``Task`` of this run (card plus overrides)."""
-        from .tasks import Task
-
         return Task(self.task_spec())
 
     @classmethod
@@ -244,9 +181,6 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
     ``overrides`` are method settings (errors name them after ``overrides_source``); ``task_overrides`` change the
     task card for this run (``{"sampler.num_steps": 50}``, see ``benchsuite.tasks.apply_task_overrides``).
     """
-    from .registry import METHODS
-    from .tasks import apply_task_overrides, load_spec
-
     card = load_spec(task)
     task_overrides = check_task_settings(card.backbone, task_overrides or {})
     spec = apply_task_overrides(card, task_overrides)
@@ -352,35 +286,6 @@ def resolve_file(path: Path, output_root: str | None = None) -> RunConfig:
         raise ConfigError(f"{path}: written for task digest {written}, but the card of {config.task} (or the shipped "
                           f"weights) now gives {config.task_digest}; print the config again with --print-config")
     return config
-
-
-def check_task_settings(backbone: str, settings: dict[str, Any], where: str = "task override") -> dict[str, Any]:
-    """Task settings (``{"sampler.num_steps": 50, "online.bonus": 1.0}``: task overrides, or a card's sampler
-    section) checked against the types of what they set: the backbone factory's annotated arguments and
-    ``OnlineSpec``'s fields (``_coerce``); every number finite and bounded. A number written as a string (YAML 1.1's
-    ``1e-4``) becomes a float; other values stay as given, so the run ids of existing configs stay. Unknown names
-    are left to ``apply_task_overrides``, which lists the allowed ones. Raises ``ConfigError`` naming ``where``."""
-    from .registry import BACKBONES
-    from .tasks import OnlineSpec
-
-    checked = {}
-    for key, value in settings.items():
-        section, _, name = str(key).partition(".")
-        hints = {}
-        if section == "sampler" and name:
-            try:
-                hints = typing.get_type_hints(BACKBONES.load(backbone))
-            except (NameError, TypeError):  # an annotation that does not evaluate: check the numbers only
-                hints = {}
-        elif section == "online":
-            hints = typing.get_type_hints(OnlineSpec)
-        try:
-            converted = _coerce(str(key), value, hints[name], where) if name in hints else _NO
-        except TypeError:  # an argument of another type (a shape, a list): its numbers are still checked
-            converted = _NO
-        check_numbers(value if converted is _NO else converted, f"{where} {key}")
-        checked[key] = converted if isinstance(value, str) and converted is not _NO else value
-    return checked
 
 
 @functools.cache

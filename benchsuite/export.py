@@ -23,8 +23,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from . import distributed
 from .errors import MissingWeightsError
 from .files import atomic_write_bytes
+from .policies.sd import DEFAULT_ADAPTER, SDPolicy
+from .registry import METHODS
 from .weights import WeightsFormatError
 
 MODEL_FILE = "model.safetensors"
@@ -34,8 +37,6 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
 def _is_sd(policy) -> bool:
-    from .policies.sd import SDPolicy
-
     return isinstance(policy, SDPolicy)
 
 
@@ -61,8 +62,6 @@ def save_weights(policy, folder: str | os.PathLike, metadata: dict[str, str] | N
 
         return atomic_write_bytes(folder / MODEL_FILE, save(state, metadata={"format": "pt", **(metadata or {})}))
     from diffusers import StableDiffusionPipeline
-
-    from .policies.sd import DEFAULT_ADAPTER
 
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:  # diffusers writes the file itself
         # the LoRA config (rank, alpha, targets) goes in the header, so that diffusers rebuilds the adapter exactly
@@ -108,9 +107,6 @@ def load_weights(policy, folder: str | os.PathLike) -> Path:
 def export_finished(config, policy, run_dir: Path | None, status: str) -> Path | None:
     """The runner's end-of-run hook: when a run that trains its policy has ``status`` FINISHED and this process
     writes the run folder, save the policy's weights there (``save_weights``). Returns the file, or None."""
-    from . import distributed
-    from .registry import METHODS
-
     if run_dir is None or status != "FINISHED" or not distributed.is_main_process():
         return None
     if not METHODS.load(config.method).trains_policy:

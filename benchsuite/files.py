@@ -25,7 +25,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-from .errors import RunLockedError
+from .errors import RunLockedError, clip
 
 _TMP_SUFFIX = ".tmp"
 
@@ -136,8 +136,6 @@ def is_write_failure(exc: BaseException) -> bool:
 
 def describe_os_error(exc: OSError) -> str:
     """``exc`` in one line: what failed on which path, the error's name, and (for ``WRITE_ERRNOS``) what to do."""
-    from .errors import clip
-
     code = exc.errno
     name = errno.errorcode.get(code, str(code)) if code is not None else type(exc).__name__
     reason = (exc.strerror or str(exc) or type(exc).__name__).rstrip(".")

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .domains.molecules import mol_from_smiles
+
 MAX_TILE = 128
 """Largest tile width (px) of an image grid."""
 
@@ -146,8 +148,6 @@ def molecule_grid(smiles: list[str], rewards: Tensor | None = None, rows: int = 
     fit); an empty or unparsable SMILES is an empty tile named so. Needs RDKit (the ``molecules`` extra)."""
     from PIL import Image, ImageDraw
     from rdkit.Chem import Draw
-
-    from .domains.molecules import mol_from_smiles
 
     font = monospace_font()
     options = Draw.MolDrawOptions()

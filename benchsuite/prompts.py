@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from .errors import ConfigError
-from .tasks import data_dir
+from .data import data_dir
 
 
 @lru_cache(maxsize=None)

@@ -89,11 +89,13 @@ class Registry:
     """A mapping from names to lazily imported callables (classes or factory functions), built-ins and plugins.
 
     ``validate(name, obj)`` returns what is wrong with a plugin's object (a short phrase) or None; built-in
-    entries are checked by the contract suites instead.
+    entries are checked by the contract suites instead. Like an entry it may be a ``"module:attr"`` string, imported
+    when the first plugin is loaded: the checks know the base classes (``benchsuite.plugin_checks``), which sit
+    above this module, so naming them keeps the registry at the bottom of the import graph.
     """
 
     def __init__(self, kind: str, group: str | None = None,
-                 validate: Callable[[str, Any], str | None] | None = None):
+                 validate: Callable[[str, Any], str | None] | str | None = None):
         self.kind, self.group, self._validate = kind, group, validate
         self._entries: dict[str, str | Any] = {}
         self._builtin: set[str] = set()
@@ -185,6 +187,9 @@ class Registry:
             else:
                 try:
                     entry = plugin.load()
+                    if isinstance(self._validate, str):
+                        module, _, attr = self._validate.partition(":")
+                        self._validate = getattr(importlib.import_module(module), attr)
                     wrong = self._validate(name, entry) if self._validate else None
                     if wrong:
                         raise PluginError(plugin.problem(wrong))
@@ -199,41 +204,7 @@ class Registry:
         return self.load(name)(**kwargs)
 
 
-# ---- plugin type checks (imported when a plugin is loaded, so that this module stays light) --------------------
-def _named_subclass(base: type, kind: str, name: str, obj: Any) -> str | None:
-    if not (isinstance(obj, type) and issubclass(obj, base)):
-        return f"a {kind} must be a subclass of {base.__module__}.{base.__qualname__}, got {obj!r}"
-    if getattr(obj, "name", None) != name:
-        return f"its class attribute name is {getattr(obj, 'name', None)!r}, not the entry point's name {name!r}"
-    if getattr(obj, "__abstractmethods__", None):
-        return f"{obj.__qualname__} does not implement {', '.join(sorted(obj.__abstractmethods__))}"
-    return None
-
-
-def _valid_method(name: str, obj: Any) -> str | None:
-    import dataclasses
-
-    from .methods.base import Method, MethodConfig
-
-    wrong = _named_subclass(Method, "method", name, obj)
-    if wrong is None and not (dataclasses.is_dataclass(obj.Config) and issubclass(obj.Config, MethodConfig)):
-        wrong = "its Config must be a frozen dataclass subclassing benchsuite.methods.base.MethodConfig"
-    return wrong
-
-
-def _valid_reward(name: str, obj: Any) -> str | None:
-    from .rewards.base import Reward
-
-    if isinstance(obj, type) or not callable(obj):
-        return _named_subclass(Reward, "reward", name, obj)
-    return None  # a factory function: checked by check_reward when it is called
-
-
-def _valid_backbone(name: str, obj: Any) -> str | None:
-    return None if callable(obj) else f"a backbone must be a factory returning a DiffusionPolicy, got {obj!r}"
-
-
-REWARDS = Registry("reward", "benchsuite.rewards", _valid_reward)
+REWARDS = Registry("reward", "benchsuite.rewards", "benchsuite.plugin_checks:valid_reward")
 REWARDS._register_builtin("jpeg-compressibility", "benchsuite.rewards.jpeg:JpegCompressibility")
 REWARDS._register_builtin("jpeg-incompressibility", "benchsuite.rewards.jpeg:JpegIncompressibility")
 REWARDS._register_builtin("digit-class-probability", "benchsuite.rewards.digit_classifier:DigitClassProbability")
@@ -275,7 +246,7 @@ REWARDS._register_builtin("pmo-isomers-c9h10n2o2pf2cl-prev", "benchsuite.rewards
 REWARDS._register_builtin("pmo-sitagliptin-mpo-prev", "benchsuite.rewards.pmo:PmoSitagliptinMpoPrev")
 REWARDS._register_builtin("pmo-zaleplon-mpo-prev", "benchsuite.rewards.pmo:PmoZaleplonMpoPrev")
 
-METHODS = Registry("method", "benchsuite.methods", _valid_method)
+METHODS = Registry("method", "benchsuite.methods", "benchsuite.plugin_checks:valid_method")
 METHODS._register_builtin("pretrained", "benchsuite.methods.pretrained:Pretrained")
 METHODS._register_builtin("ddpo", "benchsuite.methods.ddpo:DDPO")
 METHODS._register_builtin("draft", "benchsuite.methods.draft:DRaFT")
@@ -285,7 +256,7 @@ METHODS._register_builtin("sqdf", "benchsuite.methods.sqdf:SQDF")
 METHODS._register_builtin("vard", "benchsuite.methods.vard:VARD")
 METHODS._register_builtin("ctrl", "benchsuite.methods.ctrl:ContinuousTimeRL")
 
-BACKBONES = Registry("backbone", "benchsuite.backbones", _valid_backbone)
+BACKBONES = Registry("backbone", "benchsuite.backbones", "benchsuite.plugin_checks:valid_backbone")
 BACKBONES._register_builtin("digits", "benchsuite.policies.embedded:digits_policy")
 BACKBONES._register_builtin("tiny", "benchsuite.testing:tiny_policy")
 # Stable Diffusion + LoRA (GPU users; weights resolved by benchsuite.weights when a run starts, never at import)

@@ -30,6 +30,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .domains.molecules import (MOLECULES_INSTALL, SELFIES_ALPHABET, rdkit_available, selfies_to_smiles,
+                                tanimoto_diversity, tokens_to_smiles)
+from .grids import molecule_grid, sample_grid, text_grid
+from .metrics import frechet_distance, mean_pairwise_distance, vendi_score
+from .metrics.diversity import condition_groups
+from .metrics.sequences import hamming_vendi, mean_pairwise_hamming, novelty
+
 log = logging.getLogger(__name__)
 
 FEATURE_SIZE = 32
@@ -99,8 +106,6 @@ def to_uint8(images: Tensor) -> Tensor:
 
 def _grouped_mean(values: Callable[[Tensor], float], features: Tensor, conditions: Tensor | None) -> float:
     """Mean over condition groups of ``values`` of each group's features."""
-    from .metrics.diversity import condition_groups
-
     return float(np.mean([values(features[idx]) for idx in condition_groups(len(features), conditions)]))
 
 
@@ -138,8 +143,6 @@ class ImageSpace(SampleSpace):
         """``eval/diversity`` (mean pairwise L2 distance within a condition), ``eval/vendi`` (cosine Vendi score
         per condition), both averaged over conditions, and ``eval/fd_pretrained`` (Fréchet distance of the
         features to ``reference``'s) when a reference is given."""
-        from .metrics import frechet_distance, mean_pairwise_distance, vendi_score
-
         feats = self.features(samples)
         out = {"eval/diversity": mean_pairwise_distance(feats, conditions), "eval/vendi": vendi_score(feats, conditions)}
         if reference is not None:
@@ -148,8 +151,6 @@ class ImageSpace(SampleSpace):
 
     def render(self, samples: Tensor, conditions: Tensor | None, rewards: Tensor | None = None,
                label: str = "reward") -> np.ndarray:
-        from .grids import sample_grid
-
         return sample_grid(samples, conditions, rewards, label=label)
 
     def records(self, samples: Tensor, ids: Sequence[str], folder: Path) -> list[dict[str, str]]:
@@ -247,8 +248,6 @@ class SequenceSpace(SampleSpace):
         (Hamming-kernel Vendi score), ``eval/novelty_frac`` and ``eval/novelty_hamming`` against the pretraining
         data when the space has it, the domain's own (``_domain_metrics``) and ``eval/drift_tv`` (mean over
         positions of the total-variation distance between token frequencies and the reference's)."""
-        from .metrics.sequences import hamming_vendi, mean_pairwise_hamming, novelty
-
         tokens = self.features(samples)
         out = {"eval/diversity": _grouped_mean(mean_pairwise_hamming, tokens, conditions),
                "eval/vendi": _grouped_mean(hamming_vendi, tokens, conditions)}
@@ -268,8 +267,6 @@ class SequenceSpace(SampleSpace):
     def render(self, samples: Tensor, conditions: Tensor | None, rewards: Tensor | None = None,
                label: str = "reward") -> np.ndarray:
         """Monospace text rows: the best 32 by reward, each its reward and its decoded string."""
-        from .grids import text_grid
-
         return text_grid(self.decode(samples), rewards, label=label, what=self.what)
 
     def records(self, samples: Tensor, ids: Sequence[str], folder: Path) -> list[dict[str, str]]:
@@ -329,28 +326,19 @@ class MoleculeSpace(SequenceSpace):
     what: ClassVar[str] = "SMILES"
 
     def __init__(self, length: int, pretraining_data: Callable[[], Tensor] | None = None):
-        from .domains.molecules import SELFIES_ALPHABET
-
         super().__init__(len(SELFIES_ALPHABET), length, SELFIES_ALPHABET, pretraining_data)
 
     def smiles(self, samples: Tensor) -> list[str]:
         """One SMILES per sample (``""`` for the empty molecule), decoded by ``selfies``."""
-        from .domains.molecules import selfies_to_smiles
-
         return selfies_to_smiles(self.decode(samples))
 
     def _domain_metrics(self, tokens: Tensor) -> dict[str, float]:
         """``eval/tanimoto_diversity``: mean pairwise Morgan-fingerprint Tanimoto distance of the molecules."""
-        from .domains.molecules import tanimoto_diversity, tokens_to_smiles
-
         return {"eval/tanimoto_diversity": tanimoto_diversity(tokens_to_smiles(tokens))}
 
     def render(self, samples: Tensor, conditions: Tensor | None, rewards: Tensor | None = None,
                label: str = "reward") -> np.ndarray:
         """RDKit drawings of the best 16 molecules by reward; SMILES text rows without RDKit."""
-        from .domains.molecules import rdkit_available
-        from .grids import molecule_grid, text_grid
-
         smiles = self.smiles(samples)
         if rdkit_available():
             return molecule_grid(smiles, rewards, label=label)
@@ -368,8 +356,6 @@ _warned: set[str] = set()
 def _warn_no_rdkit() -> None:
     """One log line per process: molecule grids fall back to SMILES text rows."""
     if "rdkit" not in _warned:
-        from .domains.molecules import MOLECULES_INSTALL
-
         _warned.add("rdkit")
         log.warning("RDKit is not installed: molecule grids are SMILES text rows instead of structure drawings "
                     "(install it with: %s)", MOLECULES_INSTALL)

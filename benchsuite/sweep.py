@@ -32,9 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .backends import make_backend
 from .config import RunConfig, resolve
 from .errors import ConfigError, clip, clip_repr
+from .registry import check_spawnable
+from .runner import run_state
 from .tasks import MAX_SEED, check_sizes, read_yaml
+from .tracking import MlflowTracker, run_tags
 
 if TYPE_CHECKING:
     from .backends import Backend
@@ -161,8 +165,6 @@ def open_parent_run(tracking_uri: str, artifact_root: Path | None, experiment: s
 
     Returns the open ``MlflowTracker``: its ``run_id`` is the parent's id; ``end_run`` closes it.
     """
-    from .tracking import MlflowTracker, run_tags
-
     tracker = MlflowTracker(tracking_uri, artifact_root)
     # resume_step reopens the run with this key if there is one and creates it otherwise
     tracker.start_run(experiment=experiment, run_name=name, run_key=key, params=params or {},
@@ -202,16 +204,11 @@ def run_many(configs: list[RunConfig], name: str, workers: int = 1, tracking: tu
 
     Returns one ``Outcome`` per config, in order.
     """
-    from .backends import make_backend
-    from .runner import run_state
-
     if isinstance(backend, str):
         backend = make_backend(backend, workers)
     if len({c.run_id for c in configs}) != len(configs):
         raise ConfigError("run_many: two configs of the list are the same run")
     if backend.spawns:
-        from .registry import check_spawnable
-
         for config in configs:
             check_spawnable(config)
     before = {c.run_id: run_state(c.run_dir) for c in configs}

@@ -11,17 +11,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from .budget import BudgetedOracle
+from .data import _builtin_dir, _extra_dirs, data_dir
 from .errors import ConfigError, UnknownNameError, clip, clip_repr
-from .registry import BACKBONES, REWARDS
+from .registry import BACKBONES, METHODS, REWARDS, plugin_task_folders
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*-v\d+$")
 
@@ -106,36 +109,12 @@ def read_yaml(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: a value YAML cannot convert ({clip(str(exc), 120)})") from None
 
 
-def _extra_dirs(kind: str) -> list[Path]:
-    """The folders named in ``BENCHSUITE_<KIND>_DIR`` (separated by ``os.pathsep``; empty entries skipped)."""
-    return [Path(item) for item in os.environ.get(f"BENCHSUITE_{kind.upper()}_DIR", "").split(os.pathsep) if item]
-
-
-def _builtin_dir(kind: str) -> Path:
-    here = Path(__file__).resolve().parent
-    packaged = here / "_data" / kind
-    return packaged if packaged.is_dir() else here.parent / kind
-
-
-def data_dir(kind: str) -> Path:
-    """Folder of ``tasks`` or ``baselines`` data: inside an installed wheel, else at the repository root.
-
-    ``BENCHSUITE_BASELINES_DIR`` replaces the baselines folder (a private copy of the presets; ``benchsuite tune``
-    then exports there). ``BENCHSUITE_TASKS_DIR`` adds task folders to the built-in one (``task_dirs``: cards are
-    read from all of them); here it gives the first folder it names, where prompt lists (``<folder>/prompts``)
-    are read.
-    """
-    extra = _extra_dirs(kind)
-    return extra[0] if extra else _builtin_dir(kind)
-
-
 def preset_file(method: str, filename: str) -> Path:
     """A method's preset file (``defaults.yaml``, ``search_space.yaml``): ``baselines/<method>/<filename>``
     (``data_dir``), else, for a plugin method, the one its package ships in ``baselines/<method>/`` beside the
     method's module; the former path when neither exists. Tuned presets (``tuned/``) always live in ``data_dir``:
     ``benchsuite tune`` exports there, never into an installed package."""
     local = data_dir("baselines") / method / filename
-    from .registry import METHODS
 
     if local.exists() or METHODS.plugin(method) is None:
         return local
@@ -149,8 +128,6 @@ def task_dirs() -> list[Path]:
     """The folders task cards are read from, in order: the built-in cards, the folders of installed
     ``benchsuite.tasks`` plugins (``registry.plugin_task_folders``), then each folder named in
     ``BENCHSUITE_TASKS_DIR`` (several separated by ``os.pathsep``, as in ``PATH``)."""
-    from .registry import plugin_task_folders
-
     folders = [_builtin_dir("tasks")]
     for folder in [*plugin_task_folders(), *_extra_dirs("tasks")]:
         if folder.resolve() not in [f.resolve() for f in folders]:
@@ -446,9 +423,7 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
 
 def _checked_sampler(spec: TaskSpec) -> TaskSpec:
     """``spec`` with its sampler settings checked against the backbone factory's argument types (as task overrides
-    are: ``config.check_task_settings``), so that a wrong type is an error of the card, not a traceback in a run."""
-    from .config import check_task_settings
-
+    are: ``check_task_settings``), so that a wrong type is an error of the card, not a traceback in a run."""
     settings = check_task_settings(spec.backbone, {f"sampler.{k}": v for k, v in spec.sampler}, f"{spec.source}: card")
     sampler = tuple((key.removeprefix("sampler."), value) for key, value in settings.items())
     return spec if sampler == spec.sampler else dataclasses.replace(spec, sampler=sampler)
@@ -609,8 +584,6 @@ class Task:
 
     def train_oracle(self, budget: int, retries: int = 0, backoff_s: float = 1.0, timeout_s: float | None = None):
         """A fresh ``BudgetedOracle`` over the training reward (fault handling as in ``BudgetedOracle``)."""
-        from .budget import BudgetedOracle
-
         return BudgetedOracle(self._oracle_reward, budget, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
 
     def make_policy(self):
@@ -628,3 +601,89 @@ class Task:
 def make_task(task_id: str) -> Task:
     """Build the task registered under ``task_id``."""
     return Task(load_spec(task_id))
+
+
+_NO = object()  # _convert's answer for a value that is not of the type asked
+
+
+def _convert(value: Any, hint: Any) -> Any:
+    """``value`` as type ``hint`` (bool, int, float, str, None or a ``Literal``), or ``_NO`` if it is not one."""
+    if typing.get_origin(hint) is Literal:
+        return value if value in typing.get_args(hint) else _NO
+    if hint is bool:
+        return value if isinstance(value, bool) else _NO
+    if hint is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                return _NO
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else _NO
+    if hint is str:
+        return value if isinstance(value, str) else _NO
+    if hint is type(None):
+        return value if value is None else _NO
+    raise TypeError(f"unsupported config field type {hint!r}")
+
+
+def _options(hint: Any) -> tuple[Any, ...]:
+    """The members of a union (``float | None``, ``Optional[int]``, ``Literal[...] | None``), else ``(hint,)``."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _describe(hint: Any) -> str:
+    def one(option: Any) -> str:
+        if typing.get_origin(option) is Literal:
+            return f"one of {list(typing.get_args(option))}"
+        return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+                type(None): "null"}[option]
+
+    return " or ".join(one(option) for option in _options(hint))
+
+
+def _coerce(name: str, value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against a config field's type ``hint``: bool, int, float, str, a ``Literal`` or a union of
+    them (``float | None``; the first member that takes the value wins, in the order written). An int stays an int
+    and a number for a float field becomes a float, so resolved configs (and run ids) keep their types. Floats must
+    be finite and integers at most ``MAX_INTEGER`` in magnitude. Raises ``ConfigError`` naming the field and what
+    is allowed.
+
+    Not pydantic's ``TypeAdapter``: its lax mode takes ``true`` and ``1.0`` for an integer, its strict mode refuses
+    YAML 1.1's ``"1e-4"`` strings for a float, and either way its messages would replace these.
+    """
+    for option in _options(hint):
+        converted = _convert(value, option)
+        if converted is not _NO:
+            check_numbers(converted, f"{where}: {name}")
+            return converted
+    raise ConfigError(f"{where}: {name} must be {_describe(hint)}, got {clip_repr(value)}")
+
+
+def check_task_settings(backbone: str, settings: dict[str, Any], where: str = "task override") -> dict[str, Any]:
+    """Task settings (``{"sampler.num_steps": 50, "online.bonus": 1.0}``: task overrides, or a card's sampler
+    section) checked against the types of what they set: the backbone factory's annotated arguments and
+    ``OnlineSpec``'s fields (``_coerce``); every number finite and bounded. A number written as a string (YAML 1.1's
+    ``1e-4``) becomes a float; other values stay as given, so the run ids of existing configs stay. Unknown names
+    are left to ``apply_task_overrides``, which lists the allowed ones. Raises ``ConfigError`` naming ``where``."""
+    checked = {}
+    for key, value in settings.items():
+        section, _, name = str(key).partition(".")
+        hints = {}
+        if section == "sampler" and name:
+            try:
+                hints = typing.get_type_hints(BACKBONES.load(backbone))
+            except (NameError, TypeError):  # an annotation that does not evaluate: check the numbers only
+                hints = {}
+        elif section == "online":
+            hints = typing.get_type_hints(OnlineSpec)
+        try:
+            converted = _coerce(str(key), value, hints[name], where) if name in hints else _NO
+        except TypeError:  # an argument of another type (a shape, a list): its numbers are still checked
+            converted = _NO
+        check_numbers(value if converted is _NO else converted, f"{where} {key}")
+        checked[key] = converted if isinstance(value, str) and converted is not _NO else value
+    return checked

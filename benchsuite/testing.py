@@ -2,10 +2,10 @@
 
 - A random-init denoiser and policy small enough for unit tests of the sampler math, and a closed-form
   differentiable reward (the ``toy-brightness-v0`` task). Nothing here is used by real runs.
-- The contract suites every method, reward, backbone and task card passes: ``check_method``, ``check_reward``,
-  ``check_backbone`` and ``check_task``. benchsuite's own contract tests (``tests/*/test_*_contract.py``) call the
-  same checks on every built-in entry; a plugin's tests call them on its own (as optuna ships
-  ``optuna.testing``)::
+- The contract suites every method, reward, backbone, task card and sample space passes: ``check_method``,
+  ``check_reward``, ``check_backbone``, ``check_task`` and ``check_space``. benchsuite's own contract tests
+  (``tests/*/test_*_contract.py``, tests/test_spaces.py) call the same checks on every built-in entry; a plugin's
+  tests call them on its own (as optuna ships ``optuna.testing``)::
 
       from benchsuite.testing import check_method, check_reward, check_task
 
@@ -13,22 +13,32 @@
           check_method("my-method")          # a registered name (entry point or METHODS.register) or the class
 
   Each ``check_*`` runs all its checks and raises ``AssertionError`` naming the first that fails; the single
-  checks (``METHOD_CHECKS``, ``REWARD_CHECKS``, ``BACKBONE_CHECKS``, ``TASK_CHECKS``) are there to parametrize a
-  test over them. They run on the CPU in seconds: methods on the toy task, backbones and task cards on a few samples.
+  checks (``METHOD_CHECKS``, ``REWARD_CHECKS``, ``BACKBONE_CHECKS``, ``TASK_CHECKS``, ``SPACE_CHECKS``) are there
+  to parametrize a test over them. They run on the CPU in seconds: methods on the toy task, backbones, task cards
+  and spaces on a few samples.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import math
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .config import resolve
 from .policies.base import DiffusionPolicy
+from .registry import BACKBONES, METHODS, REWARDS
 from .rewards.base import Reward
+from .runner import run
+from .spaces import SampleSpace
+from .tasks import broken_cards, make_task, task_specs
 
 TINY_SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000,
@@ -134,16 +144,11 @@ def _registered(registry, cls_or_name: Any) -> str:
 
 # -- methods: each check takes (method name, task id) --
 def _method_run(method: str, task: str, budget: int, seed: int = 0):
-    from .config import resolve
-    from .runner import run
-
     return run(resolve(task, method, seed=seed, budget=budget, eval_fractions=(0.0, 1.0)), write=False)
 
 
 def check_method_spends_exactly_the_budget(method: str, task: str = CONTRACT_TASK) -> None:
     """A budget that is not a multiple of the batch is spent exactly (the last step shrinks), never exceeded."""
-    from .config import resolve
-
     batch = dict(resolve(task, method).method_config)["batch_size"]
     budget = 2 * batch + 3
     result = _method_run(method, task, budget)
@@ -168,10 +173,6 @@ def check_method_is_deterministic(method: str, task: str = CONTRACT_TASK) -> Non
 
 def check_method_budget_zero(method: str, task: str = CONTRACT_TASK) -> None:
     """Budget 0: no query, no update, one evaluation of the untouched pretrained model (KL 0)."""
-    from .config import resolve
-    from .runner import run
-    from .tasks import make_task
-
     built = make_task(task)
     before = {k: v.clone() for k, v in built.make_policy().denoiser.state_dict().items()}
     result = run(resolve(task, method, budget=0), write=False)
@@ -186,10 +187,6 @@ def check_method_budget_zero(method: str, task: str = CONTRACT_TASK) -> None:
 def check_method_state_dict_round_trip(method: str, task: str = CONTRACT_TASK) -> None:
     """``state_dict`` through a file (``torch.load(weights_only=True)``: tensors and plain containers only) into a
     fresh instance resumes identically: the next step gives the same diagnostics and weights."""
-    from .config import resolve
-    from .registry import METHODS
-    from .tasks import make_task
-
     cls = METHODS.load(method)
     cfg = resolve(task, method)
     built = make_task(task)
@@ -218,8 +215,6 @@ def check_method_state_dict_round_trip(method: str, task: str = CONTRACT_TASK) -
 def check_method_config(method: str, task: str = CONTRACT_TASK) -> None:
     """A frozen dataclass config that refuses ``batch_size=0`` with ``ValueError``; a class docstring (what
     ``benchsuite list`` shows) and ``name`` equal to the registry name."""
-    from .registry import METHODS
-
     cls = METHODS.load(method)
     _expect(dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen,
             f"{method}: Config must be a frozen dataclass")
@@ -249,8 +244,6 @@ METHOD_CHECKS: tuple[Callable[..., None], ...] = (
 def check_method(cls_or_name: Any, task: str = CONTRACT_TASK) -> None:
     """Run every ``METHOD_CHECKS`` check on a method (a registered name, or a ``Method`` subclass: registered in
     this process under its ``name`` if that is free) on ``task`` (default: the toy task, seconds)."""
-    from .registry import METHODS
-
     name = _registered(METHODS, cls_or_name)
     for check in METHOD_CHECKS:
         check(name, task)
@@ -260,8 +253,6 @@ def check_method(cls_or_name: Any, task: str = CONTRACT_TASK) -> None:
 def check_reward_class(name: str) -> None:
     """A registered reward is a ``Reward`` subclass with its registry ``name``, a non-empty ``version`` string, a
     bool ``differentiable`` and a known ``sample_kind``, or a factory (checked when called)."""
-    from .registry import REWARDS
-
     entry = REWARDS.load(name)
     _expect(callable(entry), f"reward {name!r}: {entry!r} is not callable")
     if isinstance(entry, type):
@@ -296,8 +287,6 @@ def check_reward(cls_or_name: Any, samples: Tensor | None = None, conditions: Te
     that is free): its class attributes, that ``REWARDS.make(name, **kwargs)`` builds it, and the call contract on
     ``samples`` (default for an image reward: three random 1 x 8 x 8 images with conditions 0, 1, 2; other sample
     kinds must pass a batch their backbone decodes). Returns the rewards."""
-    from .registry import REWARDS
-
     name = _registered(REWARDS, cls_or_name)
     check_reward_class(name)
     reward = REWARDS.make(name, **kwargs)
@@ -313,8 +302,6 @@ def check_reward(cls_or_name: Any, samples: Tensor | None = None, conditions: Te
 # -- backbones: each check takes (task, policy) built from a card that uses the backbone --
 def backbone_card(backbone: str) -> str:
     """The first task card (by id) that uses ``backbone``: the one its contract builds it from."""
-    from .tasks import task_specs
-
     ids = sorted(t for t, s in task_specs().items() if s.backbone == backbone)
     _expect(bool(ids), f"backbone {backbone!r} has no task card to build it from; write one")
     return ids[0]
@@ -384,9 +371,6 @@ BACKBONE_CHECKS: tuple[Callable[..., None], ...] = (
 def built_backbone(cls_or_name: Any, task: str | None = None):
     """``(task, policy)``: the backbone built the way a run builds it, from ``task`` (default: the first card
     that uses it) with that card's sampler settings."""
-    from .registry import BACKBONES
-    from .tasks import make_task
-
     name = _registered(BACKBONES, cls_or_name)
     built = make_task(task or backbone_card(name))
     _expect(built.spec.backbone == name, f"task {built.spec.id} uses backbone {built.spec.backbone!r}, not {name!r}")
@@ -406,8 +390,6 @@ def check_task_loads(task_id: str) -> None:
     """The card loads (no problem in ``benchsuite list``), builds its oracle and judges at the pinned versions and
     its backbone, and the backbone's decoded samples are scored by the oracle and every judge to ``(B,)`` finite
     floats without spending a budget."""
-    from .tasks import broken_cards, make_task
-
     _expect(task_id not in broken_cards(), f"task card {task_id}: {broken_cards().get(task_id)}")
     built = make_task(task_id)
     policy = built.make_policy()
@@ -427,9 +409,6 @@ def check_task_loads(task_id: str) -> None:
 def check_task_resolves_for_every_method(task_id: str) -> None:
     """Every registered method resolves a run config on the card (its presets fit the card's backbone) at the
     card's default budget."""
-    from .config import resolve
-    from .registry import METHODS
-
     for method in METHODS.names():
         resolve(task_id, method)
 
@@ -441,3 +420,92 @@ def check_task(task_id: str) -> None:
     """Run every ``TASK_CHECKS`` check on the task card ``task_id`` (from any task folder or plugin)."""
     for check in TASK_CHECKS:
         check(task_id)
+
+
+# -- sample spaces: each check takes (space, samples, conditions, folder) --
+def check_space_check(space: SampleSpace, samples: Tensor, conditions: Tensor | None, folder: Path) -> None:
+    """``check`` accepts the space's own samples and refuses a flattened batch with ``ValueError``."""
+    space.check(samples)
+    try:
+        space.check(samples.flatten(1))
+    except ValueError:
+        return
+    raise AssertionError(f"{space!r}: check accepted a flattened batch {tuple(samples.flatten(1).shape)}")
+
+
+def check_space_features(space: SampleSpace, samples: Tensor, conditions: Tensor | None, folder: Path) -> None:
+    """``features``: one finite row per sample (``N x F``)."""
+    feats = space.features(samples)
+    _expect(feats.ndim == 2 and len(feats) == len(samples), f"{space!r}: features must be N x F, got "
+            f"{tuple(feats.shape)} for {len(samples)} samples")
+    _expect(bool(torch.isfinite(feats.double()).all()), f"{space!r}: features are not finite")
+
+
+def check_space_metrics(space: SampleSpace, samples: Tensor, conditions: Tensor | None, folder: Path) -> None:
+    """``metrics``: finite, with ``eval/diversity`` and ``eval/vendi``; against a reference more keys (the drift
+    metrics), each 0 when the reference is the samples themselves."""
+    first = space.metrics(samples, conditions, None)
+    _expect({"eval/diversity", "eval/vendi"} <= set(first), f"{space!r}: metrics lack eval/diversity or eval/vendi")
+    against_itself = space.metrics(samples, conditions, samples)
+    _expect(set(first) < set(against_itself), f"{space!r}: metrics against a reference add no drift metric")
+    _expect(all(math.isfinite(v) for v in against_itself.values()), f"{space!r}: metrics not finite: {against_itself}")
+    drift = {k: v for k, v in against_itself.items() if k not in first and abs(v) > 1e-6}
+    _expect(not drift, f"{space!r}: drift of the samples from themselves is not 0: {drift}")
+
+
+def check_space_render(space: SampleSpace, samples: Tensor, conditions: Tensor | None, folder: Path) -> None:
+    """``render``: an RGB ``uint8`` picture (``H x W x 3``)."""
+    grid = space.render(samples, conditions, torch.linspace(-1, 1, len(samples)), label="check reward")
+    _expect(grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3,
+            f"{space!r}: render must return an H x W x 3 uint8 array, got {grid.dtype} {grid.shape}")
+
+
+def check_space_records(space: SampleSpace, samples: Tensor, conditions: Tensor | None, folder: Path) -> None:
+    """``records``: one dict of strings per sample; a ``file`` it names exists in ``folder``."""
+    records = space.records(samples, [f"q{i:06d}" for i in range(len(samples))], folder)
+    _expect(len(records) == len(samples) and all(r and all(isinstance(v, str) for v in r.values()) for r in records),
+            f"{space!r}: records must be one non-empty dict of strings per sample")
+    missing = [r["file"] for r in records if "file" in r and not Path(r["file"]).is_file()]
+    _expect(not missing, f"{space!r}: records name files that do not exist: {missing[:3]}")
+
+
+def check_space_decode_encode(space: SampleSpace, samples: Tensor, conditions: Tensor | None, folder: Path) -> None:
+    """``decode`` gives one object per sample and ``encode`` takes them back to samples the space accepts that
+    decode to the same objects."""
+    decoded = space.decode(samples)
+    _expect(len(decoded) == len(samples), f"{space!r}: decode gave {len(decoded)} objects for {len(samples)} samples")
+    encoded = space.encode(decoded)
+    space.check(encoded)
+    again = space.decode(encoded)
+    same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(again, decoded))
+    _expect(same, f"{space!r}: decode(encode(decode(x))) differs from decode(x)")
+
+
+def check_space_reward_model(space: SampleSpace, samples: Tensor, conditions: Tensor | None, folder: Path) -> None:
+    """``reward_model``: a differentiable ``(N,)`` regressor on the samples; ``as_image``: ``N x image_channels x
+    H x W``."""
+    nc = None if conditions is None else int(conditions.max()) + 1
+    x = samples.detach().clone().requires_grad_(True)
+    out = space.reward_model(nc, 8)(x, conditions)
+    _expect(out.shape == (len(samples),) and bool(torch.isfinite(out).all()),
+            f"{space!r}: reward_model must give N finite values, got {tuple(out.shape)}")
+    out.sum().backward()
+    _expect(x.grad is not None and x.grad.abs().sum() > 0, f"{space!r}: reward_model is not differentiable")
+    picture = space.as_image(samples)
+    _expect(picture.ndim == 4 and picture.shape[:2] == (len(samples), space.image_channels),
+            f"{space!r}: as_image must be N x image_channels x H x W, got {tuple(picture.shape)}")
+
+
+SPACE_CHECKS: tuple[Callable[..., None], ...] = (
+    check_space_check, check_space_features, check_space_metrics, check_space_render, check_space_records,
+    check_space_decode_encode, check_space_reward_model,
+)
+
+
+def check_space(space: SampleSpace, samples: Tensor, conditions: Tensor | None = None) -> None:
+    """Run every ``SPACE_CHECKS`` check on a sample space (``benchsuite.spaces.SampleSpace``) with a batch of its
+    samples (a backbone's decoded samples, ``policy.decode(traj.x0)``) and their conditions (or None). Files that
+    ``records`` writes go to a temporary folder, removed afterwards."""
+    with tempfile.TemporaryDirectory() as folder:
+        for check in SPACE_CHECKS:
+            check(space, samples, conditions, Path(folder) / "records")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-import benchsuite
+from benchsuite._version import __version__
 from benchsuite.errors import BenchsuiteError
 from benchsuite.files import append_bytes, atomic_write_bytes, atomic_write_text
 
@@ -553,11 +553,11 @@ def run_tags(repo: Path | None = None) -> dict[str, str]:
         ``benchsuite.version``; ``version.python``; and ``version.<pkg>`` for torch, diffusers, numpy and mlflow
         (``"absent"`` when not installed).
     """
-    repo = Path(benchsuite.__file__).parent if repo is None else Path(repo)
+    repo = Path(__file__).parent if repo is None else Path(repo)
     sha = _git_sha(repo)
     tags = {
         GIT_SHA_TAG: sha,
-        "benchsuite.version": benchsuite.__version__,
+        "benchsuite.version": __version__,
         "version.python": platform.python_version(),
     }
     if sha != "unknown":

@@ -65,6 +65,8 @@ from typing import TYPE_CHECKING, Any
 from .config import RunConfig, resolve
 from .errors import BenchsuiteError, ConfigError, RunLockedError, StopRun
 from .files import atomic_write_text
+from .registry import BACKBONES, check_spawnable
+from .runner import eval_points, run
 from .sweep import KIND_TAG, open_parent_run
 from .tasks import data_dir, load_spec, preset_file
 from .tracking import MlflowTracker
@@ -180,7 +182,6 @@ def load_search_space(method: str, names: tuple[str, ...] | None = None,
         raise ConfigError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of field: {{type, ...}}")
-    from .registry import BACKBONES
 
     sections = {k: v for k, v in raw.items() if k in BACKBONES and isinstance(v, dict)}
     entries = {k: v for k, v in raw.items() if k not in sections}
@@ -570,8 +571,6 @@ class Tuner:
     def _objective(self, trial: optuna.Trial, tracking: tuple[str, str] | None, parent_run_id: str | None):
         import optuna
 
-        from .runner import eval_points
-
         if SLOT_ATTR not in trial.user_attrs:
             trial.set_user_attr(SURPLUS_ATTR, True)
             raise _SurplusTrial(f"trial {trial.number} was created after all {self.spec.n_trials} slots were taken")
@@ -618,8 +617,6 @@ class Tuner:
         only reads back a finished run; a dead holder frees the folder at once."""
         import optuna
 
-        from .runner import run
-
         waiting = False
         while True:
             try:
@@ -646,8 +643,6 @@ class Tuner:
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"workers must be a positive integer, got {workers!r}")
         if workers > 1:
-            from .registry import check_spawnable
-
             check_spawnable(self.base)
         study, parent = self.open_study(self.storage(), tracking)
         if retry_interrupted:

@@ -125,7 +125,7 @@ def measure_predictors() -> list[str]:
     import contextlib
     import io
 
-    from benchsuite.metrics.sampler import print_predictor_quality
+    from benchsuite.diagnostics import print_predictor_quality
 
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):

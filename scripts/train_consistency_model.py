@@ -79,7 +79,7 @@ def distil(steps: int, log_every: int = 200) -> tuple[dict[str, torch.Tensor], f
 
 
 def report() -> None:
-    from benchsuite.metrics.sampler import print_predictor_quality
+    from benchsuite.diagnostics import print_predictor_quality
 
     print_predictor_quality("digits-jpeg-compress-v1")
 

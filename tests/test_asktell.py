@@ -56,6 +56,24 @@ def test_ask_tell_reproduces_the_in_process_run(tmp_path, task, method):
         final.ask()
 
 
+@pytest.mark.parametrize("method", ["ddpo", "bo"])
+def test_a_finished_session_exports_the_trained_weights_as_the_run_does(tmp_path, method):
+    from safetensors.torch import load_file
+
+    from benchsuite.export import MODEL_FILE
+
+    config = resolve("toy-brightness-v0", method, seed=3, budget=96, output_root=str(tmp_path / "results"))
+    run(config)
+    session = _drive(tmp_path / "s", config, reopen=False)
+    exported, reference = tmp_path / "s" / MODEL_FILE, config.run_dir / MODEL_FILE
+    if method == "bo":  # trains no policy: neither writes weights
+        assert not exported.exists() and not reference.exists()
+        return
+    assert session.finished and exported.is_file()
+    ours, theirs = load_file(exported), load_file(reference)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def _answer_file(batch, scores, path, fmt="csv"):
     rows = [{**r, "score": s} for r, s in zip(batch.records, scores)]
     if fmt == "json":

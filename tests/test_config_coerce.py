@@ -1,4 +1,4 @@
-"""Config coercion (``benchsuite.config._coerce``): optional and union field types, the types resolved values keep,
+"""Config coercion (``benchsuite.tasks._coerce``): optional and union field types, the types resolved values keep,
 finite and bounded numbers."""
 
 import dataclasses

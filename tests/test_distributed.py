@@ -54,6 +54,7 @@ def test_local_budget_splits_the_global_budget(monkeypatch):
     assert shares == [4, 3, 3]
 
 
+@pytest.mark.distributed  # starts 2 processes under accelerate launch: the distributed tier of .ci/run
 def test_two_processes_with_batch_b_step_like_one_process_with_batch_2b(tmp_path, monkeypatch):
     from benchsuite.policies.sd_tiny import save_tiny_sd
 

@@ -139,7 +139,7 @@ def test_method_plugins_of_the_wrong_kind_are_refused(attr, problem, monkeypatch
     import types
 
     from benchsuite.methods.base import Method
-    from benchsuite.registry import _valid_method
+    from benchsuite.plugin_checks import valid_method
 
     class Half(Method):
         """A method without its step."""
@@ -149,7 +149,7 @@ def test_method_plugins_of_the_wrong_kind_are_refused(attr, problem, monkeypatch
     module = types.ModuleType("fake_methods")
     module.PLAIN, module.NAMELESS, module.HALF = object, type("Nameless", (Method,), {"step": lambda s, o: {}}), Half
     monkeypatch.setitem(sys.modules, "fake_methods", module)
-    registry = Registry("method", "benchsuite.methods", _valid_method)
+    registry = Registry("method", "benchsuite.methods", valid_method)
     registry._add_plugins([Plugin("benchsuite.methods", "x", f"fake_methods:{attr}", "fake 1")])
     with pytest.raises(PluginError, match=re.escape(problem)):
         registry.load("x")

@@ -18,6 +18,7 @@ from benchsuite.grids import GRID_HEADER_PX, MOLECULE_TILE, TEXT_ROW_PX, text_gr
 from benchsuite.registry import BACKBONES
 from benchsuite.spaces import ImageSpace, MoleculeSpace, SampleSpace, SequenceSpace, to_uint8
 from benchsuite.tasks import make_task, task_specs
+from benchsuite.testing import check_space
 
 torch.set_num_threads(1)
 
@@ -132,6 +133,25 @@ def test_reward_model_and_image_view_are_differentiable_regressors(built):
     assert picture.ndim == 4 and picture.shape[:2] == (len(samples), space.image_channels)
 
 
+def test_check_space_passes_every_registered_backbones_space(built):
+    _, policy, samples, conds = built
+    space = copy.copy(policy.space)
+    if getattr(space, "pretraining_data", None) is not None:  # as above: novelty against 4 of the samples
+        space.pretraining_data = lambda: space.features(samples)[:4]
+    check_space(space, samples, conds)
+
+
+def test_check_space_names_what_a_broken_space_gets_wrong():
+    class OneFeatureTooFew(ImageSpace):
+        def features(self, samples):
+            return super().features(samples)[1:]
+
+    samples = torch.rand(6, 1, 8, 8)
+    check_space(ImageSpace(1), samples)
+    with pytest.raises(AssertionError, match="features must be N x F"):
+        check_space(OneFeatureTooFew(1), samples)
+
+
 def test_a_policy_without_a_space_gets_images_of_its_channels_or_a_clear_error():
     from benchsuite.policies.base import DiffusionPolicy
     from benchsuite.testing import TINY_SCHEDULER_CONFIG, TinyDenoiser, tiny_policy
@@ -202,10 +222,8 @@ def test_the_graph_sees_lazy_and_relative_imports():
     assert "benchsuite.policies.base" in GRAPH["benchsuite.policies.embedded"]  # relative
 
 
-TRANSITIVE_EXCEPTIONS = {
-    "benchsuite.policies.sd": "prompt lists are found through benchsuite.tasks (the card folders), which holds the "
-                              "budgeted oracle, typed with rewards.base.Reward",
-}
+TRANSITIVE_EXCEPTIONS: dict[str, str] = {}  # module -> why it reaches a reward module; none since prompt lists are
+# found through benchsuite.data, not benchsuite.tasks
 
 
 def test_backbones_and_their_spaces_do_not_import_rewards():

@@ -36,6 +36,8 @@ import itertools
 import torch
 from torch import Tensor
 
+from benchsuite.errors import BenchsuiteError
+
 PAD = "[nop]"
 """The padding symbol (index 0); the SELFIES decoder ignores it."""
 
@@ -82,8 +84,6 @@ def rdkit_available() -> bool:
 def require_rdkit(who: str) -> None:
     """Raise a one-line ``BenchsuiteError`` naming ``who`` and the install command when RDKit is missing."""
     if not rdkit_available():
-        from benchsuite.errors import BenchsuiteError
-
         raise BenchsuiteError(f"{who} needs RDKit, which is not installed; install it with: {MOLECULES_INSTALL}")
 
 

@@ -36,6 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import MissingWeightsError
+from .digits import (DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG, NULL_CLASS, WEIGHTS_PATH, config_to_json,
+                     load_digits_unet)
 
 CONSISTENCY_TRAIN_CONFIG: dict[str, Any] = {
     "seed": 0,
@@ -94,16 +96,12 @@ class DigitsConsistencyModel(nn.Module):
 
 def teacher_digest() -> str:
     """SHA-256 (16 hex digits) of the shipped backbone's weight file: the teacher a consistency model belongs to."""
-    from .digits import WEIGHTS_PATH
-
     return hashlib.sha256(Path(WEIGHTS_PATH).read_bytes()).hexdigest()[:16]
 
 
 def build_consistency_model() -> DigitsConsistencyModel:
     """A consistency model initialized at the shipped backbone (the start of distillation), in train mode."""
     from diffusers import DDPMScheduler
-
-    from .digits import DIGITS_SCHEDULER_CONFIG, NULL_CLASS, load_digits_unet
 
     acp = DDPMScheduler(**DIGITS_SCHEDULER_CONFIG).alphas_cumprod
     return DigitsConsistencyModel(load_digits_unet().train(), acp, NULL_CLASS)
@@ -134,8 +132,6 @@ def load_consistency_model(path: str | Path | None = None) -> DigitsConsistencyM
 
 def metadata(train_config: dict[str, Any], final_loss: float) -> dict[str, str]:
     """What the weights file records."""
-    from .digits import DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG, config_to_json
-
     return {"unet_config": config_to_json(DIGITS_UNET_CONFIG),
             "scheduler_config": config_to_json(DIGITS_SCHEDULER_CONFIG),
             "train_config": config_to_json(train_config), "teacher_digest": teacher_digest(),

@@ -6,6 +6,8 @@ from torch import Tensor, nn
 
 from ..spaces import ImageSpace
 from .base import DiffusionPolicy
+from .consistency import load_consistency_model
+from .digits import DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG, NULL_CLASS, load_digits_unet
 
 
 class ClassConditionalUNet(nn.Module):
@@ -40,8 +42,6 @@ def digits_policy(num_steps: int = 20, eta: float = 1.0, guidance_scale: float =
     ``timestep_spacing="logsnr"`` from ``max_timestep=951``). ``consistency_model`` attaches the shipped consistency
     model distilled from this backbone as the policy's ``x0_predictor`` (``benchsuite.policies.consistency``).
     """
-    from .digits import DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG, NULL_CLASS, load_digits_unet
-
     unet = load_digits_unet()
     size = DIGITS_UNET_CONFIG["sample_size"]
     policy = DiffusionPolicy(
@@ -59,7 +59,5 @@ def digits_policy(num_steps: int = 20, eta: float = 1.0, guidance_scale: float =
         space=ImageSpace(channels=1),
     )
     if consistency_model:
-        from .consistency import load_consistency_model
-
         policy.x0_predictor = load_consistency_model()
     return policy

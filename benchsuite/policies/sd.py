@@ -36,11 +36,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..distributed import unwrap
 from ..errors import ConfigError, MissingWeightsError
+from ..prompts import load_prompts
 from ..spaces import ImageSpace
+from ..weights import LCM_LORA_SD15, STABLE_DIFFUSION_V1_5, resolve
 from .base import DiffusionPolicy
+from .consistency import boundary_scalings
 
 SD15 = "runwayml/stable-diffusion-v1-5"
+SD15_IDS = (SD15, STABLE_DIFFUSION_V1_5.hub_repo)
+"""Hub ids of SD 1.5, all served by the catalog entry ``stable-diffusion-v1-5`` (one local folder): the original id,
+which most SD 1.5 code still names and the cards use, and the maintained copy it moved to in 2024."""
 MODEL_ENV = "BENCHSUITE_SD_MODEL"
 SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -340,8 +347,6 @@ class SDConsistencyPredictor(nn.Module):
         self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
-        from .consistency import boundary_scalings
-
         denoiser = self._denoiser[0]
         with denoiser.use_adapter(self.adapter):
             eps = denoiser(x, t, cond)
@@ -400,8 +405,6 @@ class SDPolicy(DiffusionPolicy):
         if self.x0_predictor is None and self.consistency_lora is not None:
             from dataclasses import replace
 
-            from ..weights import LCM_LORA_SD15, resolve
-
             local = Path(self.consistency_lora).expanduser()
             is_path = local.exists() or self.consistency_lora.startswith(("/", ".", "~"))
             spec = LCM_LORA_SD15 if is_path or self.consistency_lora == LCM_LORA_SD15.hub_repo else replace(
@@ -417,8 +420,6 @@ class SDPolicy(DiffusionPolicy):
     @property
     def sd_denoiser(self) -> SDDenoiser:
         """The ``SDDenoiser`` (also when ``denoiser`` is wrapped for distributed training)."""
-        from ..distributed import unwrap
-
         return unwrap(self.denoiser)
 
     def _apply(self, fn, recurse: bool = True):
@@ -457,16 +458,14 @@ def resolve_model(model: str, allow_download: bool | None = None) -> Path:
 
     A path (it exists, or starts with ``/``, ``.`` or ``~``, or is not of the form ``org/name``) must exist. A hub
     id is looked up as ``$BENCHSUITE_SD_MODEL``, then ``<weights dir>/org--name``, then downloaded when allowed
-    (SD 1.5 from the catalog entry ``stable-diffusion-v1-5`` of ``benchsuite.weights``: its maintained hub copy,
-    configs and fp32 safetensors only). Raises ``MissingWeightsError`` naming what to do.
+    (SD 1.5, under either id of ``SD15_IDS``, from the catalog entry ``stable-diffusion-v1-5`` of
+    ``benchsuite.weights``: its maintained hub copy, configs and fp32 safetensors only, in one local folder). Raises ``MissingWeightsError`` naming what to do.
     """
     from dataclasses import replace
 
-    from ..weights import STABLE_DIFFUSION_V1_5, resolve
-
     local = Path(model).expanduser()
     is_path = local.exists() or model.startswith(("/", ".", "~")) or model.count("/") != 1
-    if is_path or model == SD15:
+    if is_path or model in SD15_IDS:
         spec = STABLE_DIFFUSION_V1_5
     else:  # another SD 1.x-style hub repository
         spec = replace(STABLE_DIFFUSION_V1_5, name=f"Stable Diffusion {model} (diffusers folder)",
@@ -523,8 +522,6 @@ def sd_policy(model: str = SD15, prompts: str = "animals", num_steps: int = 50, 
         MissingWeightsError: the model is not local and downloads are off, or its folder is incomplete.
         ConfigError: transformers or peft is missing, or the prompt list does not exist.
     """
-    from ..prompts import load_prompts
-
     if mixed_precision not in PRECISIONS:
         raise ConfigError(f"mixed_precision must be one of {sorted(PRECISIONS)}, got {mixed_precision!r}")
     prompt_list = load_prompts(prompts)

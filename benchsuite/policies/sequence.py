@@ -63,6 +63,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchsuite.domains.ehrlich import EhrlichConfig, ehrlich_function
+from benchsuite.domains.molecules import SELFIES_ALPHABET, SELFIES_LENGTH, require_rdkit, sample_selfies_tokens
 from benchsuite.errors import ConfigError, MissingWeightsError
 
 from ..spaces import MoleculeSpace, SampleSpace, SequenceSpace
@@ -347,12 +349,8 @@ class ShippedModel:
     def sample_data(self, n: int, generator: torch.Generator) -> Tensor:
         """``n x L`` int64 training sequences from the model's generative process."""
         if self.data == "ehrlich":
-            from benchsuite.domains.ehrlich import EhrlichConfig, ehrlich_function
-
             return ehrlich_function(EhrlichConfig(**self.data_kwargs)).sample(n, self.data_kwargs["dim"], generator)
         if self.data == "selfies":
-            from benchsuite.domains.molecules import sample_selfies_tokens
-
             return sample_selfies_tokens(n, generator=generator, **self.data_kwargs)
         raise ValueError(f"unknown data process {self.data!r}")
 
@@ -381,8 +379,6 @@ def _ehrlich_model(num_states: int, length: int, steps: int) -> ShippedModel:
 
 
 def _selfies_model() -> ShippedModel:
-    from benchsuite.domains.molecules import SELFIES_ALPHABET, SELFIES_LENGTH
-
     return ShippedModel(
         name=f"selfies-l{SELFIES_LENGTH}",
         data="selfies",
@@ -507,8 +503,6 @@ def selfies_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = Tru
     """The model pretrained on random SELFIES (``benchsuite.domains.molecules``), ``V = len(SELFIES_ALPHABET)``,
     ``L = SELFIES_LENGTH``. Needs RDKit (the ``molecules`` extra), which makes its pretraining data (the reference
     of the novelty metrics); without it, a one-line error says how to install it."""
-    from benchsuite.domains.molecules import SELFIES_LENGTH, require_rdkit
-
     require_rdkit("backbone 'selfies'")
 
     return sequence_policy(f"selfies-l{SELFIES_LENGTH}", num_steps=num_steps, eta=eta, pretrained=pretrained,

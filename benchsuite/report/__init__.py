@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .labels import DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, ReportTask, metric_label, report_task
+from ..grids import sample_grid_panel, text_grid_panel
+from .labels import (DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, ReportTask, metric_label, report_task,
+                     task_metrics)
 from .plots import HV_MARGIN, grid_figure, plot_curves, plot_frontier, plot_overoptimization, plot_pareto
 from .tables import (UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids, format_interval,
                      improvement_probabilities, latex_table, leaderboard, load_mlflow, load_runs, markdown_table,
@@ -26,29 +28,9 @@ __all__ = ["final_grids", "load_mlflow", "load_runs", "read_saved_inputs", "rebu
            "write_report"]
 
 
-def task_metrics(task_id: str) -> tuple[str, list[str], list[str]]:
-    """(headline metric, the task's judge means, the table's metrics) for a task id."""
-    from ..tasks import load_spec
-
-    spec = load_spec(task_id)
-    primary = f"eval/{spec.primary_judge}_mean"
-    judges = [primary] + [f"eval/{label}_mean" for label, _ in spec.judges if label != spec.primary_judge]
-    rest = ["eval/kl", "eval/diversity", "eval/vendi", "wall_time_s", "cost/queries"]
-    if spec.online is not None:
-        # black-box track: the headline is still the product's eval reward (the fine-tuned model's samples, or the
-        # kept set of best-of-N and BO), as in SEIKO's evaluation and on every other task; what the queries found
-        # (mean of the 10 best oracle values, holo-bench's number) follows as its own columns. The top-10 query
-        # mean was the headline until the v2 leaderboard: on Ehrlich it moves in steps of 1/32 and the 10 best of
-        # 512 pretrained samples already reach it, so it measured sampling luck more than fine-tuning.
-        return primary, judges, [primary, "query/top10_mean", "query/best", *judges[1:], *rest]
-    return primary, judges, [*judges, *rest]
-
-
 def _grid_panel(task: ReportTask):
     """(crop, panels per row) that turn the runner's sample grids of this task into legible report panels:
     images 4 per row, sequences (wide: one row per sequence) 2 per row."""
-    from ..grids import sample_grid_panel, text_grid_panel
-
     return (text_grid_panel, 2) if task.sequences else (sample_grid_panel, 4)
 
 

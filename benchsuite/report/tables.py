@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import ConfigError
+from ..sweep import KIND_TAG
+from ..tracking import RUN_KEY_TAG, read_metrics
 from .labels import DRIFT_SUFFIX, REFERENCE_METHODS, REFERENCE_NOTE, ReportTask, higher_is_better, metric_label
 from .stats import improvement_interval, iqm_interval, paired_t_interval, rank_stability, t_interval
 
@@ -30,8 +33,6 @@ def load_runs(root: Path | str, tasks: list[str] | None = None) -> pd.DataFrame:
     Unfinished runs (no ``summary.json`` with status FINISHED) are skipped. Two finished runs of one
     (task, method, seed) with different configs raise ``ConfigError``: averaging them would mix settings.
     """
-    from ..tracking import read_metrics
-
     frames, seen = [], {}
     for summary_path in sorted(Path(root).glob("runs/*/summary.json")):
         summary = json.loads(summary_path.read_text())
@@ -49,8 +50,6 @@ def load_runs(root: Path | str, tasks: list[str] | None = None) -> pd.DataFrame:
         long["task"], long["method"], long["seed"] = cfg["task"], cfg["method"], cfg["seed"]
         key = (cfg["task"], cfg["method"], cfg["seed"])
         if key in seen:
-            from ..errors import ConfigError
-
             raise ConfigError(f"two runs of {key[1]} seed {key[2]} on {key[0]} under {root} ({seen[key]} and "
                               f"{summary_path.parent.name}); a report needs one config per (task, method, seed)")
         seen[key] = summary_path.parent.name
@@ -97,10 +96,6 @@ def load_mlflow(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow.tracking import MlflowClient
-
-    from ..errors import ConfigError
-    from ..sweep import KIND_TAG
-    from ..tracking import RUN_KEY_TAG
 
     client = MlflowClient(tracking_uri)
     names = {}

@@ -233,6 +233,24 @@ def test_frozen_copies_of_a_trained_policy_are_snapshots(sd_dirs, monkeypatch):
         n for n, _ in policy.named_parameters() if ".default." in n]
 
 
+def test_both_sd15_hub_ids_name_the_one_catalog_folder(tmp_path, sd_dirs, monkeypatch):
+    """runwayml/stable-diffusion-v1-5 (what most SD 1.5 code names) and its maintained copy's id are aliases: one
+    local folder, the catalog's, whichever a card or --set names."""
+    import shutil
+
+    from benchsuite.policies.sd import SD15_IDS, resolve_model
+    from benchsuite.weights import STABLE_DIFFUSION_V1_5
+
+    monkeypatch.delenv("BENCHSUITE_SD_MODEL", raising=False)
+    monkeypatch.setenv("BENCHSUITE_WEIGHTS_DIR", str(tmp_path / "weights"))
+    folder = tmp_path / "weights" / STABLE_DIFFUSION_V1_5.filename
+    shutil.copytree(sd_dirs[1], folder)
+    assert SD15_IDS == ("runwayml/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-v1-5")
+    assert [resolve_model(model, allow_download=False) for model in SD15_IDS] == [folder, folder]
+    policies = [make_policy(sd_dirs, monkeypatch, model=model) for model in SD15_IDS]
+    assert all(p.sample_shape == (4, 8, 8) for p in policies)
+
+
 def test_missing_weights_errors_say_what_to_do(tmp_path, sd_dirs, monkeypatch):
     monkeypatch.delenv("BENCHSUITE_SD_MODEL", raising=False)
     monkeypatch.setenv("BENCHSUITE_WEIGHTS_DIR", str(tmp_path / "weights"))
