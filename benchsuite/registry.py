@@ -264,6 +264,8 @@ BACKBONES._register_builtin("sd", "benchsuite.policies.sd:sd_policy")
 # Sequence backbones over one-hot relaxations (V x L); shipped weights in benchsuite/policies/weights
 BACKBONES._register_builtin("ehrlich", "benchsuite.policies.sequence:ehrlich_policy")
 BACKBONES._register_builtin("selfies", "benchsuite.policies.sequence:selfies_policy")
+# SELFIES backbone pretrained on real molecules (ChEMBL drugs and samples; scripts/train_chembl_prior.py)
+BACKBONES._register_builtin("selfies-chembl", "benchsuite.policies.sequence:chembl_policy")
 
 REGISTRIES = (METHODS, REWARDS, BACKBONES)
 

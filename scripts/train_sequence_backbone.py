@@ -102,6 +102,21 @@ def train(model: ShippedModel, log_every: int = 100) -> tuple[dict[str, torch.Te
     return {k: v.contiguous() for k, v in ema.items()}, sum(recent) / len(recent)
 
 
+def train_and_save(model: ShippedModel, out_dir: Path | None = None
+                   ) -> tuple[Path, dict[str, torch.Tensor], float, float]:
+    """Train ``model`` and write its EMA weights with the configs as metadata, into the package (``out_dir`` None)
+    or ``out_dir``; returns the file, the state dict, the final loss and the training seconds."""
+    start = time.perf_counter()
+    state, final_loss = train(model)
+    seconds = time.perf_counter() - start
+    out = model.weights_path if out_dir is None else out_dir / model.weights_path.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {**model.metadata(), "final_loss": json.dumps(final_loss), "train_seconds": f"{seconds:.1f}",
+                "torch_version": torch.__version__}
+    save_file(state, str(out), metadata=metadata)
+    return out, state, final_loss, seconds
+
+
 def oracle_report(model: ShippedModel, n: int, weights: Path) -> dict[str, float]:
     """Feasibility and reward statistics of ``n`` samples of the trained policy and of ``n`` training sequences."""
     from benchsuite.policies.sequence import load_denoiser
@@ -154,14 +169,7 @@ def main() -> None:
         if args.steps is not None:
             model = replace(model, train=replace(model.train, steps=args.steps))
         print(f"{name}: {model.denoiser}", flush=True)
-        start = time.perf_counter()
-        state, final_loss = train(model)
-        seconds = time.perf_counter() - start
-        out = model.weights_path if args.out_dir is None else args.out_dir / model.weights_path.name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        metadata = {**model.metadata(), "final_loss": json.dumps(final_loss), "train_seconds": f"{seconds:.1f}",
-                    "torch_version": torch.__version__}
-        save_file(state, str(out), metadata=metadata)
+        out, state, final_loss, seconds = train_and_save(model, args.out_dir)
         params = sum(v.numel() for v in state.values())
         print(f"{name}: wrote {out} ({params / 1e3:.0f} k params, {out.stat().st_size / 2**20:.2f} MB) in "
               f"{seconds:.1f} s, final loss {final_loss:.4f}", flush=True)

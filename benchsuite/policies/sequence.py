@@ -40,6 +40,9 @@ Shipped models (``shipped_models()``), each trained by ``python scripts/train_se
   (``benchsuite.domains.ehrlich``); the instance's motifs do not enter the data.
 - ``selfies-l32``: random SELFIES over ``benchsuite.domains.molecules.SELFIES_ALPHABET``
   (``sample_selfies_tokens``).
+- ``selfies-chembl-l64``: real molecules, the ChEMBL list of ``benchsuite.domains.chembl`` (approved drugs and a
+  ChEMBL sample set) over the same alphabet, trained and described by ``python scripts/train_chembl_prior.py``
+  (data card: ``weights/selfies_chembl_l64.md``).
 
 Backbones never import rewards: the problem definitions both use (the Ehrlich instance, the SELFIES alphabet and
 pretraining process) live in ``benchsuite.domains``. Each policy carries its sample space (``policy.space``:
@@ -352,10 +355,14 @@ class ShippedModel:
             return ehrlich_function(EhrlichConfig(**self.data_kwargs)).sample(n, self.data_kwargs["dim"], generator)
         if self.data == "selfies":
             return sample_selfies_tokens(n, generator=generator, **self.data_kwargs)
+        if self.data == "chembl":
+            from benchsuite.domains.chembl import chembl_tokens
+
+            return chembl_tokens(n, self.data_kwargs["length"], generator)
         raise ValueError(f"unknown data process {self.data!r}")
 
 
-SEQUENCE_BACKBONES = ("ehrlich", "selfies")
+SEQUENCE_BACKBONES = ("ehrlich", "selfies", "selfies-chembl")
 """Registry names of the backbones built here (their samples are ``B x V x L`` token probabilities)."""
 
 EHRLICH_SEED = 0
@@ -378,6 +385,30 @@ def _ehrlich_model(num_states: int, length: int, steps: int) -> ShippedModel:
     )
 
 
+def _chembl_model() -> ShippedModel:
+    import hashlib
+
+    from benchsuite.domains.chembl import CHEMBL_DATA, CHEMBL_LENGTH, chembl_rows
+    from benchsuite.domains.molecules import SELFIES_ALPHABET
+
+    # the list's hash is part of the recorded data: weights trained on another version of the file are stale
+    digest = hashlib.sha256(CHEMBL_DATA.read_bytes()).hexdigest()
+    return ShippedModel(
+        name=f"selfies-chembl-l{CHEMBL_LENGTH}",
+        data="chembl",
+        data_kwargs={"length": CHEMBL_LENGTH, "file": CHEMBL_DATA.name, "sha256": digest},
+        denoiser=DenoiserConfig(vocab_size=len(SELFIES_ALPHABET), length=CHEMBL_LENGTH),
+        space=MoleculeSpace,
+        # every molecule of the list once (drawn as a permutation); steps set by scripts/train_chembl_prior.py's
+        # measurements (the data card next to the weights)
+        train=TrainConfig(num_sequences=len(chembl_rows()), steps=CHEMBL_STEPS),
+    )
+
+
+CHEMBL_STEPS = 2400
+"""Optimizer steps of the ChEMBL backbone (batch 64)."""
+
+
 def _selfies_model() -> ShippedModel:
     return ShippedModel(
         name=f"selfies-l{SELFIES_LENGTH}",
@@ -394,7 +425,7 @@ def shipped_models() -> dict[str, ShippedModel]:
     """Every shipped sequence model by name."""
     # 2400 steps of 64 (about 9 epochs of the 16384 sequences): one to three CPU minutes each on one thread
     models = [_ehrlich_model(32, 32, 2400), _ehrlich_model(32, 64, 2400), _ehrlich_model(32, 128, 2400),
-              _selfies_model()]
+              _selfies_model(), _chembl_model()]
     return {m.name: m for m in models}
 
 
@@ -506,4 +537,16 @@ def selfies_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = Tru
     require_rdkit("backbone 'selfies'")
 
     return sequence_policy(f"selfies-l{SELFIES_LENGTH}", num_steps=num_steps, eta=eta, pretrained=pretrained,
+                           timestep_spacing=timestep_spacing, max_timestep=max_timestep)
+
+
+def chembl_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True,
+                  timestep_spacing: str | None = None, max_timestep: int | None = None) -> DiffusionPolicy:
+    """The model pretrained on real molecules: the ChEMBL list of ``benchsuite.domains.chembl`` (approved drugs and a
+    ChEMBL sample set, CC BY-SA 3.0), ``V = len(SELFIES_ALPHABET)``, ``L = CHEMBL_LENGTH`` (64); the same
+    architecture and decoder as ``selfies_policy``, so the ``selfies-*`` and ``pmo-*`` rewards score its samples
+    with ``length: 64``. Loads without RDKit or datamol (its data is a committed file); its rewards need RDKit."""
+    from benchsuite.domains.chembl import CHEMBL_LENGTH
+
+    return sequence_policy(f"selfies-chembl-l{CHEMBL_LENGTH}", num_steps=num_steps, eta=eta, pretrained=pretrained,
                            timestep_spacing=timestep_spacing, max_timestep=max_timestep)

@@ -11,7 +11,7 @@ from benchsuite.registry import BACKBONES
 from benchsuite.tasks import superseded_by, task_specs
 from benchsuite.testing import TINY_SCHEDULER_CONFIG, TinyDenoiser
 
-EMBEDDED = ("digits", "ehrlich", "selfies")
+EMBEDDED = ("digits", "ehrlich", "selfies", "selfies-chembl")
 MAX_STEP_SHARE = 1 / 3
 """No step of a current embedded card's pretrained sampler may hold more than this share of the path KL under
 small random parameter changes (measured: 0.29 digits -v1, 0.15 sequences; the digits -v0 trailing grid 0.94)."""
