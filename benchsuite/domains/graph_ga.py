@@ -175,13 +175,21 @@ def crossover(a, b, rng: random.Random, size=ATOM_SIZE):
     return None
 
 
+_INSERT = {"single": ("[*:1]~[*:2]>>[*:1]{}[*:2]", "CNOS"), "double": ("[*;!H0:1]~[*:2]>>[*:1]={}-[*:2]", "CN"),
+           "triple": ("[*;!R;!H1;!H0:1]~[*:2]>>[*:1]#{}-[*:2]", "C")}
+"""Insert an atom into a bond: bond order -> (reaction template, elements drawn uniformly)."""
+_APPEND = {"single": ("[*;!H0:1]>>[*:1]-{}", ("C", "N", "O", "F", "S", "Cl", "Br")),
+           "double": ("[*;!H0;!H1:1]>>[*:1]={}", "CNO"), "triple": ("[*;H3:1]>>[*:1]#{}", "CN")}
+"""Append an atom to an atom with hydrogens: bond order -> (reaction template, elements drawn uniformly)."""
+
+
+def _new_atom(table: dict, rng: random.Random) -> str:
+    template, elements = table[_pick(rng, ("single", "double", "triple"), _BOND_ORDER_WEIGHTS)]
+    return template.format(_pick(rng, elements))
+
+
 def _insert_atom(rng: random.Random, mol) -> str:
-    order = _pick(rng, ("single", "double", "triple"), _BOND_ORDER_WEIGHTS)
-    if order == "single":
-        return f"[*:1]~[*:2]>>[*:1]{_pick(rng, 'CNOS')}[*:2]"
-    if order == "double":
-        return f"[*;!H0:1]~[*:2]>>[*:1]={_pick(rng, 'CN')}-[*:2]"
-    return "[*;!R;!H1;!H0:1]~[*:2]>>[*:1]#C-[*:2]"
+    return _new_atom(_INSERT, rng)
 
 
 def _change_bond_order(rng: random.Random, mol) -> str:
@@ -224,12 +232,7 @@ def _change_atom(rng: random.Random, mol) -> str:
 
 
 def _append_atom(rng: random.Random, mol) -> str:
-    order = _pick(rng, ("single", "double", "triple"), _BOND_ORDER_WEIGHTS)
-    if order == "single":
-        return f"[*;!H0:1]>>[*:1]-{_pick(rng, ('C', 'N', 'O', 'F', 'S', 'Cl', 'Br'))}"
-    if order == "double":
-        return f"[*;!H0;!H1:1]>>[*:1]={_pick(rng, 'CNO')}"
-    return f"[*;H3:1]>>[*:1]#{_pick(rng, 'CN')}"
+    return _new_atom(_APPEND, rng)
 
 
 MUTATIONS = (_insert_atom, _change_bond_order, _delete_cyclic_bond, _add_ring, _delete_atom, _change_atom,
