@@ -35,11 +35,16 @@ class QueryLog:
         call: index of the oracle call that answered the query (0, 1, ...).
         condition: condition id, or -1 for unconditional queries.
         reward: the reward returned (float64).
+        charged: whether each query was charged to the budget, or None when every query is (the default
+            accounting; ``benchsuite.accounting.PmoOracle`` serves repeats and invalid molecules free).
+        key: each query's cache key under PMO accounting (None for an invalid molecule), or None.
     """
 
     call: np.ndarray
     condition: np.ndarray
     reward: np.ndarray
+    charged: np.ndarray | None = None
+    key: tuple[str | None, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.reward)

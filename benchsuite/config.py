@@ -303,5 +303,7 @@ def task_digest(spec) -> str:
     path and its report-side fields, which are left out of its repr) and, for the embedded backbones, the shipped
     weights. 12 hex digits."""
     card = dataclasses.replace(spec, source="")
-    blob = repr(card).encode() + _shipped_weights_digest().encode()
+    # the accounting is out of TaskSpec's repr (the cards without it keep their digests) but part of what a run does
+    accounting = "" if card.accounting is None else repr(card.accounting)
+    blob = repr(card).encode() + accounting.encode() + _shipped_weights_digest().encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -426,6 +426,8 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         metrics.update(cost_metrics(used(), shares["nfe"], elapsed_before + time.perf_counter() - start))
         metrics.update(query_metrics(shares["log"].reward,
                                      infeasible_value=getattr(task.oracle_reward, "infeasible_value", None)))
+        if hasattr(oracle, "metrics"):  # PMO accounting (benchsuite.accounting): pmo/* metrics
+            metrics.update(oracle.metrics())
         curve.append({"queries": used(), **metrics})
         pending.append(("metrics", metrics, used()))
         label = f"{task.spec.primary_judge} reward"
@@ -449,9 +451,9 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         else:
             flush()  # the checkpoint's buffered logs, which may not all have reached the trackers
         while not oracle.exhausted:
-            before = used()
+            before, answered = used(), getattr(oracle, "answered", None)  # answered: PMO accounting's free answers
             info = method.step(oracle)
-            if used() == before:
+            if used() == before and getattr(oracle, "answered", None) == answered:
                 raise RuntimeError(f"{config.method}.step() spent no oracle query; the run would never end")
             if rank == 0:  # the diagnostics are the same in every process (gathered by the method)
                 train.append({"queries": used(), **info})
@@ -530,7 +532,15 @@ def _write_run_files(result: RunResult, status: str, used: int, folder: Path | N
         "final": _jsonable(result.final),
     }
     qlog, text = result.query_log, io.StringIO()
-    np.savetxt(text, np.column_stack([qlog.call, qlog.condition, qlog.reward]),
-               delimiter=",", header="call,condition,reward", comments="", fmt=["%d", "%d", "%.9g"])
+    if qlog.charged is None:
+        np.savetxt(text, np.column_stack([qlog.call, qlog.condition, qlog.reward]),
+                   delimiter=",", header="call,condition,reward", comments="", fmt=["%d", "%d", "%.9g"])
+    else:  # PMO accounting: whether each query was charged, and its cache key (canonical SMILES)
+        import csv
+
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["call", "condition", "reward", "charged", "key"])
+        for row in zip(qlog.call, qlog.condition, qlog.reward, qlog.charged, qlog.key):
+            writer.writerow([int(row[0]), int(row[1]), f"{row[2]:.9g}", int(row[3]), row[4] or ""])
     atomic_write_text(run_dir / "query_log.csv", text.getvalue())
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))

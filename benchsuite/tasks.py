@@ -21,10 +21,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from . import distributed
+from .accounting import PmoOracle
 from .budget import BudgetedOracle
 from .data import _builtin_dir, _extra_dirs, data_dir
 from .errors import ConfigError, UnknownNameError, clip, clip_repr
 from .registry import BACKBONES, METHODS, REWARDS, plugin_task_folders
+from .accounting import parse_accounting
+from .accounting import supports_keys
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*-v\d+$")
 
@@ -261,6 +265,8 @@ class TaskSpec:
         reference_score: a fixed value of the task's headline metric that normalized scores map to 1 (0 is the
             pretrained model), independent of which methods are compared: a known optimum or a simple
             construction's score, stated in the card. None: the report falls back to the best method's mean.
+        accounting: ``benchsuite.accounting.AccountingSpec`` of the card's ``accounting:`` block (``pmo``: PMO's
+            oracle cache, repeats and invalid molecules free, ``pmo/*`` metrics), or None: every sample charged.
     """
 
     id: str
@@ -278,6 +284,10 @@ class TaskSpec:
     allow_eval_on_train_conditions: bool = False
     gold_judge: str | None = None
     online: OnlineSpec | None = None
+    # the budget's accounting (``benchsuite.accounting``): None is the default (every sample charged). It changes
+    # what a run does, but is left out of the repr so that the cards without it keep their digests; config.task_digest
+    # adds it when set
+    accounting: Any = field(default=None, repr=False)
     # report-side fields: they change how runs are compared and listed, not what a run does, so they stay out of
     # the repr that the run id's task digest hashes (config.task_digest)
     drift_budget: float | None = field(default=None, repr=False)
@@ -316,6 +326,11 @@ def _drift_budget(raw: Any, source: str) -> float | None:
     return float(raw)
 
 
+def _accounting(raw: Any, source: str):
+
+    return parse_accounting(raw, source)
+
+
 def _finite(raw: Any, name: str, source: str) -> float | None:
     if raw is None:
         return None
@@ -327,7 +342,7 @@ def _finite(raw: Any, name: str, source: str) -> float | None:
 _CARD_KEYS = {
     "id", "description", "backbone", "sampler", "oracle", "judges", "primary_judge", "conditions", "eval",
     "default_budget", "allow_eval_on_train_conditions", "gold_judge", "online", "changes", "drift_budget",
-    "reference_score",
+    "reference_score", "accounting",
 }
 
 
@@ -407,6 +422,7 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         allow_eval_on_train_conditions=bool(raw.get("allow_eval_on_train_conditions", False)),
         gold_judge=None if gold is None else str(gold),
         online=online,
+        accounting=_accounting(raw.get("accounting"), source),
         drift_budget=_drift_budget(raw.get("drift_budget"), source),
         reference_score=_finite(raw.get("reference_score"), "reference_score", source),
         changes=str(raw.get("changes", "")),
@@ -564,6 +580,11 @@ class Task:
     def __init__(self, spec: TaskSpec):
         self.spec = spec
         self._oracle_reward = spec.oracle.build()
+        if spec.accounting is not None and spec.accounting.mode == "pmo":
+
+            if not supports_keys(self._oracle_reward):
+                raise ConfigError(f"{spec.source or spec.id}: accounting pmo needs a molecule or sequence oracle "
+                                  f"(its samples need cache keys); {spec.oracle.name!r} has none")
         self.judges = {label: rs.build() for label, rs in spec.judges}
 
     @property
@@ -584,6 +605,12 @@ class Task:
 
     def train_oracle(self, budget: int, retries: int = 0, backoff_s: float = 1.0, timeout_s: float | None = None):
         """A fresh ``BudgetedOracle`` over the training reward (fault handling as in ``BudgetedOracle``)."""
+        if self.spec.accounting is not None and self.spec.accounting.mode == "pmo":
+            if distributed.num_processes() > 1:
+                raise ConfigError(f"task {self.spec.id}: accounting pmo runs in one process (its oracle cache is "
+                                  "per process); launch it without accelerate's --num_processes")
+            return PmoOracle(self._oracle_reward, budget, self.spec.accounting, retries=retries, backoff_s=backoff_s,
+                             timeout_s=timeout_s)
         return BudgetedOracle(self._oracle_reward, budget, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
 
     def make_policy(self):

@@ -39,6 +39,7 @@ from .rewards.base import Reward
 from .runner import run
 from .spaces import SampleSpace
 from .tasks import broken_cards, make_task, task_specs
+from .registry import METHODS
 
 TINY_SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000,
@@ -143,13 +144,20 @@ def _registered(registry, cls_or_name: Any) -> str:
 
 
 # -- methods: each check takes (method name, task id) --
+def _resolve(task: str, method: str, **kwargs: Any):
+    """``config.resolve`` with the method's ``contract_settings`` (on its ``contract_task`` only) as overrides."""
+    cls = METHODS.load(method)
+    settings = getattr(cls, "contract_settings", None) if task == getattr(cls, "contract_task", None) else None
+    return resolve(task, method, overrides=dict(settings) if settings else None, **kwargs)
+
+
 def _method_run(method: str, task: str, budget: int, seed: int = 0):
-    return run(resolve(task, method, seed=seed, budget=budget, eval_fractions=(0.0, 1.0)), write=False)
+    return run(_resolve(task, method, seed=seed, budget=budget, eval_fractions=(0.0, 1.0)), write=False)
 
 
 def check_method_spends_exactly_the_budget(method: str, task: str = CONTRACT_TASK) -> None:
     """A budget that is not a multiple of the batch is spent exactly (the last step shrinks), never exceeded."""
-    batch = dict(resolve(task, method).method_config)["batch_size"]
+    batch = dict(_resolve(task, method).method_config)["batch_size"]
     budget = 2 * batch + 3
     result = _method_run(method, task, budget)
     _expect(len(result.query_log) == budget, f"{method}: {len(result.query_log)} queries answered of a budget of "
@@ -175,7 +183,7 @@ def check_method_budget_zero(method: str, task: str = CONTRACT_TASK) -> None:
     """Budget 0: no query, no update, one evaluation of the untouched pretrained model (KL 0)."""
     built = make_task(task)
     before = {k: v.clone() for k, v in built.make_policy().denoiser.state_dict().items()}
-    result = run(resolve(task, method, budget=0), write=False)
+    result = run(_resolve(task, method, budget=0), write=False)
     _expect(len(result.query_log) == 0, f"{method}: {len(result.query_log)} queries answered on budget 0")
     _expect(deterministic(result.curve[0]) == deterministic(result.final),
             f"{method}: more than the one evaluation of the pretrained model on budget 0")
@@ -188,7 +196,7 @@ def check_method_state_dict_round_trip(method: str, task: str = CONTRACT_TASK) -
     """``state_dict`` through a file (``torch.load(weights_only=True)``: tensors and plain containers only) into a
     fresh instance resumes identically: the next step gives the same diagnostics and weights."""
     cls = METHODS.load(method)
-    cfg = resolve(task, method)
+    cfg = _resolve(task, method)
     built = make_task(task)
 
     def fresh():
@@ -241,10 +249,18 @@ METHOD_CHECKS: tuple[Callable[..., None], ...] = (
 )
 
 
-def check_method(cls_or_name: Any, task: str = CONTRACT_TASK) -> None:
+def contract_task(method: str) -> str:
+    """The task a method's contract runs on: its class's ``contract_task``, else ``CONTRACT_TASK`` (the toy task)."""
+
+    return getattr(METHODS.load(method), "contract_task", None) or CONTRACT_TASK
+
+
+def check_method(cls_or_name: Any, task: str | None = None) -> None:
     """Run every ``METHOD_CHECKS`` check on a method (a registered name, or a ``Method`` subclass: registered in
-    this process under its ``name`` if that is free) on ``task`` (default: the toy task, seconds)."""
+    this process under its ``name`` if that is free) on ``task`` (default: the method's ``contract_task``, else the
+    toy task; seconds)."""
     name = _registered(METHODS, cls_or_name)
+    task = task or contract_task(name)
     for check in METHOD_CHECKS:
         check(name, task)
 

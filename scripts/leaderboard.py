@@ -63,12 +63,14 @@ leaderboard's cost stays what the presets give."""
 
 
 def embedded_tasks() -> list[str]:
-    """The current embedded task cards (a card superseded by a newer version of itself is left out)."""
+    """The current embedded task cards (a card superseded by a newer version of itself is left out). Cards with PMO
+    accounting (the black-box optimization cards of issue 24) are left out: they belong to a bbo tier of their own."""
     from benchsuite.tasks import superseded_by, task_specs
 
     specs = task_specs()
     return sorted(t for t, spec in specs.items()
-                  if spec.backbone in EMBEDDED_BACKBONES and not t.startswith("toy-") and not superseded_by(t, specs))
+                  if spec.backbone in EMBEDDED_BACKBONES and not t.startswith("toy-") and not superseded_by(t, specs)
+                  and spec.accounting is None)
 
 
 TOP10_TUNED = frozenset({"ehrlich-s32-l128-v1", "ehrlich-s32-l64-v1", "ehrlich-s32-l32-v1", "selfies-qed-v0"})

@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # backbones and rewards: never each other (FORBIDDEN)
     ("policies", "rewards"),
     # names -> lazily imported objects; the budgeted oracle wrapping a reward
-    ("registry", "budget"),
+    ("registry", "budget", "accounting"),
     # data -> built objects: task cards, run configs
     ("tasks", "config"),
     # algorithms (one file each), and the type checks of plugin objects against their base classes

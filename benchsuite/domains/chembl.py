@@ -21,6 +21,10 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from benchsuite.errors import MissingWeightsError
+from .molecules import selfies_to_tokens
+from .molecules import mol_from_smiles
+from .molecules import MIN_HEAVY_ATOMS, mol_from_smiles
 
 CHEMBL_DATA: Path = Path(__file__).resolve().parent / "data" / "chembl_selfies.csv.gz"
 """The committed molecule list (CC BY-SA 3.0, see ``data/README.md``)."""
@@ -40,7 +44,6 @@ def chembl_rows() -> tuple[dict[str, str], ...]:
         MissingWeightsError: the file is missing (a broken install), said in one line with how to rebuild it.
     """
     if not CHEMBL_DATA.is_file():
-        from benchsuite.errors import MissingWeightsError
 
         raise MissingWeightsError(f"the ChEMBL molecule list {CHEMBL_DATA} is missing; reinstall benchsuite or "
                                   "rebuild it with: python scripts/train_chembl_prior.py --make-data")
@@ -64,7 +67,6 @@ def chembl_tokens(n: int | None = None, length: int = CHEMBL_LENGTH,
     Raises:
         ValueError: ``n`` exceeds the number of molecules, or a molecule does not fit ``length``.
     """
-    from .molecules import selfies_to_tokens
 
     strings = [row["selfies"] for row in chembl_rows()]
     if n is not None:
@@ -84,7 +86,6 @@ def canonical_smiles(smiles: str) -> str | None:
     """RDKit's canonical SMILES of ``smiles``, None for an empty or invalid one (needs RDKit)."""
     from rdkit import Chem
 
-    from .molecules import mol_from_smiles
 
     mol = mol_from_smiles(smiles)
     return None if mol is None else Chem.MolToSmiles(mol)
@@ -104,7 +105,6 @@ def sample_report(smiles: list[str], training: set[str] | None = None) -> dict[s
     from rdkit import Chem
     from rdkit.Chem import rdMolDescriptors
 
-    from .molecules import MIN_HEAVY_ATOMS, mol_from_smiles
 
     n = max(1, len(smiles))
     mols = [m for m in (mol_from_smiles(s) for s in smiles) if m is not None]

@@ -130,6 +130,12 @@ class Method(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    contract_task: ClassVar[str | None] = None
+    """The task card the shared contract (``benchsuite.testing.check_method``) runs this method on; None: the toy
+    image task. A method for one kind of sample (token sequences, molecules) names a small card of that kind."""
+    contract_settings: ClassVar[dict[str, Any] | None] = None
+    """Method settings the contract uses on ``contract_task`` (e.g. a population small enough for its budgets of 70
+    and 96 queries); None: the presets."""
     trains_policy: ClassVar[bool] = True
     """False for methods that only choose which samples to query (pretrained, best-of-N, BO): on a task with
     online rounds they are not wrapped in ``OnlineRounds``."""

