@@ -305,5 +305,6 @@ def task_digest(spec) -> str:
     card = dataclasses.replace(spec, source="")
     # the accounting is out of TaskSpec's repr (the cards without it keep their digests) but part of what a run does
     accounting = "" if card.accounting is None else repr(card.accounting)
-    blob = repr(card).encode() + accounting.encode() + _shipped_weights_digest().encode()
+    protocol = "" if card.protocol is None else repr(card.protocol)  # the same for the two evaluation sets
+    blob = repr(card).encode() + accounting.encode() + protocol.encode() + _shipped_weights_digest().encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -14,9 +14,14 @@ from .tasks import Task
 
 @torch.no_grad()
 def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, method=None,
-             pretrained_images: Tensor | None = None
+             pretrained_images: Tensor | None = None, split: str = "test", run_seed: int | None = None
              ) -> tuple[dict[str, float], Tensor, Tensor | None, dict[str, Tensor]]:
-    """Sample the task's eval set with its fixed eval seed and score it with every judge.
+    """Sample one of the task's evaluation sets and score it with every judge.
+
+    ``split``: ``test`` (metrics ``eval/``: the reported numbers) or, on a card with two sets
+    (``tasks.EvalProtocol``), ``selection`` (``select/``: what every choice reads; judges and KL only, no diversity
+    metrics). Its noise comes from ``task.eval_noise_seed(split, run_seed)``: the card's fixed seed on a card with one
+    set, else drawn from the run's seed.
 
     A ``method`` whose ``eval_samples`` returns images (best-of-N) is judged on those instead, with the KL it
     reports. Model evaluations made here are not counted in the policies' ``nfe``.
@@ -36,30 +41,38 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
         scores: each judge's ``N`` rewards.
     """
     nfe_before = policy.nfe  # shared with the reference and the method's frozen copies
-    conds = task.eval_conditions()
-    n = len(conds) if conds is not None else task.spec.eval_samples_per_condition
+    prefix = PREFIXES[split]
+    conds = task.eval_conditions(split)
+    n = len(conds) if conds is not None else task.eval_samples(split)
     own = method.eval_samples(conds, n) if method is not None else None
     step_kl = None
     if own is not None:
         images, kl = own
     else:
-        images, kl, step_kl = _eval_rollout(policy, reference, task, conds, n)
+        images, kl, step_kl = _eval_rollout(policy, reference, task, conds, n, task.eval_noise_seed(split, run_seed))
     scores = {label: judge(images, conds) for label, judge in task.judges.items()}
     policy.nfe = nfe_before
     metrics: dict[str, float] = {}
     for label, values in scores.items():
         for stat, value in reward_summary(values).items():
-            metrics[f"eval/{label}_{stat}"] = value
+            metrics[f"{prefix}{label}_{stat}"] = value
     gold = task.spec.gold_judge
     if gold is not None:
-        metrics["eval/gold_proxy_gap"] = metrics[f"eval/{gold}_mean"] - metrics[f"eval/{task.spec.primary_judge}_mean"]
-    metrics["eval/kl"] = kl
-    metrics["eval/kl_per_dim"] = kl / math.prod(policy.sample_shape)
+        metrics[f"{prefix}gold_proxy_gap"] = (metrics[f"{prefix}{gold}_mean"]
+                                              - metrics[f"{prefix}{task.spec.primary_judge}_mean"])
+    metrics[f"{prefix}kl"] = kl
+    metrics[f"{prefix}kl_per_dim"] = kl / math.prod(policy.sample_shape)
+    if split != "test":
+        return metrics, images, conds, scores
     if step_kl is not None:  # a sampler grid with a degenerate step puts most of the path KL there
         metrics["eval/kl_last_step"] = float(step_kl[-1])
         metrics["eval/kl_max_step_share"] = float(step_kl.max() / step_kl.sum()) if kl > 0 else 0.0
     metrics.update(policy.space.metrics(images, conds, pretrained_images))
     return metrics, images, conds, scores
+
+
+PREFIXES = {"test": "eval/", "selection": "select/"}
+"""The metric prefix of each evaluation set (``tasks.SPLITS``)."""
 
 
 _ROLLOUT_CACHE: dict[tuple, tuple[Tensor, float, Tensor]] = {}
@@ -84,11 +97,11 @@ def _fingerprint(module: torch.nn.Module) -> str | None:
 
 
 def _eval_rollout(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, conds: Tensor | None,
-                  n: int) -> tuple[Tensor, float, Tensor]:
-    """The eval rollout on the task's fixed noise: decoded samples, path KL and the ``T`` per-step KLs (means over
+                  n: int, seed: int) -> tuple[Tensor, float, Tensor]:
+    """The eval rollout on the noise of ``seed``: decoded samples, path KL and the ``T`` per-step KLs (means over
     samples).
 
-    Deterministic given the task card and the policy's weights, so a process keeps the result for a policy whose
+    Deterministic given the task card, the seed, the set's size and the policy's weights, so a process keeps the result for a policy whose
     weights equal the reference's (the pretrained model: the first evaluation of every run, and every evaluation
     of methods that never change the policy). A sweep worker then samples the pretrained eval set once per task
     instead of once per run and evaluation point; a policy with other weights is never served from the cache.
@@ -101,11 +114,11 @@ def _eval_rollout(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Tas
     # weights would not mean equal samples, so no cache
     own_print = None if shared else _fingerprint(policy.denoiser)
     if own_print is not None and own_print == _fingerprint(reference.denoiser):
-        key = (task.spec, type(policy).__qualname__, str(policy.stds.device), own_print)
+        key = (task.spec, seed, n, type(policy).__qualname__, str(policy.stds.device), own_print)
     if key is not None and key in _ROLLOUT_CACHE:
         images, kl, step_kl = _ROLLOUT_CACHE[key]
         return images.clone(), kl, step_kl.clone()
-    generator = torch.Generator().manual_seed(task.spec.eval_seed)
+    generator = torch.Generator().manual_seed(seed)
     was_training = policy.training
     policy.eval()
     traj, kls = policy.rollout(conds, generator, batch=n, reference=reference)

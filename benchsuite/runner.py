@@ -8,7 +8,9 @@
         evaluate at the fixed fractions of the budget    # judges only: no budget spent
 
 The runner seeds once; the method draws all its randomness from the generator it is given; evaluation uses
-the task's fixed eval seed, so every method and seed is judged on the same initial noise.
+the task's eval noise: on a card with one evaluation set its fixed eval seed (every method and seed is judged on
+the same initial noise); on a card with a selection and a test set (``tasks.EvalProtocol``) noise drawn from the
+card's seed and the run's seed (the methods of one seed share it), each set evaluated at every evaluation point.
 
 Under ``accelerate launch`` with several processes (``benchsuite.distributed``) every process runs this loop on
 an equal share of the budget, in step; rank 0 alone evaluates, logs and writes the run folder.
@@ -419,7 +421,10 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         done.update(p for p in points if p <= used())
         if rank != 0:
             return
-        metrics, images, conds, scores = evaluate(policy, reference, task, method, pretrained.get("images"))
+        metrics, images, conds, scores = evaluate(policy, reference, task, method, pretrained.get("images"),
+                                                  run_seed=config.seed)
+        if task.spec.protocol is not None:  # the set every choice reads (select/ metrics)
+            metrics.update(evaluate(policy, reference, task, method, split="selection", run_seed=config.seed)[0])
         if "images" not in pretrained:  # the first evaluation is the pretrained model's
             pretrained["images"] = images
             metrics["eval/fd_pretrained"] = 0.0

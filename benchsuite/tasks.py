@@ -9,6 +9,7 @@ bump its version.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import functools
 import math
 import re
@@ -292,8 +293,41 @@ class TaskSpec:
     # the repr that the run id's task digest hashes (config.task_digest)
     drift_budget: float | None = field(default=None, repr=False)
     reference_score: float | None = field(default=None, repr=False)
+    # part of what a run does, but left out of the repr so that the digests of cards without it do not move;
+    # config.task_digest adds it when present
+    protocol: EvalProtocol | None = field(default=None, repr=False)
     changes: str = field(default="", compare=False, repr=False)
     source: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """The two evaluation sets of a card whose ``eval`` mapping has a ``selection`` entry (the ``-v2`` digits and
+    sequence cards): every choice made on a run (the checkpoint at the drift budget, the tuning objective, early
+    stopping) reads the selection set (``select/`` metrics); the reported numbers read the test set (``eval/``).
+
+    The noise of each set is drawn from (``eval_seed``, set, the run's training seed) (``noise_seed``): the two sets
+    are disjoint, and every method of a seed (pretrained and best-of-N included) sees the same test noise, so each
+    comparison is paired over seeds instead of a comparison with one fixed sample of the pretrained model.
+
+    Attributes:
+        selection_samples_per_condition: samples per selection condition at every evaluation point.
+        selection_conditions: condition ids of the selection set; None: the eval conditions (or unconditional).
+    """
+
+    selection_samples_per_condition: int
+    selection_conditions: tuple[int, ...] | None = None
+
+
+SPLITS = ("test", "selection")
+"""The evaluation sets: ``test`` (metrics ``eval/``, the reported numbers) and ``selection`` (``select/``)."""
+
+
+def noise_seed(eval_seed: int, split: str, run_seed: int) -> int:
+    """The seed of one evaluation set's noise for one run: a hash of (card seed, set, run seed), so that the sets of
+    a run are disjoint and the runs of one seed share their noise across methods."""
+    digest = hashlib.sha256(f"{eval_seed}:{split}:{run_seed}".encode()).hexdigest()
+    return int(digest[:15], 16)
 
 
 def _reward_spec(raw: Any, where: str) -> RewardSpec:
@@ -308,6 +342,19 @@ def _reward_spec(raw: Any, where: str) -> RewardSpec:
     if not isinstance(kwargs, dict):
         raise ConfigError(f"{where}.kwargs must be a mapping")
     return RewardSpec(str(raw["name"]), str(raw.get("version", "0")), tuple(sorted(kwargs.items())))
+
+
+def _protocol(selection: Any, conditions: Any, source: str) -> EvalProtocol | None:
+    if selection is None:
+        if conditions is not None:
+            raise ConfigError(f"{source}: conditions.selection needs eval.selection: {{samples_per_condition: N}}")
+        return None
+    if not isinstance(selection, dict) or set(selection) != {"samples_per_condition"}:
+        raise ConfigError(f"{source}: eval.selection must be a mapping with samples_per_condition alone")
+    n = selection["samples_per_condition"]
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"{source}: eval.selection.samples_per_condition must be a positive integer")
+    return EvalProtocol(n, _conditions(conditions, f"{source}: conditions.selection"))
 
 
 def _conditions(raw: Any, where: str) -> tuple[int, ...] | None:
@@ -384,8 +431,10 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         raise ConfigError(f"{source}: gold_judge {clip_repr(gold)} must be a judge other than the primary one")
     conds = raw.get("conditions") or {}
     ev = raw["eval"]
-    if not isinstance(ev, dict) or set(ev) - {"samples_per_condition", "seed"}:
-        raise ConfigError(f"{source}: eval must be a mapping with samples_per_condition and seed")
+    if not isinstance(ev, dict) or set(ev) - {"samples_per_condition", "seed", "selection"}:
+        raise ConfigError(f"{source}: eval must be a mapping with samples_per_condition, seed and optionally "
+                          "selection: {samples_per_condition}")
+    protocol = _protocol(ev.get("selection"), conds.get("selection"), source)
     spc, budget = ev.get("samples_per_condition", 16), raw["default_budget"]
     if not isinstance(spc, int) or spc < 1:
         raise ConfigError(f"{source}: eval.samples_per_condition must be a positive integer")
@@ -424,11 +473,15 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         online=online,
         accounting=_accounting(raw.get("accounting"), source),
         drift_budget=_drift_budget(raw.get("drift_budget"), source),
+        protocol=protocol,
         reference_score=_finite(raw.get("reference_score"), "reference_score", source),
         changes=str(raw.get("changes", "")),
         source=source,
     )
-    overlap = set(spec.train_conditions or ()) & set(spec.eval_conditions or ())
+    if protocol is not None and protocol.selection_conditions is not None and spec.eval_conditions is None:
+        raise ConfigError(f"{source}: conditions.selection needs conditions.eval (an unconditional card has neither)")
+    overlap = set(spec.train_conditions or ()) & (set(spec.eval_conditions or ()) | set(
+        (protocol.selection_conditions if protocol is not None else None) or ()))
     if overlap and not spec.allow_eval_on_train_conditions:
         raise ConfigError(
             f"{source}: eval conditions {sorted(overlap)} are also training conditions; this biases comparisons. "
@@ -617,12 +670,31 @@ class Task:
         """The pretrained policy of this task's backbone."""
         return BACKBONES.make(self.spec.backbone, **dict(self.spec.sampler))
 
-    def eval_conditions(self) -> Tensor | None:
-        """``N`` int64: each eval condition repeated ``eval_samples_per_condition`` times (None: unconditional)."""
+    def eval_conditions(self, split: str = "test") -> Tensor | None:
+        """``N`` int64: each condition of the set repeated its samples per condition (None: unconditional)."""
         ec = self.spec.eval_conditions
         if ec is None:
             return None
-        return torch.tensor(ec, dtype=torch.int64).repeat_interleave(self.spec.eval_samples_per_condition)
+        if split == "selection":
+            ec = self.spec.protocol.selection_conditions or ec
+        return torch.tensor(ec, dtype=torch.int64).repeat_interleave(self.eval_samples(split))
+
+    def eval_samples(self, split: str = "test") -> int:
+        """Samples per condition of an evaluation set (``SPLITS``)."""
+        if split == "test":
+            return self.spec.eval_samples_per_condition
+        if split != "selection" or self.spec.protocol is None:
+            raise ValueError(f"task {self.spec.id} has no {split!r} evaluation set")
+        return self.spec.protocol.selection_samples_per_condition
+
+    def eval_noise_seed(self, split: str = "test", run_seed: int | None = None) -> int:
+        """The seed of an evaluation set's noise: the card's fixed ``eval.seed`` on a card without a selection set
+        (one sample for every run), else ``noise_seed(eval.seed, split, run_seed)``."""
+        if self.spec.protocol is None:
+            return self.spec.eval_seed
+        if run_seed is None:
+            raise ValueError(f"task {self.spec.id} draws its evaluation noise from the run's seed: pass run_seed")
+        return noise_seed(self.spec.eval_seed, split, run_seed)
 
 
 def make_task(task_id: str) -> Task:

@@ -232,13 +232,26 @@ def objective_metric(name: str, task: str) -> str:
 def objective_value(metric: str, curve: list[dict[str, float]], drift_budget: float | None) -> float:
     """The value of ``metric`` (see ``objective_metric``) for a run's evaluations so far (``curve``: one metrics
     dict per evaluation, in order): the last evaluation's, or for a ``.matched`` metric the best over the
-    evaluations whose ``eval/kl`` is within ``drift_budget``."""
+    evaluations whose ``eval/kl`` is within ``drift_budget``.
+
+    On a card with a selection set (``tasks.EvalProtocol``) every ``eval/`` metric is read from that set
+    (``select/``): tuning never sees the test set that the report's numbers come from."""
+    metric = _on_selection_set(metric, curve)
     if not metric.endswith(MATCHED):
         return float(curve[-1].get(metric, math.nan))  # query/ metrics exist from the first query on
     base = metric.removesuffix(MATCHED)
+    kl = "select/kl" if base.startswith("select/") else "eval/kl"
     # a run's first evaluation (the pretrained model, KL 0) always qualifies; only a pruning report of a resumed
     # trial, which sees the evaluations after the resume alone, can find none
-    return max((float(point[base]) for point in curve if point["eval/kl"] <= drift_budget), default=-math.inf)
+    return max((float(point[base]) for point in curve if point[kl] <= drift_budget), default=-math.inf)
+
+
+def _on_selection_set(metric: str, curve: list[dict[str, float]]) -> str:
+    """``metric`` with ``eval/`` read as ``select/`` where the run logs the selection set's value."""
+    if not metric.startswith("eval/"):
+        return metric
+    selected = "select/" + metric.removeprefix("eval/")
+    return selected if curve and selected.removesuffix(MATCHED) in curve[-1] else metric
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def _error_case(capsys, tmp_path, argv):
 @pytest.mark.parametrize(
     "argv, expect",
     [
-        (["run", "--task", "nope-v0", "--method", "ddpo"], "choose one of: digits-classifier-v0, digits-classifier-v1, digits-jpeg-compress-v0"),
+        (["run", "--task", "digits-classifer-v1", "--method", "ddpo"], "unknown task 'digits-classifer-v1'; choose one of: digits-classifier-v1"),
         (["run", "--task", "toy-brightness-v0", "--method", "nope"], "unknown method 'nope'; choose one of: "),
         (["run", "--task", "toy-brightness-v0", "--method", "ddpo", "--budget", "-5"], "--budget must be >= 0"),
         (["run", "--task", "toy-brightness-v0", "--method", "ddpo", "--budget", "ten"], "must be an integer"),

@@ -29,6 +29,20 @@ def simple_task(task="t-v0", budget=None, metrics=("eval/r_mean", "eval/kl")):
     return ReportTask(task, "eval/r_mean", ("eval/r_mean",), tuple(metrics), drift_budget=budget)
 
 
+def test_matched_drift_is_chosen_on_the_selection_set_and_reported_on_the_test_set():
+    tidy = tidy_frame([
+        # the test set's best point within budget (10 queries: 0.9) is not the selection set's (20: select 0.6)
+        ("t-v0", "ddpo", 0, 0, {"eval/kl": 0.0, "select/kl": 0.0, "eval/r_mean": 0.1, "select/r_mean": 0.1}),
+        ("t-v0", "ddpo", 0, 10, {"eval/kl": 0.5, "select/kl": 0.5, "eval/r_mean": 0.9, "select/r_mean": 0.4}),
+        ("t-v0", "ddpo", 0, 20, {"eval/kl": 0.9, "select/kl": 0.8, "eval/r_mean": 0.5, "select/r_mean": 0.6}),
+        # the selection set's KL decides the budget: 30 is within it on the test set only
+        ("t-v0", "ddpo", 0, 30, {"eval/kl": 0.9, "select/kl": 1.2, "eval/r_mean": 0.7, "select/r_mean": 0.9}),
+    ])
+    matched = matched_drift_values(tidy, {"t-v0": simple_task(budget=1.0)})
+    assert matched["drift_queries"].tolist() == [20]
+    assert matched["eval/r_mean@drift"].tolist() == [0.5]  # reported from the test set
+
+
 def test_matched_drift_by_hand():
     tidy = tidy_frame([
         # seed 0: within KL 1 the best reward is at 10 queries (0.3), not the last point within budget (20: 0.2)
@@ -43,7 +57,7 @@ def test_matched_drift_by_hand():
         "eval/r_mean": 0.8}),
         ("t-v0", "ddpo", 3, 0, {"eval/kl": 0.0, "eval/r_mean": 0.1}), ("t-v0", "ddpo", 3, 10, {"eval/kl": 0.5,
         "eval/r_mean": 0.4}), ("t-v0", "ddpo", 3, 20, {"eval/kl": 0.6, "eval/r_mean": 0.4}),
-        # a reference method and a task without a budget get no matched-drift value
+        # a reference method gets none here (run_values gives it its final value); nor does a task without a budget
         ("t-v0", "best-of-n", 0, 0, {"eval/kl": 0.1, "eval/r_mean": 0.5}),
         ("u-v0", "ddpo", 0, 0, {"eval/kl": 0.0, "eval/r_mean": 0.1}),
     ])
@@ -56,7 +70,8 @@ def test_matched_drift_by_hand():
     runs = run_values(tidy, tasks).set_index(["task", "method", "seed"])
     assert runs.loc[("t-v0", "ddpo", 0), "eval/r_mean"] == 0.9  # final value: the full budget
     assert runs.loc[("t-v0", "ddpo", 0), "eval/r_mean@drift"] == 0.3
-    assert math.isnan(runs.loc[("t-v0", "best-of-n", 0), "eval/r_mean@drift"])
+    # a reference method does not drift along a path: its value at matched drift is its final value
+    assert runs.loc[("t-v0", "best-of-n", 0), "eval/r_mean@drift"] == 0.5
     assert math.isnan(runs.loc[("u-v0", "ddpo", 0), "eval/r_mean@drift"])
 
 
@@ -220,8 +235,8 @@ def test_write_report_tables_and_statistics(synthetic_report):
     folder = out / "report"
     md = (folder / "leaderboard.md").read_text()
     assert md.count("**path KL** (`eval/kl`)") == 1 and md.count("**diversity** (`eval/diversity`)") == 1
-    assert "Drift budget: path KL <= 2." in md and "no task card" in md
-    assert "| synth-a-v0 | r | 1 | 2 | given |" in md  # pretrained mean 1, the given reference score 2
+    assert "Drift budget: path KL <= 2 nats" in md and "no task card" in md
+    assert "| synth-a-v0 | r at matched drift | 1 | 2 | given |" in md  # pretrained mean 1, the given reference 2
     # synth-b-v0 (no card): headline g, the first judge mean in sorted order; upper anchor from the data
     assert "| synth-b-v0 | g | -2 | " in md and "best method mean in the data |" in md
     assert set(report["separation"]) == {"synth-a-v0", "synth-b-v0", "synth-c-v0"}
@@ -239,7 +254,9 @@ def test_write_report_tables_and_statistics(synthetic_report):
     # ddpo's KL at 32 queries is 2.0 x (1 + seed / 10): within the budget of 2 for seed 0 only (<= is inclusive)
     assert ddpo.sort_values("seed")["drift_queries"].tolist() == [32, 0, 0]
     board = report["leaderboard"].set_index(["task", "method"])
-    assert math.isnan(board.loc[("synth-a-v0", "pretrained"), "eval/r_mean@drift"])
+    # the pretrained model does not drift: its value at matched drift is its final value
+    pre = board.loc[("synth-a-v0", "pretrained")]
+    assert pre["eval/r_mean@drift"] == pre["eval/r_mean"]
     assert {p.stem for p in report["figures"]} >= {"synth-a-v0_frontier", "synth-a-v0_overoptimization",
                                                     "synth-a-v0_pareto", "synth-b-v0_curves"}
     assert all(p.exists() and p.with_suffix(".pdf").exists() for p in report["figures"])

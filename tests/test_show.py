@@ -54,11 +54,11 @@ def test_a_task_shows_its_card_settings_and_what_supersedes_it(capsys):
     for label in ("backbone: digits", "sampler: ", "oracle: jpeg-compressibility v0", "judges: jpeg:", "(primary)",
                   "conditions: train 0..9 (10)", f"eval: {spec.eval_samples_per_condition} samples per condition",
                   f"default budget: {spec.default_budget} queries", "drift budget: none", "online rounds: none",
-                  "superseded by: digits-jpeg-compress-v1", spec.source):
+                  "superseded by: digits-jpeg-compress-v2", spec.source):
         assert label in out, label
     online = _show(capsys, "ehrlich-s32-l32-v1")
     assert "drift budget: path KL 102.4 nats" in online and "online rounds: rounds=4" in online
-    assert "superseded by: none (current)" in online
+    assert "superseded by: ehrlich-s32-l32-v3" in online
 
 
 def test_unknown_name_is_one_line_listing_valid_names(capsys):

@@ -78,17 +78,19 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
     tasks = {t: (tasks or {}).get(t) or report_task(t, sorted(tidy.loc[tidy["task"] == t, "metric"].unique()))
              for t in ids}
     headline = {t: tasks[t].headline for t in ids}
+    # every statistic reads the headline at matched drift where the task has a drift budget (stats_metric)
+    stat = {t: stats_metric(tasks[t]) for t in ids}
 
     runs = run_values(tidy, tasks)
     board = pd.concat([leaderboard(runs[runs["task"] == t], [*tasks[t].metrics, *(
         m + DRIFT_SUFFIX for m in tasks[t].metrics)], CONFIDENCE) for t in ids], ignore_index=True)
-    pairs = paired_differences(runs, headline, CONFIDENCE)
-    stability = rank_stability_table(runs, headline, CONFIDENCE, RANK_RESAMPLES, seed)
-    anchors = normalization_anchors(runs, headline, reference_scores=reference_scores)
-    normalized = normalized_scores(runs, headline, reference_scores=reference_scores)
+    pairs = paired_differences(runs, stat, CONFIDENCE)
+    stability = rank_stability_table(runs, stat, CONFIDENCE, RANK_RESAMPLES, seed)
+    anchors = normalization_anchors(runs, stat, reference_scores=reference_scores)
+    normalized = normalized_scores(runs, stat, reference_scores=reference_scores)
     aggregate = aggregate_iqm(normalized, CONFIDENCE, BOOTSTRAP_RESAMPLES, seed)
-    improvement = improvement_probabilities(runs, headline, CONFIDENCE, BOOTSTRAP_RESAMPLES, seed)
-    summary = pd.DataFrame({"task": ids, "headline": [headline[t] for t in ids],
+    improvement = improvement_probabilities(runs, stat, CONFIDENCE, BOOTSTRAP_RESAMPLES, seed)
+    summary = pd.DataFrame({"task": ids, "headline": [stat[t] for t in ids],
                             "drift_budget": [tasks[t].drift_budget for t in ids]})
     for part in (separation(pairs, ids), stability, anchors.drop(columns="metric")):
         summary = summary.merge(part, on="task", how="left")
@@ -176,12 +178,23 @@ def _task_figures(tidy: pd.DataFrame, runs: pd.DataFrame, task: ReportTask, fold
     return figures
 
 
+def stats_metric(task: ReportTask) -> str:
+    """The column every statistic of ``task`` reads: its headline at matched drift (``<headline>@drift``) when the
+    task has a drift budget, else its headline at full budget."""
+    return task.headline + DRIFT_SUFFIX if task.drift_budget is not None else task.headline
+
+
 INTERVAL_RULE = ("mean ± half-width of the 95% Student-t interval over seeds (t(0.975, n - 1) s / sqrt(n)), the "
                  "half-width to two significant digits and the mean to the same decimal place")
 
 STATISTIC_DEFINITIONS = {
     "at matched drift": "a run's value at its evaluation with the best headline among those whose path KL is within "
-                        "the task's drift budget (the first evaluation, the pretrained model, always qualifies)",
+                        "the task's drift budget (the first evaluation, the pretrained model, always qualifies); on "
+                        "a card with a selection set, the headline and the KL that choose the evaluation are read on "
+                        "the selection set and the value reported is the test set's. Methods that fine-tune nothing "
+                        "(pretrained, best-of-N, BO) enter with their final value. On tasks with a drift budget "
+                        "every statistic below (paired differences, separation, rank stability, normalized scores, "
+                        "IQM, probability of improvement) is computed on this value",
     "separation": "the share of a task's method pairs whose paired 95% t-interval of the headline difference (seed "
                   "by seed) excludes 0: how many comparisons the task's seeds decide",
     "rank stability": "Kendall tau between the ranking of methods by mean headline and the ranking in each of "
@@ -202,7 +215,7 @@ def _task_lines(task: ReportTask, row) -> list[str]:
              + (f", {rewards[task.headline]}." if task.headline in rewards else ".")]
     lines += [f"Judge {metric_label(j)} (`{j}`): {rewards[j]}." for j in task.judges if j != task.headline
               and j in rewards]
-    lines.append(f"Drift budget: path KL <= {task.drift_budget:g}." if task.drift_budget is not None
+    lines.append(f"Drift budget: path KL <= {task.drift_budget:g} nats; statistics at matched drift." if task.drift_budget is not None
                  else "Drift budget: none (the task is compared at full budget only).")
     lines.append(f"Separation: {row.separation:.2f} ({row.separated} of {row.pairs} method pairs)."
                  if row.pairs else "Separation: n/a (no two methods share two seeds).")

@@ -163,11 +163,19 @@ def eval_points(tidy: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
+def selection_metric(metric: str, columns) -> str:
+    """The metric a choice reads: ``metric``'s selection-set twin (``eval/x`` -> ``select/x``) where the runs logged
+    one (cards with two evaluation sets, ``tasks.EvalProtocol``), else ``metric`` itself (cards with one set: the
+    choice and the reported value then share their samples, which favours methods with more evaluation points)."""
+    twin = "select/" + metric.removeprefix("eval/") if metric.startswith("eval/") else None
+    return twin if twin is not None and twin in columns else metric
+
+
 def matched_drift_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd.DataFrame:
     """Each fine-tuning run's metrics at its matched-drift evaluation point, on the tasks with a drift budget.
 
     The point is the run's evaluation with the best headline among those whose path KL ``eval/kl`` is at most the
-    task's ``drift_budget``; the first evaluation (queries 0: the pretrained model) always qualifies, so every run
+    task's ``drift_budget``, both read on the selection set where the runs have one (``selection_metric``); the first evaluation (queries 0: the pretrained model) always qualifies, so every run
     has one; ties go to the earliest. Reference methods (``REFERENCE_METHODS``) get none: their ``eval/kl`` is not a
     path KL.
 
@@ -186,9 +194,12 @@ def matched_drift_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd
     picked = []
     for task, points in eval_points(tidy[keep]).groupby("task"):
         first = points["queries"] == points.groupby(RUN_KEYS)["queries"].transform("min")
-        kl = points["eval/kl"] if "eval/kl" in points else pd.Series(np.nan, index=points.index)
-        points = points[((kl <= budgets[task]) | first) & np.isfinite(points[tasks[task].headline])]
-        picked.append(points.loc[points.groupby(RUN_KEYS)[tasks[task].headline].idxmax()])
+        # a card with a selection set chooses on it (select/): the reported eval/ values are never the chooser
+        chooser = selection_metric(tasks[task].headline, points.columns)
+        kl_metric = "select/kl" if chooser.startswith("select/") else "eval/kl"
+        kl = points[kl_metric] if kl_metric in points else pd.Series(np.nan, index=points.index)
+        points = points[((kl <= budgets[task]) | first) & np.isfinite(points[chooser])]
+        picked.append(points.loc[points.groupby(RUN_KEYS)[chooser].idxmax()])
     out = pd.concat(picked, ignore_index=True)
     out = out.rename(columns={c: c + DRIFT_SUFFIX for c in out.columns if c not in (*RUN_KEYS, "queries")})
     return out.rename(columns={"queries": "drift_queries"})
@@ -197,8 +208,16 @@ def matched_drift_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd
 def run_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd.DataFrame:
     """One row per run (task, method, seed): every metric's final value (its last evaluation: the full budget)
     and, on tasks with a drift budget, ``drift_queries`` and ``<metric>@drift`` (``matched_drift_values``; NaN for
-    the reference methods and on tasks without a budget). What ``per_seed.csv`` holds."""
-    return final_values(tidy).merge(matched_drift_values(tidy, tasks), on=RUN_KEYS, how="left")
+    tasks without a budget; the reference methods' final values). What ``per_seed.csv`` holds."""
+    runs = final_values(tidy).merge(matched_drift_values(tidy, tasks), on=RUN_KEYS, how="left")
+    # the reference methods do not drift along a path: their value at matched drift is their final value
+    budgets = [t for t, r in tasks.items() if r.drift_budget is not None]
+    ref = runs["task"].isin(budgets) & runs["method"].isin(REFERENCE_METHODS)
+    if ref.any():
+        bases = [c for c in runs.columns if c not in (*RUN_KEYS, "drift_queries") and not c.endswith(DRIFT_SUFFIX)]
+        for base in bases:  # a column is made where no fine-tuner of the report gave one
+            runs.loc[ref, base + DRIFT_SUFFIX] = runs.loc[ref, base]
+    return runs
 
 
 def mean_intervals(frame: pd.DataFrame, by: list[str], metrics: list[str], confidence: float = 0.95) -> pd.DataFrame:
