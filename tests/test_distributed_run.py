@@ -98,7 +98,7 @@ def test_methods_that_are_not_data_parallel_are_refused_before_anything_is_writt
     done = _launch(["run", "--task", TASK, "--method", "sqdf", "--budget", "64", "--output", str(out)])
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if line.startswith("benchsuite: error:")]
-    assert errors and all("sqdf does not run in several processes (data-parallel methods: best-of-n, ddpo, pretrained)" in e
+    assert errors and all("sqdf does not run in several processes (data-parallel methods: best-of-n, ddpo, pretrained, screening)" in e
                           for e in errors)
     assert not out.exists()
 
