@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .metrics import reward_summary
 from .policies.base import DiffusionPolicy
-from .tasks import Task
+from .tasks import PREFIXES, Task
 
 
 @torch.no_grad()
@@ -71,9 +71,6 @@ def evaluate(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Task, me
     return metrics, images, conds, scores
 
 
-PREFIXES = {"test": "eval/", "selection": "select/"}
-"""The metric prefix of each evaluation set (``tasks.SPLITS``)."""
-
 
 _ROLLOUT_CACHE: dict[tuple, tuple[Tensor, float, Tensor]] = {}
 """Eval rollouts of unchanged pretrained policies, per process (see ``_eval_rollout``)."""
@@ -101,11 +98,11 @@ def _eval_rollout(policy: DiffusionPolicy, reference: DiffusionPolicy, task: Tas
     """The eval rollout on the noise of ``seed``: decoded samples, path KL and the ``T`` per-step KLs (means over
     samples).
 
-    Deterministic given the task card, the seed, the set's size and the policy's weights, so a process keeps the result for a policy whose
-    weights equal the reference's (the pretrained model: the first evaluation of every run, and every evaluation
-    of methods that never change the policy). A sweep worker then samples the pretrained eval set once per task
-    instead of once per run and evaluation point; a policy with other weights is never served from the cache.
-    Judges are not cached: they run on every evaluation.
+    Deterministic given the task card, the seed, the set's size and the policy's weights, so a process keeps the
+    result for a policy whose weights equal the reference's (the pretrained model: the first evaluation of every
+    run, and every evaluation of methods that never change the policy). A sweep worker then samples the pretrained
+    eval set once per task and noise seed instead of once per run and evaluation point; a policy with other weights
+    is never served from the cache. Judges are not cached: they run on every evaluation.
     """
     key = None
     shared = ({p.data_ptr() for p in policy.denoiser.parameters()}

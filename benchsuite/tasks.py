@@ -321,6 +321,18 @@ class EvalProtocol:
 
 SPLITS = ("test", "selection")
 """The evaluation sets: ``test`` (metrics ``eval/``, the reported numbers) and ``selection`` (``select/``)."""
+PREFIXES = {"test": "eval/", "selection": "select/"}
+"""The metric prefix of each evaluation set."""
+
+
+def selection_metric(metric: str, available) -> str:
+    """The metric a choice reads: ``metric``'s selection-set twin (``eval/x`` -> ``select/x``) where ``available``
+    (logged metric names) holds it, else ``metric`` itself (a card with one set: the choice and the reported value
+    then share their samples)."""
+    if not metric.startswith(PREFIXES["test"]):
+        return metric
+    twin = PREFIXES["selection"] + metric.removeprefix(PREFIXES["test"])
+    return twin if twin in available else metric
 
 
 def noise_seed(eval_seed: int, split: str, run_seed: int) -> int:

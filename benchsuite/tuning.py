@@ -68,7 +68,7 @@ from .files import atomic_write_text
 from .registry import BACKBONES, check_spawnable
 from .runner import eval_points, run
 from .sweep import KIND_TAG, open_parent_run
-from .tasks import data_dir, load_spec, preset_file
+from .tasks import data_dir, load_spec, preset_file, selection_metric
 from .tracking import MlflowTracker
 
 if TYPE_CHECKING:
@@ -240,18 +240,17 @@ def objective_value(metric: str, curve: list[dict[str, float]], drift_budget: fl
     if not metric.endswith(MATCHED):
         return float(curve[-1].get(metric, math.nan))  # query/ metrics exist from the first query on
     base = metric.removesuffix(MATCHED)
-    kl = "select/kl" if base.startswith("select/") else "eval/kl"
+    kl = selection_metric("eval/kl", curve[-1] if curve else ())
     # a run's first evaluation (the pretrained model, KL 0) always qualifies; only a pruning report of a resumed
     # trial, which sees the evaluations after the resume alone, can find none
     return max((float(point[base]) for point in curve if point[kl] <= drift_budget), default=-math.inf)
 
 
 def _on_selection_set(metric: str, curve: list[dict[str, float]]) -> str:
-    """``metric`` with ``eval/`` read as ``select/`` where the run logs the selection set's value."""
-    if not metric.startswith("eval/"):
-        return metric
-    selected = "select/" + metric.removeprefix("eval/")
-    return selected if curve and selected.removesuffix(MATCHED) in curve[-1] else metric
+    """``metric`` (with or without ``MATCHED``) read on the selection set where the run logs it
+    (``tasks.selection_metric``)."""
+    base = metric.removesuffix(MATCHED)
+    return selection_metric(base, curve[-1] if curve else ()) + metric[len(base):]
 
 
 @dataclass(frozen=True)

@@ -215,7 +215,8 @@ def _task_lines(task: ReportTask, row) -> list[str]:
              + (f", {rewards[task.headline]}." if task.headline in rewards else ".")]
     lines += [f"Judge {metric_label(j)} (`{j}`): {rewards[j]}." for j in task.judges if j != task.headline
               and j in rewards]
-    lines.append(f"Drift budget: path KL <= {task.drift_budget:g} nats; statistics at matched drift." if task.drift_budget is not None
+    lines.append(f"Drift budget: path KL <= {task.drift_budget:g} nats; statistics at matched drift."
+                 if task.drift_budget is not None
                  else "Drift budget: none (the task is compared at full budget only).")
     lines.append(f"Separation: {row.separation:.2f} ({row.separated} of {row.pairs} method pairs)."
                  if row.pairs else "Separation: n/a (no two methods share two seeds).")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..sweep import KIND_TAG
+from ..tasks import selection_metric
 from ..tracking import RUN_KEY_TAG, read_metrics
 from .labels import DRIFT_SUFFIX, REFERENCE_METHODS, REFERENCE_NOTE, ReportTask, higher_is_better, metric_label
 from .stats import improvement_interval, iqm_interval, paired_t_interval, rank_stability, t_interval
@@ -163,21 +164,14 @@ def eval_points(tidy: pd.DataFrame) -> pd.DataFrame:
     return wide
 
 
-def selection_metric(metric: str, columns) -> str:
-    """The metric a choice reads: ``metric``'s selection-set twin (``eval/x`` -> ``select/x``) where the runs logged
-    one (cards with two evaluation sets, ``tasks.EvalProtocol``), else ``metric`` itself (cards with one set: the
-    choice and the reported value then share their samples, which favours methods with more evaluation points)."""
-    twin = "select/" + metric.removeprefix("eval/") if metric.startswith("eval/") else None
-    return twin if twin is not None and twin in columns else metric
-
-
 def matched_drift_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd.DataFrame:
     """Each fine-tuning run's metrics at its matched-drift evaluation point, on the tasks with a drift budget.
 
     The point is the run's evaluation with the best headline among those whose path KL ``eval/kl`` is at most the
-    task's ``drift_budget``, both read on the selection set where the runs have one (``selection_metric``); the first evaluation (queries 0: the pretrained model) always qualifies, so every run
-    has one; ties go to the earliest. Reference methods (``REFERENCE_METHODS``) get none: their ``eval/kl`` is not a
-    path KL.
+    task's ``drift_budget``, both read on the selection set where the runs have one (``tasks.selection_metric``); the
+    first evaluation (queries 0: the pretrained model) always qualifies, so every run has one; ties go to the
+    earliest. Reference methods (``REFERENCE_METHODS``) get none here: their ``eval/kl`` is not a path KL
+    (``run_values`` gives them their final values).
 
     Args:
         tidy: the tidy frame.
@@ -196,7 +190,7 @@ def matched_drift_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd
         first = points["queries"] == points.groupby(RUN_KEYS)["queries"].transform("min")
         # a card with a selection set chooses on it (select/): the reported eval/ values are never the chooser
         chooser = selection_metric(tasks[task].headline, points.columns)
-        kl_metric = "select/kl" if chooser.startswith("select/") else "eval/kl"
+        kl_metric = selection_metric("eval/kl", points.columns)
         kl = points[kl_metric] if kl_metric in points else pd.Series(np.nan, index=points.index)
         points = points[((kl <= budgets[task]) | first) & np.isfinite(points[chooser])]
         picked.append(points.loc[points.groupby(RUN_KEYS)[chooser].idxmax()])
