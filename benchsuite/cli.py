@@ -388,7 +388,8 @@ def _show_task(task_id: str) -> str:
         ("eval", f"{spec.eval_samples_per_condition} samples per condition, seed {spec.eval_seed}"),
         ("default budget", f"{spec.default_budget} queries"),
         ("drift budget", "none (reported at full budget only)" if spec.drift_budget is None
-         else f"path KL {spec.drift_budget:g} nats"),
+         else f"path KL {spec.drift_budget:g} nats"
+         + "".join(f", {j} at most {t:g} below the run's start" for j, t in spec.judge_tolerance)),
         ("reference score", "none" if spec.reference_score is None else f"{spec.reference_score:g}"),
         ("online rounds", "none" if spec.online is None
          else ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(spec.online).items())),

@@ -263,6 +263,10 @@ class TaskSpec:
         drift_budget: the path KL to the pretrained model (``eval/kl``, the suite's one KL) within which methods
             are compared at matched drift: the report's matched-drift reward of a run is its best evaluation with
             ``eval/kl <= drift_budget``. None: the task is reported at full budget only.
+        judge_tolerance: ``(judge, tolerance)`` pairs: how far each held-out judge's mean may fall below the run's
+            first evaluation (the pretrained model) at a point that counts as within the drift budget; a point
+            that breaks the KL budget or any tolerance is not at matched drift (``within_drift``). Report-side
+            like ``drift_budget``; a card states it only together with a drift budget.
         reference_score: a fixed value of the task's headline metric that normalized scores map to 1 (0 is the
             pretrained model), independent of which methods are compared: a known optimum or a simple
             construction's score, stated in the card. None: the report falls back to the best method's mean.
@@ -293,6 +297,7 @@ class TaskSpec:
     # the repr that the run id's task digest hashes (config.task_digest)
     drift_budget: float | None = field(default=None, repr=False)
     reference_score: float | None = field(default=None, repr=False)
+    judge_tolerance: tuple[tuple[str, float], ...] = field(default=(), repr=False)
     # part of what a run does, but left out of the repr so that the digests of cards without it do not move;
     # config.task_digest adds it when present
     protocol: EvalProtocol | None = field(default=None, repr=False)
@@ -385,6 +390,36 @@ def _drift_budget(raw: Any, source: str) -> float | None:
     return float(raw)
 
 
+def _judge_tolerance(raw: Any, source: str, judges: set[str], budget: float | None) -> tuple[tuple[str, float], ...]:
+    if raw is None:
+        return ()
+    if budget is None:
+        raise ConfigError(f"{source}: judge_tolerance needs a drift_budget (it narrows what counts as matched drift)")
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{source}: judge_tolerance must be a mapping judge -> largest allowed fall, got {clip_repr(raw)}")
+    out = []
+    for judge, tol in raw.items():
+        if judge not in judges:
+            raise ConfigError(f"{source}: judge_tolerance names {clip_repr(judge)}, which is not one of the card's "
+                              f"judges ({', '.join(sorted(judges))})")
+        if isinstance(tol, bool) or not isinstance(tol, int | float) or not math.isfinite(tol) or tol < 0:
+            raise ConfigError(f"{source}: judge_tolerance of {judge} must be a number >= 0, got {clip_repr(tol)}")
+        out.append((str(judge), float(tol)))
+    return tuple(sorted(out))
+
+
+def within_drift(kl, judges_now: dict, judges_first: dict, budget: float, tolerance=()):
+    """Whether an evaluation point counts as at matched drift: path KL ``kl`` at most ``budget`` and no judge of
+    ``tolerance`` (``(judge, largest fall)`` pairs) fallen below its value at the run's first evaluation (the
+    pretrained model) by more than its tolerance. ``judges_now`` / ``judges_first`` map judge names to their means
+    at the point and at the first evaluation. Works on floats and elementwise on pandas Series (the report); the
+    one definition that the report's matched-drift choice and the tuning objective share."""
+    ok = kl <= budget
+    for judge, tol in tolerance:
+        ok = ok & (judges_now[judge] >= judges_first[judge] - tol)
+    return ok
+
+
 def _accounting(raw: Any, source: str):
 
     return parse_accounting(raw, source)
@@ -400,7 +435,7 @@ def _finite(raw: Any, name: str, source: str) -> float | None:
 
 _CARD_KEYS = {
     "id", "description", "backbone", "sampler", "oracle", "judges", "primary_judge", "conditions", "eval",
-    "default_budget", "allow_eval_on_train_conditions", "gold_judge", "online", "changes", "drift_budget",
+    "default_budget", "allow_eval_on_train_conditions", "gold_judge", "online", "changes", "drift_budget", "judge_tolerance",
     "reference_score", "accounting",
 }
 
@@ -485,6 +520,8 @@ def _parse_card(raw: Any, source: str) -> TaskSpec:
         online=online,
         accounting=_accounting(raw.get("accounting"), source),
         drift_budget=_drift_budget(raw.get("drift_budget"), source),
+        judge_tolerance=_judge_tolerance(raw.get("judge_tolerance"), source, {str(j) for j in judges},
+                                         _drift_budget(raw.get("drift_budget"), source)),
         protocol=protocol,
         reference_score=_finite(raw.get("reference_score"), "reference_score", source),
         changes=str(raw.get("changes", "")),

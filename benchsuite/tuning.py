@@ -68,7 +68,7 @@ from .files import atomic_write_text
 from .registry import BACKBONES, check_spawnable
 from .runner import eval_points, run
 from .sweep import KIND_TAG, open_parent_run
-from .tasks import data_dir, load_spec, preset_file, selection_metric
+from .tasks import data_dir, load_spec, preset_file, selection_metric, within_drift
 from .tracking import MlflowTracker
 
 if TYPE_CHECKING:
@@ -229,10 +229,12 @@ def objective_metric(name: str, task: str) -> str:
     return metric
 
 
-def objective_value(metric: str, curve: list[dict[str, float]], drift_budget: float | None) -> float:
+def objective_value(metric: str, curve: list[dict[str, float]], drift_budget: float | None,
+                    judge_tolerance: tuple[tuple[str, float], ...] = ()) -> float:
     """The value of ``metric`` (see ``objective_metric``) for a run's evaluations so far (``curve``: one metrics
     dict per evaluation, in order): the last evaluation's, or for a ``.matched`` metric the best over the
-    evaluations whose ``eval/kl`` is within ``drift_budget``.
+    evaluations whose ``eval/kl`` is within ``drift_budget`` and whose judges of ``judge_tolerance`` have not
+    fallen below the first evaluation's by more than their tolerance (``tasks.within_drift``).
 
     On a card with a selection set (``tasks.EvalProtocol``) every ``eval/`` metric is read from that set
     (``select/``): tuning never sees the test set that the report's numbers come from."""
@@ -243,7 +245,11 @@ def objective_value(metric: str, curve: list[dict[str, float]], drift_budget: fl
     kl = selection_metric("eval/kl", curve[-1] if curve else ())
     # a run's first evaluation (the pretrained model, KL 0) always qualifies; only a pruning report of a resumed
     # trial, which sees the evaluations after the resume alone, can find none
-    return max((float(point[base]) for point in curve if point[kl] <= drift_budget), default=-math.inf)
+    judge = {j: selection_metric(f"eval/{j}_mean", curve[-1]) for j, _ in judge_tolerance}
+    first = {j: float(curve[0][m]) for j, m in judge.items()} if curve else {}
+    return max((float(point[base]) for point in curve
+                if within_drift(point[kl], {j: float(point[m]) for j, m in judge.items()}, first, drift_budget,
+                                judge_tolerance)), default=-math.inf)
 
 
 def _on_selection_set(metric: str, curve: list[dict[str, float]]) -> str:
@@ -595,7 +601,8 @@ class Tuner:
         tracker = None if tracking is None else _TrialTracker(tracking, parent_run_id, trial, self.study_name)
         points = eval_points(config.budget, config.eval_fractions)
         seen: list[dict[str, float]] = []
-        drift_budget = load_spec(self.spec.task).drift_budget
+        card = load_spec(self.spec.task)
+        drift_budget, tolerance = card.drift_budget, card.judge_tolerance
 
         def on_eval(queries: int, metrics: dict[str, float]) -> None:
             try:
@@ -605,7 +612,7 @@ class Tuner:
             seen.append(metrics)
             if self.pruning:
                 step = max(p for p in points if p <= queries)  # the scheduled point: equal across trials
-                value = objective_value(self.metrics[0], seen, drift_budget)
+                value = objective_value(self.metrics[0], seen, drift_budget, tolerance)
                 if math.isfinite(value):  # nothing to compare before the first query of a query-side objective
                     trial.report(value, step)
                 if trial.should_prune():
@@ -618,7 +625,7 @@ class Tuner:
         except KeyboardInterrupt:
             trial.set_user_attr(INTERRUPTED_ATTR, True)  # Optuna fails the trial; a rerun may retry it
             raise
-        values = [objective_value(m, result.curve, drift_budget) for m in self.metrics]
+        values = [objective_value(m, result.curve, drift_budget, tolerance) for m in self.metrics]
         return values[0] if len(values) == 1 else values
 
     @staticmethod

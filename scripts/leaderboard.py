@@ -44,18 +44,18 @@ EMBEDDED_BACKBONES = ("digits", "ehrlich", "selfies")
 LEADERBOARD_BUDGET = {"digits": 512, "ehrlich": 512, "selfies": 512}
 """Oracle queries per run on the committed leaderboard, by backbone (one value today; the table allows a
 backbone whose queries cost more or less compute to get its own)."""
-EVAL_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+EVAL_FRACTIONS = (0.0, 0.25, 0.5, 1.0)
 GRID_BACKBONES = ("digits", "ehrlich", "selfies")
 """Backbones whose sample grids go into the report (images; Ehrlich sequences as text rows; molecules as RDKit
 drawings, see benchsuite/grids.py)."""
 TUNE_TRIALS = 8
 """Trials per (task, method) study: the same tuning budget for every method."""
 TUNE_PARAMS = {
-    "ddpo": ("lr", "clip_range"),
-    "draft": ("lr", "kl_coef"),
+    "ddpo": ("lr", "kl_coef", "clip_range", "timestep_fraction"),
+    "draft": ("lr", "kl_coef", "k"),
     "sqdf": ("lr", "kl_coef", "discount"),
-    "vard": ("lr", "kl_coef", "discount"),
-    "ctrl": ("lr", "kl_coef", "trust_coef"),
+    "vard": ("lr", "kl_coef", "discount", "timestep_fraction"),
+    "ctrl": ("lr", "kl_coef", "trust_coef", "timestep_fraction"),
     "bo": ("feature_dim", "initial_queries"),
 }
 """What each method's study tunes (fields of its search space). None of them changes a run's compute much, so the
@@ -108,6 +108,7 @@ def tune(tasks: list[str], methods: list[str], out: Path, workers: int) -> None:
                 continue
             spec = TuneSpec(task=task, method=method, n_trials=TUNE_TRIALS, params=TUNE_PARAMS[method],
                             objectives=(tuning_objective(task, method),), budget=budget_of(task),
+                            overrides=() if method == "bo" else (("reward_norm", "running"),),
                             eval_fractions=EVAL_FRACTIONS, output_root=str(out),
                             storage=str(out / "journals" / f"{method}--{task}.log"))
             tuner = Tuner(spec)

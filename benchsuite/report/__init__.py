@@ -215,7 +215,9 @@ def _task_lines(task: ReportTask, row) -> list[str]:
              + (f", {rewards[task.headline]}." if task.headline in rewards else ".")]
     lines += [f"Judge {metric_label(j)} (`{j}`): {rewards[j]}." for j in task.judges if j != task.headline
               and j in rewards]
-    lines.append(f"Drift budget: path KL <= {task.drift_budget:g} nats; statistics at matched drift."
+    tolerance = "".join(f", {metric_label(f'eval/{j}_mean')} at most {t:g} below the run's start"
+                        for j, t in task.judge_tolerance)
+    lines.append(f"Drift budget: path KL <= {task.drift_budget:g} nats{tolerance}; statistics at matched drift."
                  if task.drift_budget is not None
                  else "Drift budget: none (the task is compared at full budget only).")
     lines.append(f"Separation: {row.separation:.2f} ({row.separated} of {row.pairs} method pairs)."

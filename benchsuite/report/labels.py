@@ -87,6 +87,8 @@ class ReportTask:
         metrics: the leaderboard's metric columns, in order (the headline first).
         drift_budget: path KL (``eval/kl``) within which methods are compared at matched drift; None: full budget
             only.
+        judge_tolerance: ``(judge, largest fall)`` pairs of the card (``TaskSpec.judge_tolerance``): a point where a
+            judge fell further below the run's first evaluation is not at matched drift.
         sequences: the backbone makes sequences (sample grids are token rows; diversity is a Hamming distance).
         judge_rewards: ``{judge metric: "reward-name vN (kwargs)"}``, what each judge mean measures.
         note: empty, or why the card was not used ("no task card: ...").
@@ -100,12 +102,14 @@ class ReportTask:
     sequences: bool = False
     judge_rewards: tuple[tuple[str, str], ...] = ()
     note: str = ""
+    judge_tolerance: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_json(cls, data: dict) -> "ReportTask":
         """The inverse of ``dataclasses.asdict`` after a JSON round trip (lists back to tuples)."""
         return cls(**{**data, "judges": tuple(data["judges"]), "metrics": tuple(data["metrics"]),
-                      "judge_rewards": tuple(tuple(p) for p in data["judge_rewards"])})
+                      "judge_rewards": tuple(tuple(p) for p in data["judge_rewards"]),
+                      "judge_tolerance": tuple(tuple(p) for p in data.get("judge_tolerance", ()))})
 
 
 def task_metrics(task_id: str) -> tuple[str, list[str], list[str]]:
@@ -140,7 +144,7 @@ def report_task(task_id: str, present: list[str] | None = None) -> ReportTask:
     rewards = dict(spec.judges)
     described = tuple((f"eval/{label}_mean", _describe(rewards[label])) for label, _ in spec.judges)
     return ReportTask(task_id, headline, tuple(judges), tuple(metrics), spec.drift_budget,
-                      spec.backbone in SEQUENCE_BACKBONES, described)
+                      spec.backbone in SEQUENCE_BACKBONES, described, judge_tolerance=spec.judge_tolerance)
 
 
 def _describe(reward) -> str:

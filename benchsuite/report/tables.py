@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..sweep import KIND_TAG
-from ..tasks import selection_metric
+from ..tasks import selection_metric, within_drift
 from ..tracking import RUN_KEY_TAG, read_metrics
 from .labels import DRIFT_SUFFIX, REFERENCE_METHODS, REFERENCE_NOTE, ReportTask, higher_is_better, metric_label
 from .stats import improvement_interval, iqm_interval, paired_t_interval, rank_stability, t_interval
@@ -168,7 +168,8 @@ def matched_drift_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd
     """Each fine-tuning run's metrics at its matched-drift evaluation point, on the tasks with a drift budget.
 
     The point is the run's evaluation with the best headline among those whose path KL ``eval/kl`` is at most the
-    task's ``drift_budget``, both read on the selection set where the runs have one (``tasks.selection_metric``); the
+    task's ``drift_budget`` and whose judges stay within the card's ``judge_tolerance`` of the run's first
+    evaluation (``tasks.within_drift``), both read on the selection set where the runs have one (``tasks.selection_metric``); the
     first evaluation (queries 0: the pretrained model) always qualifies, so every run has one; ties go to the
     earliest. Reference methods (``REFERENCE_METHODS``) get none here: their ``eval/kl`` is not a path KL
     (``run_values`` gives them their final values).
@@ -192,7 +193,11 @@ def matched_drift_values(tidy: pd.DataFrame, tasks: dict[str, ReportTask]) -> pd
         chooser = selection_metric(tasks[task].headline, points.columns)
         kl_metric = selection_metric("eval/kl", points.columns)
         kl = points[kl_metric] if kl_metric in points else pd.Series(np.nan, index=points.index)
-        points = points[((kl <= budgets[task]) | first) & np.isfinite(points[chooser])]
+        judge = {j: selection_metric(f"eval/{j}_mean", points.columns) for j, _ in tasks[task].judge_tolerance}
+        now = {j: points[m] for j, m in judge.items()}
+        start = {j: points.groupby(RUN_KEYS)[m].transform("first") for j, m in judge.items()}
+        ok = within_drift(kl, now, start, budgets[task], tasks[task].judge_tolerance)
+        points = points[(ok | first) & np.isfinite(points[chooser])]
         picked.append(points.loc[points.groupby(RUN_KEYS)[chooser].idxmax()])
     out = pd.concat(picked, ignore_index=True)
     out = out.rename(columns={c: c + DRIFT_SUFFIX for c in out.columns if c not in (*RUN_KEYS, "queries")})
