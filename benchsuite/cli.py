@@ -255,6 +255,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not write baselines/<method>/tuned/<task>.yaml")
     _add_output_args(t)
 
+    lb = sub.add_parser("leaderboard", help="a leaderboard tier from its spec: tune, run, report, verify, show")
+    lb.add_argument("stage", choices=["tune", "run", "report", "verify", "show"],
+                    help="tune: the presets; run: every run and the report; report: the report from the run folders; "
+                    "verify: rerun the spec's slice and compare with the committed per_seed.csv; show: the spec")
+    lb.add_argument("--tier", default="core", help="a spec of tasks/leaderboards/: a name (core, full: its newest "
+                    "version) or an id (core-v1); default core")
+    lb.add_argument("--methods", type=_names("--methods"), default=None,
+                    help="comma-separated methods (default: the spec's; 'registered' takes every registered method "
+                    "that joins leaderboards, plugins included)")
+    lb.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    lb.add_argument("--out", default=None, help="the tier's report folder (default results/leaderboard/<name>)")
+    lb.add_argument("--tuning-out", default=None, help="the studies' folder (default results/leaderboard/tuning)")
+    lb.add_argument("--backend", choices=["local", "ray"], default="local",
+                    help="run stage: this machine's process pool or the Ray cluster at $RAY_ADDRESS")
+    lb.add_argument("--allow-dirty", action="store_true",
+                    help="run from a tree with uncommitted changes (the stage's record and cost.md say so)")
+
     rep = sub.add_parser("report", help="leaderboard (md/csv/tex) and paper figures from finished runs")
     rep.add_argument("--runs", default="results",
                      help="folder whose runs/ holds the run folders (default: results); ignored with --mlflow-uri")
@@ -780,6 +797,13 @@ def _main(argv: list[str] | None) -> int:
             return _cmd_tune(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "leaderboard":
+            if args.workers < 1:
+                raise BenchsuiteError(f"--workers must be at least 1, got {args.workers}")
+            # on use: the CLI starts without torch, mlflow or optuna
+            from .leaderboard import main as leaderboard_main
+
+            return leaderboard_main(args)
         if args.command == "weights":
             # on use: the CLI starts without torch, mlflow or optuna
             from .weights import fetch_weights_main

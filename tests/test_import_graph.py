@@ -38,6 +38,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("backends", "sweep", "tuning", "asktell"),
     # reads results, never the training code
     ("report",),
+    # leaderboard tiers: specs as data, and the stages that tune, run, report and verify them
+    ("leaderboard",),
     # entry points
     ("testing", "cli", "__main__", "benchsuite"),
 )

@@ -139,6 +139,19 @@ class Method(ABC):
     trains_policy: ClassVar[bool] = True
     """False for methods that only choose which samples to query (pretrained, best-of-N, BO): on a task with
     online rounds they are not wrapped in ``OnlineRounds``."""
+    display_name: ClassVar[str | None] = None
+    """What tables and figures call the method; None: its registry name."""
+    colour: ClassVar[str | None] = None
+    """Its colour in every figure (hex); None: a seaborn "dark" colour after the declared ones."""
+    marker: ClassVar[str] = "o"
+    """Its matplotlib marker in every figure (lines that coincide stay distinguishable)."""
+    leaderboard: ClassVar[bool] = True
+    """Whether a leaderboard whose spec takes the registered methods (``benchsuite.leaderboard``) includes it: a
+    plugin's method joins without editing any table."""
+    tune_params: ClassVar[tuple[str, ...] | None] = None
+    """The fields of its search space (``baselines/<name>/search_space.yaml``) that a leaderboard tunes, the same
+    kinds for every method: the KL coefficient, the learning rate, the method's own knobs, the timestep fraction
+    where it applies. None: every field of the file; (): nothing (a method without hyperparameters)."""
     data_parallel: ClassVar[bool] = False
     """True for methods whose ``step`` runs under ``accelerate launch`` with several processes (see
     ``benchsuite.distributed``): each process queries its slice of the global batch, statistics are gathered, the

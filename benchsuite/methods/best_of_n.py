@@ -68,6 +68,10 @@ class BestOfN(Method):
     """Best-of-N from the frozen pretrained model; its product is the per-condition set of top samples."""
 
     name = "best-of-n"
+    display_name = "best-of-N"
+    colour = "#000000"
+    marker = "s"
+    tune_params = ()  # its one setting decides which samples are judged, not how it searches
     trains_policy = False
     data_parallel = True
     Config = BestOfNConfig

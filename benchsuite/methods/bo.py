@@ -77,6 +77,10 @@ class BayesianOptimization(BestOfN):
     """Thompson-sampling batch BO with a GP over PCA features of a pretrained sample pool."""
 
     name = "bo"
+    display_name = "BO"
+    colour = "#56B4E9"
+    marker = "D"
+    tune_params = ("feature_dim", "initial_queries")
     Config = BOConfig
 
     def setup(self, policy, task, generator: torch.Generator) -> None:

@@ -222,6 +222,10 @@ class ContinuousTimeRL(Method):
     dtau g^2-weighted policy-improvement loss towards s_ref + grad V / beta, with a Tweedie-structured value."""
 
     name = "ctrl"
+    display_name = "CTRL"
+    colour = "#E69F00"
+    marker = "*"
+    tune_params = ("lr", "kl_coef", "trust_coef", "timestep_fraction")
     Config = CTRLConfig
     config: CTRLConfig
 

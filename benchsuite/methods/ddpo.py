@@ -146,6 +146,10 @@ class DDPO(Method):
     """DDPO-IS (``variant=ppo``) and DDPO-SF (``variant=reinforce``)."""
 
     name = "ddpo"
+    display_name = "DDPO"
+    colour = "#0072B2"
+    marker = "^"
+    tune_params = ("lr", "kl_coef", "clip_range", "timestep_fraction")
     Config = DDPOConfig
     config: DDPOConfig
     data_parallel = True

@@ -96,6 +96,10 @@ class DRaFT(Method):
     """DRaFT-K (``variant=k``), DRaFT-LV (``variant=lv``), each with an optional KL penalty (DRaFT+KL)."""
 
     name = "draft"
+    display_name = "DRaFT"
+    colour = "#D55E00"
+    marker = "v"
+    tune_params = ("lr", "kl_coef", "k")  # the gradient reaches the last k steps: no timestep fraction
     Config = DRaFTConfig
     config: DRaFTConfig
 

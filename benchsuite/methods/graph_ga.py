@@ -116,6 +116,9 @@ class GraphGA(BestOfN):
     """Jensen's Graph GA (crossover of ring/non-ring fragments, 7 mutations) as PMO runs it, on SELFIES molecules."""
 
     name = "graph-ga"
+    display_name = "Graph GA"
+    colour, marker, tune_params = None, "o", None  # not best-of-N's
+    leaderboard = False  # the black-box tier compares the field's optimizers (issue 24)
     Config = GraphGAConfig
     config: GraphGAConfig
     data_parallel = False

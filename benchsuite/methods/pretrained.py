@@ -11,6 +11,10 @@ class Pretrained(Method):
     with the fine-tuning methods', but its policy never changes."""
 
     name = "pretrained"
+    display_name = "pretrained"
+    colour = "#999999"
+    marker = "o"
+    tune_params = ()
     trains_policy = False
     data_parallel = True
 

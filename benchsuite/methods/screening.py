@@ -15,3 +15,6 @@ class Screening(BestOfN):
     """PMO's screening: sample the pretrained prior, score everything, keep the best (an alias of best-of-n)."""
 
     name = "screening"
+    display_name = "screening"
+    colour, marker, tune_params = None, "o", None  # not best-of-N's
+    leaderboard = False  # best-of-N under PMO's name: the black-box tier compares it (issue 24)

@@ -111,6 +111,9 @@ class SequenceGA(BestOfN):
     """holo-bench's genetic algorithm on token sequences: quantile selection, uniform crossover, uniform mutation."""
 
     name = "sequence-ga"
+    display_name = "GA (holo)"
+    colour, marker, tune_params = None, "o", None  # not best-of-N's
+    leaderboard = False  # the black-box tier compares the field's optimizers (issue 24)
     Config = SequenceGAConfig
     config: SequenceGAConfig
     data_parallel = False

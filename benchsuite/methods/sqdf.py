@@ -244,6 +244,10 @@ class SQDF(Method):
     """SQDF with a replay buffer and a frozen Tweedie / DDIM-k soft-Q estimate (see the module docstring)."""
 
     name = "sqdf"
+    display_name = "SQDF"
+    colour = "#009E73"
+    marker = "P"
+    tune_params = ("lr", "kl_coef", "discount")  # trains on replayed chains: no timestep fraction
     Config = SQDFConfig
     config: SQDFConfig
 

@@ -102,6 +102,10 @@ class VARD(Method):
     differentiable reward; the policy follows its gradient with a KL penalty to the pretrained model."""
 
     name = "vard"
+    display_name = "VARD"
+    colour = "#CC79A7"
+    marker = "X"
+    tune_params = ("lr", "kl_coef", "discount", "timestep_fraction")
     Config = VARDConfig
     config: VARDConfig
 

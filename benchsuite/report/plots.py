@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import BenchsuiteError
+from ..registry import METHODS
 from .labels import REFERENCE_METHODS, metric_label
 from .stats import t_interval
 from .tables import mean_intervals
@@ -24,28 +26,34 @@ times its absolute value on each axis: fixed per task (not the figure's worst ru
 compare across reports and method sets; methods that lose more than half of either stay inside."""
 
 
-# Okabe-Ito colours (distinguishable with colour-blindness), one per method, fixed across every figure.
-_FIXED_COLORS = {
-    "pretrained": "#999999", "best-of-n": "#000000", "bo": "#56B4E9", "ddpo": "#0072B2", "draft": "#D55E00",
-    "sqdf": "#009E73", "vard": "#CC79A7", "ctrl": "#E69F00",
-}
-# one marker per method as well: lines that coincide (best-of-N and BO often do) stay distinguishable
-_FIXED_MARKERS = {
-    "pretrained": "o", "best-of-n": "s", "bo": "D", "ddpo": "^", "draft": "v", "sqdf": "P", "vard": "X", "ctrl": "*",
-}
+def _declared(methods, attribute: str) -> dict:
+    """``{method: value}`` of a class attribute each registered method declares beside its code
+    (``Method.colour``, ``marker``, ``display_name``); a method only the data knows (a report rebuilt where its
+    plugin is not installed) declares nothing."""
+    out = {}
+    for m in methods:
+        try:
+            value = getattr(METHODS.load(m), attribute, None)
+        except BenchsuiteError:
+            continue
+        if value:
+            out[m] = value
+    return out
 
 
 def method_colors(methods) -> dict[str, str]:
-    """A fixed colour per method; methods without one get seaborn "dark" colours after them."""
+    """Each method's declared colour (the built-ins: Okabe-Ito, distinguishable with colour-blindness); methods
+    without one get seaborn "dark" colours after them."""
     import seaborn as sns
 
-    extra = sorted(set(methods) - set(_FIXED_COLORS))
-    return {**_FIXED_COLORS, **dict(zip(extra, sns.color_palette("dark", len(extra)).as_hex()))}
+    fixed = _declared(methods, "colour")
+    extra = sorted(set(methods) - set(fixed))
+    return {**fixed, **dict(zip(extra, sns.color_palette("dark", len(extra)).as_hex()))}
 
 
 def method_markers(methods) -> dict[str, str]:
-    """A fixed marker per method; methods without one get "o"."""
-    return {m: _FIXED_MARKERS.get(m, "o") for m in methods}
+    """Each method's declared marker ("o" where it declares none)."""
+    return {m: "o" for m in methods} | _declared(methods, "marker")
 
 
 def method_dashes(methods) -> dict[str, tuple | str]:
