@@ -61,7 +61,7 @@ SPEC_FOLDER = "leaderboards"
 RESULTS = Path("results/leaderboard")
 """Where each tier's report goes (``<RESULTS>/<name>``) and the shared studies (``<RESULTS>/tuning``)."""
 TUNING_SEED = 1000
-MACHINE_DEPENDENT = ("wall", "peak_rss", "peak_cuda")
+MACHINE_DEPENDENT = ("wall", "peak_rss", "peak_cuda", "cost/time_", "time/")
 """Columns whose values depend on the machine and its load (time, memory), left out of ``verify``'s comparison."""
 
 

@@ -347,6 +347,9 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     done: set[int] = set()
     pending: list[tuple[str, Any, Any]] = []  # ("metrics", dict, step) | ("image", uint8 tensor, name)
     elapsed_before = 0.0
+    # wall seconds by phase (cost/time_<phase>_s at every evaluation): the method's steps, the two evaluation sets,
+    # and whatever a step reports under time/ (an online round's query, surrogate fit and inner steps)
+    phases: dict[str, float] = {}
     pretrained: dict[str, torch.Tensor] = {}  # eval images of the pretrained model, for drift metrics
     shares = {"log": oracle.query_log(), "nfe": 0}  # the processes' queries and sampler cost, at the last gather
     if state is not None:
@@ -356,6 +359,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         torch.set_rng_state(state["torch_rng"])
         curve, train, done = state["curve"], state["train"], set(state["done"])
         pending, elapsed_before = state["pending"], state["elapsed_s"]
+        phases = dict(state.get("phases", {}))  # a checkpoint of an older version has none
         if rank != 0:  # rank 0 evaluates, logs and reports
             curve, train, pending = [], [], []
         pretrained["images"] = state["pretrained_images"]
@@ -410,7 +414,7 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
                 "oracle": oracle.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
                 "train": train, "done": sorted(done), "pending": pending,
                 "pretrained_images": pretrained["images"], "nfe": policy.nfe,
-                "elapsed_s": elapsed_before + time.perf_counter() - start,
+                "elapsed_s": elapsed_before + time.perf_counter() - start, "phases": phases,
                 **({"processes": world, "ranks": ranks} if world > 1 else {}),
             })
         flush()
@@ -421,14 +425,19 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
         done.update(p for p in points if p <= used())
         if rank != 0:
             return
+        began = time.perf_counter()
         metrics, images, conds, scores = evaluate(policy, reference, task, method, pretrained.get("images"),
                                                   run_seed=config.seed)
+        tested = time.perf_counter()
+        phases["eval"] = phases.get("eval", 0.0) + tested - began
         if task.spec.protocol is not None:  # the set every choice reads (select/ metrics)
             metrics.update(evaluate(policy, reference, task, method, split="selection", run_seed=config.seed)[0])
+            phases["select"] = phases.get("select", 0.0) + time.perf_counter() - tested
         if "images" not in pretrained:  # the first evaluation is the pretrained model's
             pretrained["images"] = images
             metrics["eval/fd_pretrained"] = 0.0
         metrics.update(cost_metrics(used(), shares["nfe"], elapsed_before + time.perf_counter() - start))
+        metrics.update({f"cost/time_{phase}_s": seconds for phase, seconds in sorted(phases.items())})
         metrics.update(query_metrics(shares["log"].reward,
                                      infeasible_value=getattr(task.oracle_reward, "infeasible_value", None)))
         if hasattr(oracle, "metrics"):  # PMO accounting (benchsuite.accounting): pmo/* metrics
@@ -457,7 +466,12 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
             flush()  # the checkpoint's buffered logs, which may not all have reached the trackers
         while not oracle.exhausted:
             before, answered = used(), getattr(oracle, "answered", None)  # answered: PMO accounting's free answers
+            stepped = time.perf_counter()
             info = method.step(oracle)
+            phases["step"] = phases.get("step", 0.0) + time.perf_counter() - stepped
+            for key in [k for k in info if k.startswith("time/")]:
+                phase = key.removeprefix("time/").removesuffix("_s")
+                phases[phase] = phases.get(phase, 0.0) + info[key]
             if used() == before and getattr(oracle, "answered", None) == answered:
                 raise RuntimeError(f"{config.method}.step() spent no oracle query; the run would never end")
             if rank == 0:  # the diagnostics are the same in every process (gathered by the method)

@@ -95,8 +95,10 @@ NONDETERMINISTIC_METRICS = ("cost/wall_s", "cost/peak_rss_mb", "cost/peak_cuda_m
 
 
 def deterministic(metrics: dict) -> dict:
-    """``metrics`` without the ones that measure the machine (wall time, peak memory)."""
-    return {k: v for k, v in metrics.items() if k not in NONDETERMINISTIC_METRICS}
+    """``metrics`` without the ones that measure the machine (wall time, peak memory, the phase times
+    ``cost/time_*`` and an online step's ``time/*``)."""
+    return {k: v for k, v in metrics.items()
+            if k not in NONDETERMINISTIC_METRICS and not k.startswith(("cost/time_", "time/"))}
 
 
 # ---- contract suites -------------------------------------------------------------------------------------------

@@ -159,6 +159,16 @@ def test_the_stages_end_to_end_on_a_toy_tier(tier, tmp_path, monkeypatch):
     per_seed = pd.read_csv(out / "per_seed.csv")
     assert set(per_seed["method"]) == {"pretrained", "best-of-n", "sqdf"} and set(per_seed["seed"]) == {0, 1}
     assert "| toy-brightness-v0 | sqdf | 2 |" in (out / "cost.md").read_text()
+    # the phase table: the non-overlapping phases and the setup make up each run's wall time
+    import importlib.util
+
+    loader = importlib.util.spec_from_file_location("phases", ROOT / "scripts" / "leaderboard_phases.py")
+    phases = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(phases)
+    table, totals = phases.phase_table(pd.read_csv(out / "curves.csv"))
+    assert list(table.index) == [("toy-brightness-v0", m) for m in ("best-of-n", "pretrained", "sqdf")]
+    assert ((table[["eval", "step", "setup"]].sum(axis=1) - 1).abs() < 1e-9).all()
+    assert table.loc[("toy-brightness-v0", "sqdf"), "step"] > 0 and "Tier:" in phases.markdown(table, totals)
     assert lb.verify(spec, out, tmp_path / "scratch") == []
     moved = per_seed.copy()
     row = (moved.method == "sqdf") & (moved.seed == 1)

@@ -22,6 +22,7 @@ oracle call is one ``ask`` of an ask/tell session.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import torch
@@ -174,17 +175,23 @@ class OnlineRounds(Method):
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         n = self.spec.round_left(oracle.budget, oracle.used)
+        began = time.perf_counter()
         conds = self.sample_conditions(n)
         samples = self.sample_decoded(conds, n)
         rewards = oracle(samples, conds).detach()  # the round's one charged call
+        sampled = time.perf_counter()
         self.surrogate.add(samples, conds, rewards)
         fit_loss = self.surrogate.fit()
+        fitted = time.perf_counter()
         self.round += 1
         proxy = SurrogateOracle(self.surrogate)
         steps = self.spec.inner_steps(n, self.inner.config.batch_size)
         inner_infos = [self.inner.step(proxy) for _ in range(steps)]
         info = {"train/reward_mean": rewards.mean().item(), "train/reward_max": rewards.max().item(),
-                "train/round": float(self.round), "train/surrogate_loss": fit_loss, "train/inner_steps": float(steps)}
+                "train/round": float(self.round), "train/surrogate_loss": fit_loss, "train/inner_steps": float(steps),
+                # seconds of the round's phases (the runner's phase table, scripts/leaderboard_phases.py)
+                "time/query_s": sampled - began, "time/fit_s": fitted - sampled,
+                "time/inner_s": time.perf_counter() - fitted}
         for key in inner_infos[-1] if inner_infos else ():
             values = [d[key] for d in inner_infos if key in d]
             info[f"inner/{key.split('/', 1)[-1]}"] = sum(values) / len(values)
