@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ..grids import sample_grid_panel, text_grid_panel
-from .labels import (DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, ReportTask, metric_label, report_task,
-                     task_metrics)
+from .labels import (DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, REFERENCE_NOTE, ReportTask, metric_label,
+                     report_task, task_metrics)
+from .latex import METHOD_WIDTH_PT, abbreviations, legend, main_table, placement_note, task_detail_table, text_width
 from .plots import HV_MARGIN, grid_figure, plot_curves, plot_frontier, plot_overoptimization, plot_pareto
-from .tables import (UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids, format_interval,
-                     improvement_probabilities, latex_table, leaderboard, load_mlflow, load_runs, markdown_table,
+from .tables import (DIFF_NOTE, UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids, format_interval,
+                     improvement_probabilities, leaderboard, load_mlflow, load_runs, markdown_table,
                      normalization_anchors, normalized_scores, paired_differences, rank_stability_table, run_values,
                      separation, task_table, tex)
 
@@ -104,7 +105,7 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
 
     markdown = _markdown(tasks, board, pairs, summary, aggregate, improvement)
     (out / "leaderboard.md").write_text(markdown)
-    (out / "leaderboard.tex").write_text("\n\n".join(_latex(tasks[t], board, pairs) for t in ids) + "\n")
+    _write_latex(out, tasks, board, pairs, stat)
     for name, frame in (("leaderboard", board), ("paired_differences", pairs), ("tasks", summary),
                         ("aggregate", aggregate), ("probability_of_improvement", improvement),
                         ("per_seed", per_seed), ("curves", tidy)):
@@ -273,19 +274,50 @@ def _markdown(tasks: dict[str, ReportTask], board: pd.DataFrame, pairs: pd.DataF
     return "\n".join(md) + "\n"
 
 
-def _latex(task: ReportTask, board: pd.DataFrame, pairs: pd.DataFrame) -> str:
-    """One task's booktabs table: the markdown table's columns, seeds and the budget moved to the caption when
-    every row has the same."""
-    cells, best, notes = task_table(task, board, pairs)
-    caption = [f"{task.id}: mean $\\pm$ half-width of the 95\\% Student-t interval over seeds, at the final "
-               "evaluation unless marked at matched drift"]
-    queries = metric_label("cost/queries")
-    for column, what in (("seeds", "seeds"), (queries, "oracle queries")):
-        if column in cells and cells[column].nunique() == 1 and len(cells) > 1:
-            caption.append(f"{tex(cells[column].iloc[0].removesuffix(' ± 0'))} {what} per run")
-            cells = cells.drop(columns=column)
-    if task.drift_budget is not None:
-        caption.append(f"drift budget: path KL $\\le$ {task.drift_budget:g}")
-    caption.append("bold: the best mean of each column where higher is better (ties: all)")
-    caption += [tex(n) for n in notes]
-    return latex_table(task.id, cells, best, "; ".join(caption) + ".")
+TASK_WIDTH_PT = 48.0
+"""Task ids wider than this (at ``\\footnotesize``) make the tables name every task T1, T2, ... (ids in order), with
+a key in the legend: a column of the main table is about as wide as one interval."""
+
+
+def _write_latex(out: Path, tasks: dict[str, ReportTask], board: pd.DataFrame, pairs: pd.DataFrame,
+                 stat: dict[str, str]) -> None:
+    """``tables/legend.tex``, ``tables/main.tex`` and ``tables/<task>.tex`` (``benchsuite.report.latex``), and
+    ``leaderboard.tex``: the same text in one file, the legend first."""
+    ids = list(tasks)
+    methods = abbreviations(sorted(board["method"].unique()), METHOD_WIDTH_PT)
+    task_keys = (abbreviations(ids, 0.0, prefix="T") if any(text_width(t) > TASK_WIDTH_PT for t in ids) else {})
+    shown = {m.removesuffix(DRIFT_SUFFIX) for t in tasks.values() for m in t.metrics}
+    definitions = [("Cells", f"{INTERVAL_RULE}; values at the final evaluation (the full budget) unless marked at "
+                    "matched drift"),
+                   ("Main table", "each task's headline (at matched drift on tasks with a drift budget) and, on the "
+                    "line below, its paired difference (as Δ vs X below) to the task's best reference method: the "
+                    "one of pretrained, best-of-N and BO with the best mean, whose own line shows —"),
+                   ("Δ vs X", DIFF_NOTE.removeprefix("Δ vs X: ")),
+                   ("Bold", "the best mean of each column where higher is better (ties: all)")]
+    if any(t.drift_budget is not None for t in tasks.values()):
+        definitions += [("At matched drift", STATISTIC_DEFINITIONS["at matched drift"]),
+                        ("ref.", REFERENCE_NOTE.removeprefix("ref.: "))]
+    definitions += [(label, text) for key, (label, text) in METRIC_DEFINITIONS.items() if key in shown]
+    definitions.append(("Judge means", JUDGE_DEFINITION))
+    for t in ids:
+        task, rewards = tasks[t], dict(tasks[t].judge_rewards)
+        judges = ", ".join(f"{metric_label(j)}: {rewards[j]}" for j in task.judges if j in rewards)
+        budget = (f"drift budget {task.drift_budget:g} nats" if task.drift_budget is not None
+                  else "no drift budget")
+        note = task.note.replace(task.headline, metric_label(task.headline))  # no raw keys in a paper
+        definitions.append((t, f"headline {metric_label(task.headline)}; {budget}"
+                            + (f"; {judges}" if judges else "") + (f"; {note}" if note else "")))
+    definitions.append(("Placement", placement_note()))
+    keys = [("Methods", methods), ("Tasks", task_keys)]
+    folder = out / "tables"
+    folder.mkdir(exist_ok=True)
+    parts = {"legend": legend(definitions, keys, [], []),
+             "main": main_table(tasks, board, pairs, stat, methods, task_keys)}
+    for t in ids:
+        cells, best, _ = task_table(tasks[t], board, pairs)
+        parts[t] = task_detail_table(tasks[t], cells, best, methods, key=task_keys.get(t))
+    for name, text in parts.items():
+        (folder / f"{name}.tex").write_text(text + "\n")
+    (out / "leaderboard.tex").write_text(
+        "% The report's tables for a paper (needs \\usepackage{booktabs}); the same text as tables/*.tex.\n\n"
+        + "\n\n".join(parts.values()) + "\n")

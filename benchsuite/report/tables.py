@@ -473,17 +473,3 @@ def tex(text: str) -> str:
     for symbol, typeset in symbols.items():
         out = out.replace(symbol, typeset)
     return out
-
-
-def latex_table(task_id: str, cells: pd.DataFrame, best: dict[str, set], caption: str) -> str:
-    """``task_table``'s cells as one booktabs ``table`` (label ``tab:<task>``), the best cells of each ranked column
-    in bold; ``caption`` is typeset as given (escape it with ``tex``)."""
-    cols = list(cells.columns)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{tab:{task_id}}}",
-             r"\begin{tabular}{l" + "r" * (len(cols) - 1) + "}", r"\toprule",
-             " & ".join(tex(c) for c in cols) + r" \\", r"\midrule"]
-    for _, row in cells.iterrows():
-        lines.append(" & ".join(rf"\textbf{{{tex(row[c])}}}" if row["method"] in best.get(c, ()) else tex(row[c])
-                                for c in cols) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines)
