@@ -94,7 +94,7 @@ def test_tables_are_written_once_each_with_short_captions(report_dir):
     assert r"\resizebox" not in combined and "eval/" not in combined
     legend = (folder / "legend.tex").read_text()
     assert legend.count(r"\emph{path KL}") == 1 and "CCG = ctrl-classifier-guidance" in legend
-    assert r"\label{sec:tables-legend}" in legend
+    assert r"\label{sec:tables-legend}" in legend and "0123456789abcdef0123456789abcdef01234567" in legend
     main = (folder / "main.tex").read_text()
     assert r"\begin{table*}" in main and r"$\Delta$ vs best-of-n" in main
 
@@ -134,3 +134,30 @@ def test_tables_compile_without_overfull_boxes(report_dir, tmp_path, options):
     overfull = re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too \w+\)[^\n]*", log)
     assert not [o for o in re.findall(r"Overfull \\hbox[^\n]*", log)], overfull
     assert "Float too large" not in log
+
+
+def test_a_report_of_runs_from_an_uncommitted_tree_is_refused_unless_allowed(tmp_path):
+    """The runs' recorded commits decide (not the checkout the tests run in): one dirty run refuses the report with
+    a one-line error that says what to do, nothing written; allowed, the report is marked in the markdown, the
+    legend and atop every .tex file, and per_seed.csv says which runs."""
+    from benchsuite.errors import DirtyTreeError
+
+    tidy = synthetic_tidy()
+    tidy = tidy[tidy["task"].isin(list(TASKS)[:2])]
+    dirty = (tidy["method"] == "ddpo") & (tidy["seed"] == 1)
+    tidy.loc[dirty, "commit"] = "89abcdef-dirty"
+    with pytest.raises(DirtyTreeError, match=r"89abcdef-dirty\): commit .* --allow-dirty") as error:
+        write_report(tidy, tmp_path / "refused", tasks=report_tasks())
+    assert "\n" not in str(error.value) and error.value.exit_code == 2 and not (tmp_path / "refused").exists()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(benchsuite.report, "_task_figures", lambda *args: [])
+        write_report(tidy, tmp_path / "marked", tasks=report_tasks(), allow_dirty=True)
+    folder = tmp_path / "marked"
+    md = (folder / "leaderboard.md").read_text()
+    assert "**Warning: made from an uncommitted tree: 89abcdef-dirty.**" in md
+    assert "Commits of the runs: `0123456789abcdef0123456789abcdef01234567`, `89abcdef-dirty`." in md
+    for part in (folder / "tables").glob("*.tex"):
+        assert part.read_text().startswith("% made from an uncommitted tree: 89abcdef-dirty\n"), part.name
+    assert "Made from an uncommitted tree" in (folder / "tables" / "legend.tex").read_text()
+    per_seed = pd.read_csv(folder / "per_seed.csv")
+    assert sorted(per_seed.loc[per_seed["commit"] == "89abcdef-dirty", "seed"].unique()) == [1]

@@ -15,17 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import DirtyTreeError
 from ..grids import sample_grid_panel, text_grid_panel
+from ..tracking import GIT_SHA_TAG, run_tags
 from .labels import (DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, REFERENCE_NOTE, ReportTask, metric_label,
                      report_task, task_metrics)
 from .latex import METHOD_WIDTH_PT, abbreviations, legend, main_table, placement_note, task_detail_table, text_width
 from .plots import HV_MARGIN, grid_figure, plot_curves, plot_frontier, plot_overoptimization, plot_pareto
-from .tables import (DIFF_NOTE, UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids, format_interval,
+from .tables import (COMMIT, DIFF_NOTE, RUN_KEYS, UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids, format_interval,
                      improvement_probabilities, leaderboard, load_mlflow, load_runs, markdown_table,
                      normalization_anchors, normalized_scores, paired_differences, rank_stability_table, run_values,
                      separation, task_table, tex)
 
-__all__ = ["final_grids", "load_mlflow", "load_runs", "read_saved_inputs", "rebuild_report", "task_metrics",
+__all__ = ["current_commit", "final_grids", "load_mlflow", "load_runs", "read_saved_inputs", "rebuild_report", "task_metrics",
            "write_report"]
 
 
@@ -45,8 +47,18 @@ RANK_RESAMPLES = 1000
 
 def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[str, Path]] | None = None, *,
                  reference_scores: dict[str, float] | None = None, tasks: dict[str, ReportTask] | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, allow_dirty: bool = False, tree_commit: str | None = None) -> dict:
     """Write the leaderboard, its statistics and the figures for every task in ``tidy`` into ``out_dir``.
+
+    Provenance: the report lists the commits of the runs (``tidy``'s ``commit`` column, which ``load_runs`` and
+    ``load_mlflow`` fill from each run's ``benchsuite.git_sha`` tag) and refuses, with ``DirtyTreeError`` (exit code
+    2) and before writing anything, to publish results of an uncommitted tree: a run commit ending in ``-dirty``, or
+    ``tree_commit`` (the code making the report) ending in it. The check reads the runs' recorded commits, not the
+    git state of wherever the function is called, so that a report of given data is the same in any checkout (the
+    test suite runs in one that may be dirty; synthetic frames without a ``commit`` column have nothing to refuse);
+    the entry points (``benchsuite report``) pass ``tree_commit``. With ``allow_dirty`` it publishes and marks the
+    report: a line in ``leaderboard.md``, the legend and a comment atop every ``.tex`` file saying "made from an
+    uncommitted tree: <sha>".
 
     Args:
         tidy: the frame of ``load_runs`` / ``load_mlflow``: columns task, method, seed, queries, metric, value.
@@ -59,12 +71,16 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
         tasks: ``{task: ReportTask}`` to use instead of reading the task cards (``rebuild_report`` passes the saved
             ones); a task missing here is read from its card (or guessed from the data without one).
         seed: seeds every bootstrap, so that the report is reproducible to the byte.
+        allow_dirty: publish results of an uncommitted tree, marked (see above).
+        tree_commit: the commit of the code making the report (``current_commit()``), recorded in ``report.json``
+            and refused when dirty; None: not recorded or checked.
 
-    Files: ``leaderboard.md`` (tables, statistics and metric definitions), ``leaderboard.tex`` (one booktabs table per
-    task), ``leaderboard.csv`` (mean and t-interval per task, method and metric, at full budget and at matched
+    Files: ``leaderboard.md`` (tables, statistics and metric definitions), ``tables/`` (the LaTeX tables for a paper,
+    ``benchsuite.report.latex``: ``legend.tex``, ``main.tex``, ``<task>.tex``), ``leaderboard.tex`` (the same in one
+    file), ``leaderboard.csv`` (mean and t-interval per task, method and metric, at full budget and at matched
     drift), ``paired_differences.csv``, ``tasks.csv`` (separation, rank stability, normalization anchors and
     hypervolume per task), ``aggregate.csv`` (IQM), ``probability_of_improvement.csv``, ``per_seed.csv`` (one row
-    per run: final and matched-drift value of every metric, normalized score), ``curves.csv`` (the tidy frame of
+    per run: final and matched-drift value of every metric, normalized score, commit), ``curves.csv`` (the tidy frame of
     evaluation points), ``report.json`` (task metadata, reference scores, seed), ``figures/`` and ``grids/``.
 
     Returns:
@@ -72,9 +88,17 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
         "figures": [PNG paths], "hypervolume": {task: float}, "separation": {task: share of method pairs told
         apart}, "rank_stability": {task: mean Kendall tau}}``.
     """
+    tidy = canonical(tidy)
+    commits = (tidy.groupby(RUN_KEYS)[COMMIT].first() if COMMIT in tidy
+               else pd.Series(dtype=str, index=pd.MultiIndex.from_tuples([], names=RUN_KEYS), name=COMMIT))
+    dirty = sorted({c for c in commits if c.endswith(DIRTY)} | ({tree_commit} if (tree_commit or "").endswith(DIRTY)
+                                                                 else set()))
+    if dirty and not allow_dirty:
+        raise DirtyTreeError(f"refusing to publish a report made from an uncommitted tree ({', '.join(dirty)}): "
+                             "commit the changes (and rerun the runs made from them), or pass --allow-dirty to "
+                             "publish it marked")
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    tidy = canonical(tidy)
     ids = sorted(tidy["task"].unique())
     tasks = {t: (tasks or {}).get(t) or report_task(t, sorted(tidy.loc[tidy["task"] == t, "metric"].unique()))
              for t in ids}
@@ -95,7 +119,10 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
                             "drift_budget": [tasks[t].drift_budget for t in ids]})
     for part in (separation(pairs, ids), stability, anchors.drop(columns="metric")):
         summary = summary.merge(part, on="task", how="left")
-    per_seed = runs.merge(normalized, on=["task", "method", "seed"], how="left")
+    per_seed = runs.merge(normalized, on=RUN_KEYS, how="left")
+    if len(commits):
+        per_seed = per_seed.merge(commits.reset_index(), on=RUN_KEYS, how="left")
+    provenance = Provenance(sorted(set(commits)), tree_commit, dirty)
 
     figures, hv = [], {}
     grids = _keep_grids(grids or {}, out / "grids")
@@ -103,15 +130,17 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
         figures += _task_figures(tidy, runs, tasks[t], out / "figures", grids.get(t), hv)
     summary["hypervolume"] = summary["task"].map(hv)
 
-    markdown = _markdown(tasks, board, pairs, summary, aggregate, improvement)
+    markdown = _markdown(tasks, board, pairs, summary, aggregate, improvement, provenance)
     (out / "leaderboard.md").write_text(markdown)
-    _write_latex(out, tasks, board, pairs, stat)
+    _write_latex(out, tasks, board, pairs, stat, provenance)
     for name, frame in (("leaderboard", board), ("paired_differences", pairs), ("tasks", summary),
                         ("aggregate", aggregate), ("probability_of_improvement", improvement),
                         ("per_seed", per_seed), ("curves", tidy)):
         frame.to_csv(out / f"{name}.csv", index=False)
     settings = {"seed": seed, "reference_scores": reference_scores or {},
                 "tasks": {t: dataclasses.asdict(tasks[t]) for t in ids}}
+    if tree_commit is not None:
+        settings["tree_commit"] = tree_commit
     (out / "report.json").write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
     return {"leaderboard": board, "aggregate": aggregate, "paired": pairs, "tasks": summary,
             "probability_of_improvement": improvement, "per_seed": per_seed, "figures": figures, "hypervolume": hv,
@@ -119,18 +148,45 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
             "rank_stability": dict(zip(summary["task"], summary["tau"]))}
 
 
+DIRTY = "-dirty"
+"""Suffix of a commit (``benchsuite.git_sha``) whose tree had uncommitted changes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Provenance:
+    """Where a report's results come from: the distinct ``commits`` of its runs, the ``tree`` commit of the code
+    that made it (None: not recorded) and the ``dirty`` ones among them (published only with ``allow_dirty``)."""
+
+    commits: list[str]
+    tree: str | None
+    dirty: list[str]
+
+    @property
+    def mark(self) -> str:
+        """The line that marks a report made from an uncommitted tree, or empty."""
+        return f"made from an uncommitted tree: {', '.join(self.dirty)}" if self.dirty else ""
+
+
+def current_commit() -> str:
+    """The commit of the benchsuite code running now (``tracking.run_tags``' ``benchsuite.git_sha``: ``-dirty`` when
+    its tree has uncommitted changes, "unknown" outside git), for ``write_report``'s ``tree_commit``."""
+    return run_tags()[GIT_SHA_TAG]
+
+
 def rebuild_report(folder: Path | str, out_dir: Path | str | None = None) -> dict:
     """Rewrite the report that ``write_report`` saved in ``folder`` from its own files alone: ``curves.csv`` (the
     tidy frame), ``report.json`` (task metadata, reference scores, seed) and ``grids/``; no run folders, no MLflow,
-    no task cards (a card edited since, e.g. a new drift budget, does not change a rebuilt report: run
+    no task cards, no git (a card edited since, e.g. a new drift budget, does not change a rebuilt report: run
     ``write_report`` on ``curves.csv`` for that). Writes into ``out_dir`` (default: ``folder`` itself); the tables
     come out byte-identical. Returns what ``write_report`` returns."""
     folder = Path(folder)
     settings = json.loads((folder / "report.json").read_text())
     tidy, grids = read_saved_inputs(folder)
     tasks = {t: ReportTask.from_json(d) for t, d in settings["tasks"].items()}
+    # a written report passed the provenance check once (or was published marked): rebuilt, it keeps its marks
     return write_report(tidy, folder if out_dir is None else out_dir, grids=grids,
-                        reference_scores=settings["reference_scores"], tasks=tasks, seed=settings["seed"])
+                        reference_scores=settings["reference_scores"], tasks=tasks, seed=settings["seed"],
+                        allow_dirty=True, tree_commit=settings.get("tree_commit"))
 
 
 def read_saved_inputs(folder: Path | str) -> tuple[pd.DataFrame, dict[str, dict[str, Path]]]:
@@ -231,12 +287,19 @@ def _task_lines(task: ReportTask, row) -> list[str]:
 
 
 def _markdown(tasks: dict[str, ReportTask], board: pd.DataFrame, pairs: pd.DataFrame, summary: pd.DataFrame,
-              aggregate: pd.DataFrame, improvement: pd.DataFrame) -> str:
-    """``leaderboard.md``: the rules, the metric definitions (once), one section per task, the aggregate."""
+              aggregate: pd.DataFrame, improvement: pd.DataFrame, provenance: Provenance) -> str:
+    """``leaderboard.md``: the provenance, the rules, the metric definitions (once), one section per task, the
+    aggregate."""
     shown = {m for t in tasks.values() for m in t.metrics}
-    md = ["# Leaderboard", "", f"Cells: {INTERVAL_RULE}. Values at the final evaluation (the full budget) unless "
-          "marked at matched drift; rows sorted by the headline at full budget; bold: the best mean of each column "
-          "where higher is better (ties: all).", "", "## Metrics", ""]
+    md = ["# Leaderboard", ""]
+    if provenance.mark:
+        md += [f"**Warning: {provenance.mark}.**", ""]
+    if provenance.commits:
+        md += ["Commits of the runs: " + ", ".join(f"`{c}`" for c in provenance.commits)
+               + (f"; report made at `{provenance.tree}`" if provenance.tree else "") + ".", ""]
+    md += [f"Cells: {INTERVAL_RULE}. Values at the final evaluation (the full budget) unless marked at matched drift; "
+           "rows sorted by the headline at full budget; bold: the best mean of each column where higher is better "
+           "(ties: all).", "", "## Metrics", ""]
     md += [f"- **{label}** (`{key}`): {text}." for key, (label, text) in METRIC_DEFINITIONS.items() if key in shown]
     md.append(f"- **judge means** (`eval/<judge>_mean`, e.g. JPEG reward): {JUDGE_DEFINITION}.")
     md += [f"- **{name}**: {text}." for name, text in STATISTIC_DEFINITIONS.items()
@@ -280,7 +343,7 @@ a key in the legend: a column of the main table is about as wide as one interval
 
 
 def _write_latex(out: Path, tasks: dict[str, ReportTask], board: pd.DataFrame, pairs: pd.DataFrame,
-                 stat: dict[str, str]) -> None:
+                 stat: dict[str, str], provenance: Provenance) -> None:
     """``tables/legend.tex``, ``tables/main.tex`` and ``tables/<task>.tex`` (``benchsuite.report.latex``), and
     ``leaderboard.tex``: the same text in one file, the legend first."""
     ids = list(tasks)
@@ -311,11 +374,13 @@ def _write_latex(out: Path, tasks: dict[str, ReportTask], board: pd.DataFrame, p
     keys = [("Methods", methods), ("Tasks", task_keys)]
     folder = out / "tables"
     folder.mkdir(exist_ok=True)
-    parts = {"legend": legend(definitions, keys, [], []),
-             "main": main_table(tasks, board, pairs, stat, methods, task_keys)}
+    mark = provenance.mark
+    parts = {"legend": (f"% {mark}\n" if mark else "") + legend(definitions, keys, provenance.commits,
+                                                                  provenance.dirty),
+             "main": main_table(tasks, board, pairs, stat, methods, task_keys, mark)}
     for t in ids:
         cells, best, _ = task_table(tasks[t], board, pairs)
-        parts[t] = task_detail_table(tasks[t], cells, best, methods, key=task_keys.get(t))
+        parts[t] = task_detail_table(tasks[t], cells, best, methods, key=task_keys.get(t), mark=mark)
     for name, text in parts.items():
         (folder / f"{name}.tex").write_text(text + "\n")
     (out / "leaderboard.tex").write_text(
