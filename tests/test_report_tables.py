@@ -157,6 +157,11 @@ def test_format_interval_by_hand():
     assert format_interval(0.5, math.nan, math.nan) == "0.5"
     assert format_interval(math.nan, math.nan, math.nan) == "n/a"
     assert format_interval(0.81, 0.33, 1.0, brackets=True) == "0.81 [0.33, 1.00]"
+    # a zero-width interval is still an interval, with the digits of its neighbours (rank stability 1: every
+    # resample ranks alike)
+    assert format_interval(1.0, 1.0, 1.0, brackets=True) == "1.00 [1.00, 1.00]"
+    assert format_interval(0.998, 0.998, 0.998, brackets=True) == "0.998 [0.998, 0.998]"
+    assert format_interval(2.0, 2.0, 2.0, brackets=True, signed=True) == "+2.00 [2.00, 2.00]"
 
 
 def test_task_table_columns_rows_and_bold():

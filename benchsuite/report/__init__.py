@@ -22,13 +22,13 @@ from .labels import (DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, REFEREN
                      report_task, task_metrics)
 from .latex import METHOD_WIDTH_PT, abbreviations, legend, main_table, placement_note, task_detail_table, text_width
 from .plots import HV_MARGIN, grid_figure, plot_curves, plot_frontier, plot_overoptimization, plot_pareto
-from .tables import (COMMIT, DIFF_NOTE, RUN_KEYS, UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids, format_interval,
-                     improvement_probabilities, leaderboard, load_mlflow, load_runs, markdown_table,
+from .tables import (COMMIT, DIFF_NOTE, RUN_KEYS, UPPER_FROM_DATA, aggregate_iqm, canonical, final_grids,
+                     format_interval, improvement_probabilities, leaderboard, load_mlflow, load_runs, markdown_table,
                      normalization_anchors, normalized_scores, paired_differences, rank_stability_table, run_values,
-                     separation, task_table, tex)
+                     separation, task_table)
 
-__all__ = ["current_commit", "final_grids", "load_mlflow", "load_runs", "read_saved_inputs", "rebuild_report", "task_metrics",
-           "write_report"]
+__all__ = ["current_commit", "final_grids", "load_mlflow", "load_runs", "read_saved_inputs", "rebuild_report",
+           "task_metrics", "write_report"]
 
 
 def _grid_panel(task: ReportTask):

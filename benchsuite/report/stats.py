@@ -161,7 +161,7 @@ def rank_stability(values, confidence: float = 0.95, n_resamples: int = 1000,
 
     Returns:
         ``(mean tau, low, high)``: the mean over resamples and the ``confidence`` percentile interval of the
-        resampled taus. 1: every resample ranks as the point estimate does. NaN with fewer than two methods or
+        resampled taus, both over the resamples with a tau (one in which every method ties has none). 1: every resample ranks as the point estimate does. NaN with fewer than two methods or
         seeds, or when the point means are all equal (no ranking to compare with).
     """
     import warnings
@@ -178,9 +178,12 @@ def rank_stability(values, confidence: float = 0.95, n_resamples: int = 1000,
         means = np.stack([np.mean(r, axis=axis) for r in rows], axis=-1)  # (M,) or (B, M)
         return np.array([kendalltau(mu, point).statistic for mu in np.atleast_2d(means)]).reshape(means.shape[:-1])
 
-    with warnings.catch_warnings():  # a resample in which every method ties gives tau NaN: counted as NaN
+    with warnings.catch_warnings():  # a resample in which every method ties gives tau NaN
         warnings.simplefilter("ignore")
         res = bootstrap(tuple(values), tau, n_resamples=n_resamples, vectorized=True, paired=True,
                         confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    # the percentile interval of the finite taus, as scipy's (np.percentile) where none is NaN: scipy's interval is NaN
+    # as soon as one resample ties every method, and the report then printed the mean alone
     taus = res.bootstrap_distribution
-    return float(np.nanmean(taus)), float(res.confidence_interval.low), float(res.confidence_interval.high)
+    lo, hi = np.nanpercentile(taus, [100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2])
+    return float(np.nanmean(taus)), float(lo), float(hi)

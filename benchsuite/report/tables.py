@@ -391,7 +391,9 @@ def format_interval(mean: float, lo: float, hi: float, signed: bool = False, bra
     """A mean with its interval as ``mean ± half-width`` (``brackets``: ``mean [lo, hi]``, for intervals that are
     not symmetric), every number rounded to the decimal place that shows the half-width to two significant
     digits. Without an interval (NaN bounds) or with a zero-width one, the mean to three significant digits (an
-    integer in full); "n/a" without a mean."""
+    integer in full), the zero-width interval still written as one: ``512 ± 0``, and with ``brackets`` the three
+    digits kept in every number (``1.00 [1.00, 1.00]``, as a rank stability of 1 whose every resample ranks alike,
+    beside ``0.81 [0.50, 1.00]``); "n/a" without a mean."""
     sign = "+" if signed else ""
     if not np.isfinite(mean):
         return "n/a"
@@ -400,7 +402,10 @@ def format_interval(mean: float, lo: float, hi: float, signed: bool = False, bra
         return point
     half = (hi - lo) / 2
     if half <= 1e-12 * max(1.0, abs(mean)):
-        return f"{point} ± 0" if not brackets else f"{point} [{point.lstrip('+')}, {point.lstrip('+')}]"
+        if not brackets:
+            return f"{point} ± 0"
+        d = int(min(8, max(0, 2 - np.floor(np.log10(abs(mean)))))) if mean else 2  # three significant digits
+        return f"{mean:{sign}.{d}f} [{mean:.{d}f}, {mean:.{d}f}]"
     d = int(min(8, max(0, 1 - np.floor(np.log10(half)))))
     if brackets:
         return f"{mean:{sign}.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
