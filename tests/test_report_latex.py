@@ -16,6 +16,7 @@ import benchsuite.report
 from benchsuite.report import write_report
 from benchsuite.report.labels import ReportTask
 from benchsuite.report.latex import abbreviations, text_width, wrap
+from benchsuite.report.stats import t_interval_coverage
 from benchsuite.report.tables import TIDY_COLUMNS
 
 METHODS = {  # name: (gain in units of the task's scale, drift per unit of budget, seed spread)
@@ -95,6 +96,10 @@ def test_tables_are_written_once_each_with_short_captions(report_dir):
     legend = (folder / "legend.tex").read_text()
     assert legend.count(r"\emph{path KL}") == 1 and "CCG = ctrl-classifier-guidance" in legend
     assert r"\label{sec:tables-legend}" in legend and "0123456789abcdef0123456789abcdef01234567" in legend
+    measured = t_interval_coverage(SEEDS)  # the coverage the report states is measured at its seed count
+    figures = f"{measured['normal']:.1%} for normal per-seed values, {measured['skewed']:.1%} for skewed"
+    assert f"at this report's {SEEDS} seeds (2000 samples): {figures}" in (report_dir / "leaderboard.md").read_text()
+    assert figures.replace("%", r"\%") in legend
     main = (folder / "main.tex").read_text()
     assert r"\begin{table*}" in main and r"$\Delta$ vs best-of-n" in main
 
