@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--rebuild", default=None, metavar="REPORT_DIR",
                      help="regenerate a written report (e.g. results/leaderboard) from its own curves.csv, "
                      "report.json and grids/ alone: no run folders needed")
+    rep.add_argument("--allow-dirty", action="store_true",
+                     help="publish results of an uncommitted tree (runs whose commit ends in -dirty, or this "
+                     "checkout with changes), marked as such; refused without it")
     return parser
 
 
@@ -667,7 +670,7 @@ def format_summary(result) -> str:
 
 def _cmd_report(args) -> int:
     # on use: the CLI starts without torch, mlflow or optuna
-    from .report import final_grids, load_mlflow, load_runs, rebuild_report, write_report
+    from .report import current_commit, final_grids, load_mlflow, load_runs, rebuild_report, write_report
     from .tasks import load_spec
 
     grids = None
@@ -705,7 +708,8 @@ def _cmd_report(args) -> int:
     references = {task: spec.reference_score for task, spec in specs.items() if spec.reference_score is not None}
     out = Path("results/report" if args.out is None else args.out)
     _check_output(out)
-    report = write_report(tidy, out, grids=grids, reference_scores=references)
+    report = write_report(tidy, out, grids=grids, reference_scores=references, allow_dirty=args.allow_dirty,
+                          tree_commit=current_commit())
     print((out / "leaderboard.md").read_text())
     print("figures:", *[str(p) for p in report["figures"]], sep="\n  ")
     return 0

@@ -85,6 +85,12 @@ class StopRun(Exception):
     marked KILLED; the exception propagates to the caller of ``run``."""
 
 
+class DirtyTreeError(BenchsuiteError):
+    """A report would publish results of code with uncommitted changes (a run's recorded commit ends in ``-dirty``,
+    or the tree making the report has changes). Nothing was written; exit code 2. ``--allow-dirty`` publishes it
+    marked."""
+
+
 class RunLockedError(BenchsuiteError):
     """Another process is writing the run folder (``benchsuite.files.RunFolderLock``): the message names it. Nothing
     was written; exit code 2."""

@@ -12,6 +12,7 @@ from benchsuite.report.plots import front_boundary, hypervolume, pareto_front
 from benchsuite.report.stats import paired_t_interval, t_interval
 from benchsuite.report.tables import final_values, leaderboard, normalized_scores
 from benchsuite.runner import run
+from benchsuite.tracking import GIT_SHA_TAG, run_tags
 
 
 def test_normalized_scores_by_hand():
@@ -69,7 +70,8 @@ def test_report_panels_cut_the_runner_grids_exactly():
 
 def test_report_from_run_folders(runs_root):
     tidy = load_runs(runs_root)
-    assert set(tidy.columns) == {"task", "method", "seed", "queries", "metric", "value"}
+    assert set(tidy.columns) == {"task", "method", "seed", "queries", "metric", "value", "commit"}
+    assert tidy["commit"].nunique() == 1 and tidy["commit"].iloc[0] == run_tags()[GIT_SHA_TAG]  # run.json's tag
     assert set(tidy["method"]) == {"pretrained", "ddpo"} and set(tidy["seed"]) == {0, 1}
     final = final_values(tidy)
     assert len(final) == 4 and (final["cost/queries"] == 96).all()
@@ -79,7 +81,7 @@ def test_report_from_run_folders(runs_root):
     assert tuple(row[["eval/brightness_mean", "eval/brightness_mean_lo", "eval/brightness_mean_hi"]]) == t_interval(
         ddpo)  # the Student-t interval over the two seeds
     out = runs_root / "out"
-    report = write_report(tidy, out)
+    report = write_report(tidy, out, allow_dirty=True)  # the runs' commit is this checkout's, which may be dirty
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "aggregate.csv", "per_seed.csv",
                  "curves.csv", "paired_differences.csv", "tasks.csv", "probability_of_improvement.csv"):
         assert (out / name).stat().st_size > 0
@@ -97,7 +99,8 @@ def test_report_from_run_folders(runs_root):
     # one pair (ddpo, pretrained) on the two seeds both ran: separation 1 if its paired t-interval excludes 0
     _, lo, hi = paired_t_interval(at_drift["ddpo"].to_numpy(), at_drift["pretrained"].to_numpy())
     assert report["separation"]["toy-brightness-v0"] == float(lo > 0 or hi < 0)
-    assert len(pd.read_csv(out / "per_seed.csv")) == 4
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    assert len(per_seed) == 4 and (per_seed["commit"] == tidy["commit"].iloc[0]).all()
 
 
 def test_sample_grid_figure_uses_each_methods_final_grid_of_its_lowest_seed(runs_root):
@@ -106,7 +109,7 @@ def test_sample_grid_figure_uses_each_methods_final_grid_of_its_lowest_seed(runs
     png = grids["toy-brightness-v0"]["ddpo"]
     assert "seed0" in png.parent.parent.name and png.name == "queries_0000096.png"
     folder = runs_root / "with_grids"
-    report = write_report(load_runs(runs_root), folder, grids=grids)
+    report = write_report(load_runs(runs_root), folder, grids=grids, allow_dirty=True)
     assert (folder / "figures" / "toy-brightness-v0_samples.png") in report["figures"]
     # the report keeps its own copy of the grids: rebuilt in place from its files, it draws the same figures
     table = (folder / "leaderboard.md").read_bytes()
@@ -130,7 +133,7 @@ def test_report_cli_writes_files_and_rejects_bad_input(runs_root, tmp_path, caps
     from benchsuite.cli import main
 
     out = tmp_path / "rep"
-    assert main(["report", "--runs", str(runs_root), "--out", str(out)]) == 0
+    assert main(["report", "--runs", str(runs_root), "--out", str(out), "--allow-dirty"]) == 0  # checkout: dirty?
     assert "| ddpo | 2 |" in capsys.readouterr().out
     assert (out / "leaderboard.md").exists() and list((out / "figures").glob("*.pdf"))
     empty = tmp_path / "empty"
@@ -139,6 +142,22 @@ def test_report_cli_writes_files_and_rejects_bad_input(runs_root, tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "no run folders" in err and "needs --tasks" in err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_report_cli_refuses_an_uncommitted_tree_unless_allowed(runs_root, tmp_path, capsys, monkeypatch):
+    """``benchsuite report`` checks the tree making the report too: dirty, it is a one-line error (exit 2) that
+    says what to do, and nothing is written; with --allow-dirty the report says where it came from."""
+    import benchsuite.report
+    from benchsuite.cli import main
+
+    monkeypatch.setattr(benchsuite.report, "current_commit", lambda: "feedc0de-dirty")
+    assert main(["report", "--runs", str(runs_root), "--out", str(tmp_path / "no")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "feedc0de-dirty" in err and "--allow-dirty" in err and "commit" in err
+    assert not (tmp_path / "no").exists()
+    assert main(["report", "--runs", str(runs_root), "--out", str(tmp_path / "yes"), "--allow-dirty"]) == 0
+    assert "made from an uncommitted tree: " in (tmp_path / "yes" / "leaderboard.md").read_text()
+    assert "feedc0de-dirty" in (tmp_path / "yes" / "tables" / "main.tex").read_text().splitlines()[0]
 
 
 def test_report_cli_uses_card_anchors_and_rebuilds_from_its_own_files(runs_root, tmp_path, capsys):
@@ -152,7 +171,7 @@ def test_report_cli_uses_card_anchors_and_rebuilds_from_its_own_files(runs_root,
     from benchsuite.tasks import load_spec
 
     out = tmp_path / "rep"
-    assert main(["report", "--runs", str(runs_root), "--out", str(out)]) == 0
+    assert main(["report", "--runs", str(runs_root), "--out", str(out), "--allow-dirty"]) == 0
     reference = load_spec("toy-brightness-v0").reference_score
     assert json.loads((out / "report.json").read_text())["reference_scores"] == (
         {} if reference is None else {"toy-brightness-v0": reference})

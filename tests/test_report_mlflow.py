@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from benchsuite.errors import ConfigError
-from benchsuite.report.tables import TIDY_COLUMNS, load_mlflow
+from benchsuite.report.tables import COMMIT, TIDY_COLUMNS, UNKNOWN_COMMIT, load_mlflow
 from benchsuite.sweep import KIND_TAG
 from benchsuite.tracking import RUN_KEY_TAG
 
@@ -48,7 +48,7 @@ def test_tuning_trials_stay_out_of_the_leaderboard(store):
         _leaderboard_run(client, exp, "sqdf", 1000, {0: 0.40, 64: value}, key=f"trial-{number}", parent=study)
 
     tidy = load_mlflow(uri, [TOY])
-    assert list(tidy.columns) == TIDY_COLUMNS
+    assert list(tidy.columns) == [*TIDY_COLUMNS, COMMIT] and set(tidy[COMMIT]) == {UNKNOWN_COMMIT}  # no git tag
     assert sorted(set(zip(tidy["method"], tidy["seed"]))) == [("pretrained", 0), ("sqdf", 0)]
     final = tidy[(tidy["method"] == "sqdf") & (tidy["queries"] == 64)]
     assert final["value"].tolist() == [0.50]
@@ -88,4 +88,4 @@ def test_a_restarted_run_counts_once_and_two_configs_of_one_seed_are_refused(sto
 def test_unknown_experiments_give_an_empty_frame(store):
     uri, _, _ = store
     tidy = load_mlflow(uri, ["absent-v0"])
-    assert isinstance(tidy, pd.DataFrame) and tidy.empty and list(tidy.columns) == TIDY_COLUMNS
+    assert isinstance(tidy, pd.DataFrame) and tidy.empty and list(tidy.columns) == [*TIDY_COLUMNS, COMMIT]

@@ -61,6 +61,9 @@ def test_rank_stability_by_hand():
     mean, lo, hi = rank_stability(np.array([[0.0, 9.0], [4.0, 4.0]]), n_resamples=2000)
     assert mean == pytest.approx(0.5, abs=0.08) and (lo, hi) == (-1.0, 1.0)
     assert all(math.isnan(v) for v in rank_stability(np.array([[1.0, 2.0], [2.0, 1.0]])))  # tied means
+    # resamples of seeds 0 and 1 alone tie both methods (no tau); every other one ranks alike: an interval [1, 1],
+    # not NaN bounds (the report printed the mean alone)
+    assert rank_stability(np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])) == (1.0, 1.0, 1.0)
     assert all(math.isnan(v) for v in rank_stability(np.array([[1.0], [2.0]])))  # one seed
 
 

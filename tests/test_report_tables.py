@@ -10,9 +10,10 @@ import pytest
 
 from benchsuite.report import rebuild_report, write_report
 from benchsuite.report.labels import ReportTask, metric_label, report_task
+from benchsuite.report.latex import task_detail_table
 from benchsuite.report.plots import HV_MARGIN, hypervolume_reference, plot_pareto
 from benchsuite.report.tables import (TIDY_COLUMNS, aggregate_iqm, format_interval, improvement_probabilities,
-                                      latex_table, leaderboard, matched_drift_values, normalization_anchors,
+                                      leaderboard, matched_drift_values, normalization_anchors,
                                       normalized_scores, paired_differences, rank_stability_table, run_values,
                                       separation, task_table)
 
@@ -156,6 +157,11 @@ def test_format_interval_by_hand():
     assert format_interval(0.5, math.nan, math.nan) == "0.5"
     assert format_interval(math.nan, math.nan, math.nan) == "n/a"
     assert format_interval(0.81, 0.33, 1.0, brackets=True) == "0.81 [0.33, 1.00]"
+    # a zero-width interval is still an interval, with the digits of its neighbours (rank stability 1: every
+    # resample ranks alike)
+    assert format_interval(1.0, 1.0, 1.0, brackets=True) == "1.00 [1.00, 1.00]"
+    assert format_interval(0.998, 0.998, 0.998, brackets=True) == "0.998 [0.998, 0.998]"
+    assert format_interval(2.0, 2.0, 2.0, brackets=True, signed=True) == "+2.00 [2.00, 2.00]"
 
 
 def test_task_table_columns_rows_and_bold():
@@ -182,11 +188,11 @@ def test_task_table_columns_rows_and_bold():
 
 
 def test_latex_table_is_booktabs_with_human_labels_and_bold():
-    cells = pd.DataFrame({"method": ["a", "b_1"], "JPEG reward": ["0.831 ± 0.078", "0.5 ± 0.1"],
+    cells = pd.DataFrame({"method": ["a", "b_1"], "JPEG reward": ["0.831 ± 0.078", "-0.5 ± 0.1"],
                           "Δ vs pretrained": ["+0.2 ± 0.1*", "—"]})
-    tex = latex_table("t-v0", cells, {"JPEG reward": {"a"}}, "caption")
+    tex = task_detail_table(simple_task(), cells, {"JPEG reward": {"a"}}, {})
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and r"\label{tab:t-v0}" in tex
-    assert r"\textbf{0.831 $\pm$ 0.078}" in tex and r"b\_1" in tex
+    assert r"\textbf{0.831 $\pm$ 0.078}" in tex and r"b\_1" in tex and r"$-$0.5 $\pm$ 0.1" in tex
     assert r"$\Delta$ vs pretrained" in tex and r"+0.2 $\pm$ 0.1$^{*}$" in tex and " -- " in tex
 
 
@@ -246,8 +252,11 @@ def test_write_report_tables_and_statistics(synthetic_report):
     assert f"Separation: {report['separation']['synth-a-v0']:.2f}" in md
     assert f"Hypervolume: {report['hypervolume']['synth-a-v0']:.3g}." in md and "**hypervolume**: area" in md
     tex = (folder / "leaderboard.tex").read_text()
-    assert tex.count(r"\begin{table}") == 3 and "eval/" not in tex and "n/a" not in tex
-    assert r"\caption{synth-a-v0" in tex and "3 seeds per run" in tex and "64 oracle queries per run" in tex
+    assert tex.count(r"\begin{table}") == 3 and tex.count(r"\begin{table*}") == 1 and "eval/" not in tex
+    assert "n/a" not in tex and r"\caption{Every metric of synth-a-v0 (3 seeds and 64 oracle queries per run" in tex
+    parts = [(folder / "tables" / f"{name}.tex").read_text().strip() for name in ("legend", "main",
+                                                                                 *sorted(report["separation"]))]
+    assert tex == "\n\n".join([tex.split("\n\n", 1)[0], *parts]) + "\n"  # one file: a comment, then the tables
     per_seed = pd.read_csv(folder / "per_seed.csv")
     assert len(per_seed) == (2 * 4 + 1) * 3 and {"eval/r_mean", "eval/r_mean@drift", "normalized"} <= set(per_seed)
     ddpo = per_seed[(per_seed["task"] == "synth-a-v0") & (per_seed["method"] == "ddpo")]
@@ -265,7 +274,8 @@ def test_write_report_tables_and_statistics(synthetic_report):
 def test_report_rebuilt_from_its_own_csvs_is_identical(synthetic_report, tmp_path):
     out, _ = synthetic_report
     rebuild_report(out / "report", tmp_path / "again")
-    names = ["leaderboard.md", "leaderboard.tex", "leaderboard.csv", "paired_differences.csv", "tasks.csv",
+    names = ["leaderboard.md", "leaderboard.tex", "tables/main.tex", "tables/legend.tex", "tables/synth-a-v0.tex",
+             "leaderboard.csv", "paired_differences.csv", "tasks.csv",
              "aggregate.csv", "probability_of_improvement.csv", "per_seed.csv", "curves.csv", "report.json"]
     match, mismatch, errors = filecmp.cmpfiles(out / "report", tmp_path / "again", names, shallow=False)
     assert match == names, (mismatch, errors)

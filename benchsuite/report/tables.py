@@ -20,17 +20,23 @@ import pandas as pd
 from ..errors import ConfigError
 from ..sweep import KIND_TAG
 from ..tasks import selection_metric, within_drift
-from ..tracking import RUN_KEY_TAG, read_metrics
+from ..tracking import GIT_SHA_TAG, RUN_KEY_TAG, read_metrics
 from .labels import DRIFT_SUFFIX, REFERENCE_METHODS, REFERENCE_NOTE, ReportTask, higher_is_better, metric_label
 from .stats import improvement_interval, iqm_interval, paired_t_interval, rank_stability, t_interval
 
 TIDY_COLUMNS = ["task", "method", "seed", "queries", "metric", "value"]
+COMMIT = "commit"
+"""Optional column of the tidy frame: the git commit the run's code was at (its ``benchsuite.git_sha`` tag, with
+``-dirty`` for a tree with uncommitted changes; "unknown" where the run recorded none). ``load_runs`` and
+``load_mlflow`` add it; ``write_report`` lists the commits and refuses dirty ones unless allowed."""
+UNKNOWN_COMMIT = "unknown"
 
 
 def load_runs(root: Path | str, tasks: list[str] | None = None) -> pd.DataFrame:
     """Every evaluation point of every finished run under ``root/runs`` as a tidy frame.
 
-    Also adds metric ``wall_time_s`` at the final query count of each run (from its summary).
+    Also adds metric ``wall_time_s`` at the final query count of each run (from its summary), and the column
+    ``commit``: the run's ``benchsuite.git_sha`` tag from its ``run.json`` ("unknown" without one).
     Unfinished runs (no ``summary.json`` with status FINISHED) are skipped. Two finished runs of one
     (task, method, seed) with different configs raise ``ConfigError``: averaging them would mix settings.
     """
@@ -49,15 +55,25 @@ def load_runs(root: Path | str, tasks: list[str] | None = None) -> pd.DataFrame:
                                "value": summary["wall_time_s"]}])
         long = pd.concat([long, extra], ignore_index=True)
         long["task"], long["method"], long["seed"] = cfg["task"], cfg["method"], cfg["seed"]
+        long[COMMIT] = _run_commit(summary_path.parent)
         key = (cfg["task"], cfg["method"], cfg["seed"])
         if key in seen:
             raise ConfigError(f"two runs of {key[1]} seed {key[2]} on {key[0]} under {root} ({seen[key]} and "
                               f"{summary_path.parent.name}); a report needs one config per (task, method, seed)")
         seen[key] = summary_path.parent.name
-        frames.append(long[TIDY_COLUMNS])
+        frames.append(long[[*TIDY_COLUMNS, COMMIT]])
     if not frames:
-        return pd.DataFrame(columns=TIDY_COLUMNS)
+        return pd.DataFrame(columns=[*TIDY_COLUMNS, COMMIT])
     return pd.concat(frames, ignore_index=True)
+
+
+def _run_commit(run_dir: Path) -> str:
+    """The ``benchsuite.git_sha`` tag of the run in ``run_dir`` (its ``run.json``), "unknown" without one."""
+    try:
+        tags = json.loads((run_dir / "run.json").read_text()).get("tags", {})
+    except (OSError, ValueError):
+        return UNKNOWN_COMMIT
+    return str(tags.get(GIT_SHA_TAG) or UNKNOWN_COMMIT)
 
 
 def final_grids(root: Path | str, tasks: list[str] | None = None) -> dict[str, dict[str, Path]]:
@@ -128,12 +144,13 @@ def load_mlflow(tracking_uri: str, experiments: list[str]) -> pd.DataFrame:
                               f"{seen[task, method, seed]} and {run.info.run_id}); a report needs one config per "
                               "(task, method, seed)")
         seen[task, method, seed] = run.info.run_id
+        commit = tags.get(GIT_SHA_TAG) or UNKNOWN_COMMIT
         for key in run.data.metrics:
             if not key.startswith(("eval/", "cost/", "query/")) and key != "wall_time_s":
                 continue
             for m in client.get_metric_history(run.info.run_id, key):
-                rows.append((task, method, seed, m.step, key, m.value))
-    return pd.DataFrame(rows, columns=TIDY_COLUMNS)
+                rows.append((task, method, seed, m.step, key, m.value, commit))
+    return pd.DataFrame(rows, columns=[*TIDY_COLUMNS, COMMIT])
 
 
 RUN_KEYS = ["task", "method", "seed"]
@@ -143,9 +160,14 @@ RUN_KEYS = ["task", "method", "seed"]
 def canonical(tidy: pd.DataFrame) -> pd.DataFrame:
     """``tidy`` reduced to its columns, typed (seed and queries int, value float) and sorted by task, method, seed,
     metric, queries: the one order every statistic of the report is computed in, so that the report rebuilt from its
-    own ``curves.csv`` is byte-identical."""
+    own ``curves.csv`` is byte-identical. The ``commit`` column is kept where ``tidy`` has one (missing commits, e.g.
+    of rows merged from a report saved without the column, as "unknown")."""
     types = {"task": str, "method": str, "seed": "int64", "queries": "int64", "metric": str, "value": "float64"}
-    out = tidy[TIDY_COLUMNS].astype(types)
+    columns = [*TIDY_COLUMNS, COMMIT] if COMMIT in tidy else TIDY_COLUMNS
+    if COMMIT in tidy:
+        tidy = tidy.assign(**{COMMIT: tidy[COMMIT].fillna(UNKNOWN_COMMIT)})
+        types[COMMIT] = str
+    out = tidy[columns].astype(types)
     return out.sort_values(["task", "method", "seed", "metric", "queries"], kind="stable", ignore_index=True)
 
 
@@ -374,7 +396,9 @@ def format_interval(mean: float, lo: float, hi: float, signed: bool = False, bra
     """A mean with its interval as ``mean ± half-width`` (``brackets``: ``mean [lo, hi]``, for intervals that are
     not symmetric), every number rounded to the decimal place that shows the half-width to two significant
     digits. Without an interval (NaN bounds) or with a zero-width one, the mean to three significant digits (an
-    integer in full); "n/a" without a mean."""
+    integer in full), the zero-width interval still written as one: ``512 ± 0``, and with ``brackets`` the three
+    digits kept in every number (``1.00 [1.00, 1.00]``, as a rank stability of 1 whose every resample ranks alike,
+    beside ``0.81 [0.50, 1.00]``); "n/a" without a mean."""
     sign = "+" if signed else ""
     if not np.isfinite(mean):
         return "n/a"
@@ -383,7 +407,10 @@ def format_interval(mean: float, lo: float, hi: float, signed: bool = False, bra
         return point
     half = (hi - lo) / 2
     if half <= 1e-12 * max(1.0, abs(mean)):
-        return f"{point} ± 0" if not brackets else f"{point} [{point.lstrip('+')}, {point.lstrip('+')}]"
+        if not brackets:
+            return f"{point} ± 0"
+        d = int(min(8, max(0, 2 - np.floor(np.log10(abs(mean)))))) if mean else 2  # three significant digits
+        return f"{mean:{sign}.{d}f} [{mean:.{d}f}, {mean:.{d}f}]"
     d = int(min(8, max(0, 1 - np.floor(np.log10(half)))))
     if brackets:
         return f"{mean:{sign}.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
@@ -478,17 +505,3 @@ def tex(text: str) -> str:
     for symbol, typeset in symbols.items():
         out = out.replace(symbol, typeset)
     return out
-
-
-def latex_table(task_id: str, cells: pd.DataFrame, best: dict[str, set], caption: str) -> str:
-    """``task_table``'s cells as one booktabs ``table`` (label ``tab:<task>``), the best cells of each ranked column
-    in bold; ``caption`` is typeset as given (escape it with ``tex``)."""
-    cols = list(cells.columns)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{caption}}}", rf"\label{{tab:{task_id}}}",
-             r"\begin{tabular}{l" + "r" * (len(cols) - 1) + "}", r"\toprule",
-             " & ".join(tex(c) for c in cols) + r" \\", r"\midrule"]
-    for _, row in cells.iterrows():
-        lines.append(" & ".join(rf"\textbf{{{tex(row[c])}}}" if row["method"] in best.get(c, ()) else tex(row[c])
-                                for c in cols) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines)
