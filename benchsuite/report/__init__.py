@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..grids import sample_grid_panel, text_grid_panel
+from .dpi import check_records
 from .labels import (DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, ReportTask, metric_label, report_task,
                      task_metrics)
 from .plots import HV_MARGIN, grid_figure, plot_curves, plot_frontier, plot_overoptimization, plot_pareto
@@ -71,9 +72,10 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
         "figures": [PNG paths], "hypervolume": {task: float}, "separation": {task: share of method pairs told
         apart}, "rank_stability": {task: mean Kendall tau}}``.
     """
+    tidy = canonical(tidy)
+    check_records(tidy)  # a path KL below a bounded judge's data-processing bound: refused before anything is written
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    tidy = canonical(tidy)
     ids = sorted(tidy["task"].unique())
     tasks = {t: (tasks or {}).get(t) or report_task(t, sorted(tidy.loc[tidy["task"] == t, "metric"].unique()))
              for t in ids}
