@@ -647,18 +647,28 @@ def format_tune(report, tuner) -> str:
 
 
 def format_summary(result) -> str:
-    """A plain-text table of the first and last evaluation (the first is the pretrained model)."""
+    """What a finished run prints: each judge from the first evaluation (the pretrained model) to the last, the path
+    KL against the card's drift budget (and, over it, the evaluation the leaderboard would read instead), then the
+    other metrics as a table of first, last and change."""
     first, last = result.curve[0], result.curve[-1]
-    extra = ("eval/kl", "eval/diversity", "eval/vendi", "eval/fd_pretrained", "eval/drift_tv", "eval/novelty_hamming",
-             "eval/tanimoto_diversity", "eval/gold_proxy_gap")
-    keys = [k for k in last if (k.startswith("eval/") and k.endswith("_mean")) or k in extra or k.startswith("query/")]
     cfg = result.config
-    lines = [
-        f"{cfg.method} on {cfg.task}, seed {cfg.seed}: {last['queries']:.0f} oracle queries, "
-        f"{result.wall_time:.1f} s",
-        f"  {'metric':28s} {'pretrained':>12s} {'final':>12s} {'change':>12s}",
-    ]
-    for k in keys:
+    spec = cfg.task_spec()
+    judges = [k for k in last if k.startswith("eval/") and k.endswith("_mean")]
+    extra = ("eval/diversity", "eval/vendi", "eval/fd_pretrained", "eval/drift_tv", "eval/novelty_hamming",
+             "eval/tanimoto_diversity", "eval/gold_proxy_gap")
+    rest = [k for k in last if k in extra or k.startswith("query/")]
+    lines = [f"{cfg.method} on {cfg.task}, seed {cfg.seed}: {last['queries']:.0f} oracle queries, "
+             f"{result.wall_time:.1f} s",
+             "  judges on the eval samples, pretrained (first evaluation) -> final:"]
+    width = max(len(_judge_name(k, spec)) for k in judges) if judges else 0
+    for k in judges:
+        lines.append(f"    {_judge_name(k, spec):{width}s} {first[k]:.3g} -> {last[k]:.3g} ({last[k] - first[k]:+.3g})"
+                     if k in first else f"    {_judge_name(k, spec):{width}s} {last[k]:.3g}")
+    if "eval/kl" in last:
+        lines.append("  " + _drift_line(result, spec, judges))
+    if rest:
+        lines.append(f"  {'other metrics':28s} {'pretrained':>12s} {'final':>12s} {'change':>12s}")
+    for k in rest:
         if k in first:
             lines.append(f"  {k:28s} {first[k]:12.5g} {last[k]:12.5g} {last[k] - first[k]:+12.4g}")
         else:  # oracle-side metrics (query/...) start after the first query
@@ -666,6 +676,40 @@ def format_summary(result) -> str:
     if result.run_dir is not None:
         lines.append(f"  run folder: {result.run_dir}")
     return "\n".join(lines)
+
+
+def _judge_name(metric: str, spec) -> str:
+    """``eval/jpeg_mean`` -> ``jpeg (headline)`` for the card's primary judge, else ``class_prob``."""
+    label = metric.removeprefix("eval/").removesuffix("_mean")
+    return f"{label} (headline)" if label == spec.primary_judge else label
+
+
+def _drift_line(result, spec, judges: list[str]) -> str:
+    """The final path KL against the card's drift budget; over it, a second line with the evaluation the leaderboard
+    reads instead (its best headline within the budget: ``report.tables.matched_drift_values``)."""
+    # on use: the CLI starts without pandas
+    import pandas as pd
+
+    from .report.labels import REFERENCE_METHODS, report_task
+    from .report.tables import matched_drift_values
+
+    cfg, kl = result.config, result.curve[-1]["eval/kl"]
+    if cfg.method in REFERENCE_METHODS:
+        return f"KL {kl:.3g} nats: of a selection among pretrained samples ({cfg.method} fine-tunes nothing)"
+    budget = spec.drift_budget
+    if budget is None:
+        return f"path KL {kl:.3g} nats (the card states no drift budget)"
+    if kl <= budget:
+        return f"path KL {kl:.3g} nats: within the card's drift budget of {budget:g} nats"
+    tidy = pd.DataFrame([{"task": cfg.task, "method": cfg.method, "seed": cfg.seed, "queries": point["queries"],
+                          "metric": key, "value": value} for point in result.curve for key, value in point.items()
+                         if key != "queries" and isinstance(value, int | float)])
+    picked = matched_drift_values(tidy, {cfg.task: report_task(cfg.task)}).iloc[0]
+    values = ", ".join(f"{k.removeprefix('eval/').removesuffix('_mean')} {picked[k + '@drift']:.3g}" for k in judges
+                       if k + "@drift" in picked)
+    at = f"{picked['drift_queries']:.0f} queries" + (" (the pretrained model)" if picked["drift_queries"] == 0 else "")
+    return (f"path KL {kl:.3g} nats: over the card's drift budget of {budget:g} nats\n  the leaderboard reads this "
+            f"run at its best evaluation within the budget: {at}, {values}")
 
 
 def _cmd_report(args) -> int:

@@ -86,6 +86,7 @@ class MeanBrightness(Reward):
 
     name: ClassVar[str] = "mean-brightness"
     differentiable: ClassVar[bool] = True
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
     def _score(self, samples: Tensor, conditions: Tensor | None) -> Tensor:
         return samples.flatten(1).mean(1)
@@ -270,7 +271,8 @@ def check_method(cls_or_name: Any, task: str | None = None) -> None:
 # -- rewards --
 def check_reward_class(name: str) -> None:
     """A registered reward is a ``Reward`` subclass with its registry ``name``, a non-empty ``version`` string, a
-    bool ``differentiable`` and a known ``sample_kind``, or a factory (checked when called)."""
+    bool ``differentiable``, a known ``sample_kind`` and a ``value_range`` that is None or a finite ``(low, high)``
+    with low < high, or a factory (checked when called)."""
     entry = REWARDS.load(name)
     _expect(callable(entry), f"reward {name!r}: {entry!r} is not callable")
     if isinstance(entry, type):
@@ -279,14 +281,34 @@ def check_reward_class(name: str) -> None:
         _expect(isinstance(entry.version, str) and bool(entry.version), f"reward {name!r}: version must be a string")
         _expect(isinstance(entry.differentiable, bool), f"reward {name!r}: differentiable must be a bool")
         _expect(entry.sample_kind in ("image", "sequence"), f"reward {name!r}: unknown sample_kind")
+        _check_range(f"reward {name!r}", entry.value_range)
 
 
-def check_reward_scores(reward: Reward, samples: Tensor, conditions: Tensor | None = None) -> Tensor:
-    """The call contract on a batch ``reward`` accepts: ``(B,)`` finite floats, the same twice, and for a
-    differentiable reward a finite, non-zero gradient to the samples. Returns the rewards."""
+def _check_range(what: str, value_range: Any) -> None:
+    _expect(value_range is None or (
+        isinstance(value_range, tuple) and len(value_range) == 2
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in value_range)
+        and value_range[0] < value_range[1]), f"{what}: value_range must be None or a finite (low, high) with "
+                                              f"low < high, got {value_range!r}")
+
+
+DECLARED = "declared"
+"""``check_reward_scores``'s default ``value_range``: the class's ``value_range`` (its default arguments' range)."""
+
+def check_reward_scores(reward: Reward, samples: Tensor, conditions: Tensor | None = None,
+                        value_range: tuple[float, float] | None | str = DECLARED) -> Tensor:
+    """The call contract on a batch ``reward`` accepts: ``(B,)`` finite floats inside ``value_range`` (default:
+    the class's declared ``value_range``; pass ``type(reward).value_range_of(**kwargs)`` for a reward built with
+    other arguments; None: no bound), the same twice, and for a differentiable reward a finite, non-zero gradient
+    to the samples. Returns the rewards."""
     out = reward(samples, conditions)
     _expect(out.shape == (len(samples),) and out.is_floating_point() and bool(torch.isfinite(out).all()),
             f"{reward!r}: expected ({len(samples)},) finite floats, got {tuple(out.shape)} {out.dtype}")
+    bounds = type(reward).value_range if value_range == DECLARED else value_range
+    if bounds is not None:
+        low, high = float(out.min()), float(out.max())
+        _expect(bounds[0] <= low and high <= bounds[1],
+                f"{reward!r}: scores in [{low:.6g}, {high:.6g}] leave its value_range {tuple(bounds)}")
     _expect(torch.allclose(out, reward(samples, conditions), rtol=1.3e-6, atol=1e-5),
             f"{reward!r}: not a deterministic function of its input")
     if reward.differentiable:
@@ -304,7 +326,8 @@ def check_reward(cls_or_name: Any, samples: Tensor | None = None, conditions: Te
     """Check a reward (a registered name, or a ``Reward`` subclass: registered in this process under its ``name`` if
     that is free): its class attributes, that ``REWARDS.make(name, **kwargs)`` builds it, and the call contract on
     ``samples`` (default for an image reward: three random 1 x 8 x 8 images with conditions 0, 1, 2; other sample
-    kinds must pass a batch their backbone decodes). Returns the rewards."""
+    kinds must pass a batch their backbone decodes), the scores inside ``value_range_of(**kwargs)``. Returns the
+    rewards."""
     name = _registered(REWARDS, cls_or_name)
     check_reward_class(name)
     reward = REWARDS.make(name, **kwargs)
@@ -314,7 +337,9 @@ def check_reward(cls_or_name: Any, samples: Tensor | None = None, conditions: Te
             raise TypeError(f"check_reward({name!r}): pass samples=, a batch of what its backbone decodes")
         samples = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
         conditions = torch.tensor([0, 1, 2])
-    return check_reward_scores(reward, samples, conditions)
+    value_range = type(reward).value_range_of(**kwargs)
+    _check_range(f"reward {name!r} with {kwargs}", value_range)
+    return check_reward_scores(reward, samples, conditions, value_range)
 
 
 # -- backbones: each check takes (task, policy) built from a card that uses the backbone --

@@ -70,7 +70,7 @@ def test_run_writes_summary_jsonl_and_mlflow(tmp_path, capsys):
                  "--output", str(out), "--no-progress"])
     assert code == 0
     text = capsys.readouterr().out
-    assert "pretrained" in text and "eval/brightness_mean" in text
+    assert "pretrained" in text and "brightness (headline)" in text and "drift budget of 2 nats" in text
     (run_dir,) = (out / "runs").iterdir()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "FINISHED" and summary["queries_used"] == 64

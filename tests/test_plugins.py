@@ -111,7 +111,7 @@ def test_a_broken_plugin_is_its_one_line_error_and_the_rest_runs(broken_site, tm
     out = _cli("run", "--task", "fake-toy-darkness-v0", "--method", "ddpo", "--budget", "32", "--no-mlflow",
                "--no-progress", "--output", str(tmp_path), env=broken_site)
     assert out.returncode == 0, out.stderr
-    assert "eval/dark_mean" in out.stdout
+    assert "dark (headline)" in out.stdout  # the final table names the judge
 
 
 def test_registry_drops_a_plugin_of_the_wrong_type_and_keeps_the_others():
@@ -177,7 +177,7 @@ def test_example_run_and_sweep_with_two_workers(example, tmp_path):
     out = _cli("run", "--task", example, "--method", "rwr", "--budget", "64", "--no-mlflow", "--no-progress",
                "--output", str(tmp_path))
     assert out.returncode == 0, out.stderr
-    assert "eval/contrast_mean" in out.stdout
+    assert "contrast (headline)" in out.stdout
     out = _cli("sweep", "--tasks", example, "--methods", "rwr", "--seeds", "0-1", "--budget", "64",
                "--workers", "2", "--no-mlflow", "--output", str(tmp_path / "sweep"))
     assert out.returncode == 0, out.stdout + out.stderr

@@ -18,6 +18,7 @@ import pandas as pd
 from ..errors import DirtyTreeError
 from ..grids import sample_grid_panel, text_grid_panel
 from ..tracking import GIT_SHA_TAG, run_tags
+from .dpi import check_records
 from .labels import (DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, REFERENCE_NOTE, ReportTask, metric_label,
                      report_task, task_metrics)
 from .latex import METHOD_WIDTH_PT, abbreviations, legend, main_table, placement_note, task_detail_table, text_width
@@ -98,6 +99,7 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
         raise DirtyTreeError(f"refusing to publish a report made from an uncommitted tree ({', '.join(dirty)}): "
                              "commit the changes (and rerun the runs made from them), or pass --allow-dirty to "
                              "publish it marked")
+    check_records(tidy)  # a path KL below a bounded judge's data-processing bound: refused before anything is written
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     ids = sorted(tidy["task"].unique())

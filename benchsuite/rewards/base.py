@@ -23,12 +23,22 @@ class Reward(ABC):
         version: bumped whenever the scale or definition changes (versioned task ids pin it).
         differentiable: True when ``_score`` is differentiable w.r.t. the samples (gradient methods need it).
         sample_kind: ``"image"`` (a ``B x C x H x W`` float tensor in [0, 1]) or ``"sequence"``.
+        value_range: ``(low, high)``, finite, that every score lies in with the default arguments, or None (no
+            bound is known: a JPEG size, an aesthetic score). A reward whose range depends on a constructor argument
+            (the score of an invalid sample) overrides ``value_range_of``. Judges with a range enter the
+            data-processing check of the path KL (``benchsuite.metrics.dpi``).
     """
 
     name: ClassVar[str]
     version: ClassVar[str] = "0"
     differentiable: ClassVar[bool] = False
     sample_kind: ClassVar[str] = "image"
+    value_range: ClassVar[tuple[float, float] | None] = None
+
+    @classmethod
+    def value_range_of(cls, **kwargs) -> tuple[float, float] | None:
+        """The range of the scores of ``cls(**kwargs)``, without building it (the report reads it from a card)."""
+        return cls.value_range
 
     def __call__(self, samples: Tensor, conditions: Tensor | None = None) -> Tensor:
         """Score a batch.

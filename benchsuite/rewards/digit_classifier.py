@@ -80,6 +80,7 @@ class DigitClassProbability(Reward):
     name = "digit-class-probability"
     version = "0"
     differentiable = False
+    value_range = (0.0, 1.0)
 
     def _score(self, samples: Tensor, conditions: Tensor | None) -> Tensor:
         if conditions is None:
@@ -157,6 +158,7 @@ class _TargetDigit(Reward):
     """Probability that an (unconditional) sample shows the digit ``target``."""
 
     version = "0"
+    value_range = (0.0, 1.0)
 
     def __init__(self, target: int = 0):
         if not (isinstance(target, int) and 0 <= target <= 9):

@@ -67,6 +67,12 @@ class Ehrlich(Reward):
     version: ClassVar[str] = "0"
     differentiable: ClassVar[bool] = False
     sample_kind: ClassVar[str] = "sequence"
+    value_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)  # with the default infeasible_value
+
+    @classmethod
+    def value_range_of(cls, infeasible_value: float = -1.0, **kwargs) -> tuple[float, float]:
+        """[0, 1] widened to ``infeasible_value``."""
+        return min(0.0, float(infeasible_value)), max(1.0, float(infeasible_value))
 
     def __init__(self, num_states: int = 32, dim: int = 32, num_motifs: int = 4, motif_length: int = 4,
                  quantization: int | None = None, epistasis_factor: float = 0.0, seed: int = 0,
@@ -100,6 +106,11 @@ class EhrlichFeasibility(Ehrlich):
 
     name: ClassVar[str] = "ehrlich-feasibility"
     version: ClassVar[str] = "0"
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    @classmethod
+    def value_range_of(cls, **kwargs) -> tuple[float, float]:
+        return cls.value_range
 
     def _score(self, samples: Tensor, conditions: Tensor | None) -> Tensor:
         return self.function.feasible(self.tokens(samples).cpu()).float().to(samples.device)

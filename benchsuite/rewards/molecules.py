@@ -63,6 +63,13 @@ class _SelfiesReward(Reward):
         """B SMILES of ``B x V x L`` probabilities (or ``B x L`` token ids)."""
         return tokens_to_smiles(sequence_tokens(samples, len(SELFIES_ALPHABET), self.length, self.name).cpu())
 
+    @classmethod
+    def value_range_of(cls, invalid_value: float = 0.0, **kwargs) -> tuple[float, float] | None:
+        """The molecule score's range (``value_range``) widened to ``invalid_value``."""
+        if cls.value_range is None:
+            return None
+        return min(cls.value_range[0], float(invalid_value)), max(cls.value_range[1], float(invalid_value))
+
     def _molecule_score(self, smiles: str) -> float | None:
         raise NotImplementedError
 
@@ -77,6 +84,7 @@ class SelfiesQED(_SelfiesReward):
 
     name: ClassVar[str] = "selfies-qed"
     version: ClassVar[str] = "0"
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
     def _molecule_score(self, smiles: str) -> float | None:
         return qed(smiles)
@@ -88,6 +96,7 @@ class SelfiesSA(_SelfiesReward):
 
     name: ClassVar[str] = "selfies-sa"
     version: ClassVar[str] = "0"
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
     def _molecule_score(self, smiles: str) -> float | None:
         sa = sa_score(smiles)

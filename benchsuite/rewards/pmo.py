@@ -26,6 +26,7 @@ class PmoReward(_SelfiesReward):
     oracle: ClassVar[str]
     semantics: ClassVar[str] = SEMANTICS
     version: ClassVar[str] = "0"
+    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -67,3 +67,48 @@ def test_the_checks_can_fail():
 
     with pytest.raises(AssertionError, match="differentiable"):
         check_reward_scores(Detached(), torch.rand(2, 1, 4, 4))
+
+
+UNIT_INTERVAL = {"digit-class-probability", "digit-target-proxy", "digit-target-gold", "mean-brightness",
+                 "ehrlich-feasibility", "selfies-qed", "selfies-sa"}
+"""Rewards whose scores lie in [0, 1] (besides the PMO oracles): probabilities, shares, QED, SA rescaled."""
+UNBOUNDED = {"jpeg-compressibility", "jpeg-incompressibility", "laion-aesthetic", "hpsv2", "hpsv2.1"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_value_ranges_are_declared(name):
+    """Each built-in reward's declared range, which the data-processing check of the path KL relies on."""
+    declared = REWARDS.load(name).value_range
+    if name in UNIT_INTERVAL or name.startswith("pmo-"):
+        assert declared == (0.0, 1.0)
+    elif name in UNBOUNDED:
+        assert declared is None
+    else:
+        assert name == "ehrlich" and declared == (-1.0, 1.0)  # [0, 1] and the infeasible score
+
+
+def test_value_range_follows_the_invalid_score():
+    """A range that depends on the score of an invalid sample follows the constructor argument."""
+    assert REWARDS.load("ehrlich").value_range_of(infeasible_value=0.0, num_states=4) == (0.0, 1.0)
+    assert REWARDS.load("ehrlich").value_range_of(infeasible_value=-5.0) == (-5.0, 1.0)
+    assert REWARDS.load("ehrlich-feasibility").value_range_of(infeasible_value=-5.0) == (0.0, 1.0)
+    assert REWARDS.load("selfies-qed").value_range_of(invalid_value=-1.0, length=32) == (-1.0, 1.0)
+    assert REWARDS.load("jpeg-compressibility").value_range_of(quality=95) is None
+
+
+def test_the_range_check_can_fail(monkeypatch):
+    """A reward that scores outside its declared range fails the call contract, and so does a malformed range."""
+
+    class Doubled(Reward):
+        name = "doubled"
+        value_range = (0.0, 1.0)
+
+        def _score(self, samples, conditions):
+            return 2 * samples.flatten(1).mean(1) + 1
+
+    with pytest.raises(AssertionError, match="value_range"):
+        check_reward_scores(Doubled(), torch.rand(2, 1, 4, 4))
+    check_reward_scores(Doubled(), torch.rand(2, 1, 4, 4), value_range=None)
+    monkeypatch.setattr(REWARDS.load("mean-brightness"), "value_range", (1.0, 0.0))
+    with pytest.raises(AssertionError, match="low < high"):
+        check_reward_class("mean-brightness")
