@@ -377,9 +377,10 @@ def run(spec: LeaderboardSpec, methods: list[str], out: Path, workers: int, back
     return stage
 
 
-def report(spec: LeaderboardSpec, methods: list[str], out: Path) -> dict[str, Any]:
+def report(spec: LeaderboardSpec, methods: list[str], out: Path, allow_dirty: bool = False) -> dict[str, Any]:
     """The tier's report from the run folders in ``<out>/runs``: the whole seeds the spec fixes, the tier's methods
-    only; plus ``cost.md``."""
+    only; plus ``cost.md``. Refused (``report.DirtyTreeError``) when a run or the source tree has uncommitted
+    changes, unless ``allow_dirty`` (the report is then marked)."""
     import pandas as pd
 
 
@@ -393,7 +394,8 @@ def report(spec: LeaderboardSpec, methods: list[str], out: Path) -> dict[str, An
     grids = {task: {m: png for m, png in by_method.items() if m in methods}
              for task, by_method in final_grids(out, tasks=spec.task_ids).items()}
     references = {t: load_spec(t).reference_score for t in spec.task_ids if load_spec(t).reference_score is not None}
-    result = write_report(tidy, out, grids=grids, reference_scores=references)
+    result = write_report(tidy, out, grids=grids, reference_scores=references, allow_dirty=allow_dirty,
+                          tree_commit=source_commit())
     atomic_write_text(out / "cost.md", cost_markdown(tidy, out))
     return result
 
@@ -470,7 +472,7 @@ def main(args) -> int:
         if stage["failed"]:
             print(f"{stage['failed']} runs failed; the report waits for them: run the stage again")
             return 1
-    result = report(spec, methods, out) if args.stage in ("run", "report") else None
+    result = report(spec, methods, out, args.allow_dirty) if args.stage in ("run", "report") else None
     if result is not None:
         print((out / "leaderboard.md").read_text())
         print("figures:", *[str(p) for p in result["figures"]], sep="\n  ")
