@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import io
 import math
 import tempfile
@@ -39,7 +40,7 @@ from .rewards.base import Reward
 from .runner import run
 from .spaces import SampleSpace
 from .tasks import broken_cards, make_task, task_specs
-from .registry import METHODS
+from .tuning import load_search_space
 
 TINY_SCHEDULER_CONFIG = {
     "num_train_timesteps": 1000,
@@ -237,6 +238,28 @@ def check_method_config(method: str, task: str = CONTRACT_TASK) -> None:
         raise AssertionError(f"{method}: Config(batch_size=0) must raise ValueError")
     _expect(bool(cls.__doc__), f"{method}: the class needs a docstring ('benchsuite list' shows it)")
     _expect(cls.name == method, f"{method}: class attribute name is {cls.name!r}")
+    _check_declarations(method, cls)
+
+
+def _check_declarations(method: str, cls) -> None:
+    """What a method declares about itself for reports and leaderboards (``Method.display_name``, ``colour``,
+    ``marker``, ``leaderboard``, ``tune_params``): well-formed, and the tuned fields are config fields with a range
+    in its search space."""
+    from matplotlib.lines import Line2D
+
+    _expect(cls.display_name is None or (isinstance(cls.display_name, str) and cls.display_name.strip()),
+            f"{method}: display_name must be a non-empty string or None")
+    _expect(cls.colour is None or bool(re.fullmatch(r"#[0-9A-Fa-f]{6}", str(cls.colour))),
+            f"{method}: colour must be '#rrggbb' or None, got {cls.colour!r}")
+    _expect(cls.marker in Line2D.markers, f"{method}: marker {cls.marker!r} is not a matplotlib marker")
+    _expect(isinstance(cls.leaderboard, bool), f"{method}: leaderboard must be True or False")
+    if cls.tune_params:
+        fields = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(cls.tune_params) - fields)
+        _expect(not unknown, f"{method}: tune_params {unknown} are not fields of its Config")
+        space = {d.name for d in load_search_space(method, tuple(cls.tune_params))}
+        _expect(space == set(cls.tune_params), f"{method}: tune_params without a search-space range: "
+                f"{sorted(set(cls.tune_params) - space)}")
 
 
 def check_method_moves_the_policy(method: str, task: str = CONTRACT_TASK) -> None:
