@@ -130,16 +130,36 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``benchsuite`` command's parser; each subcommand's arguments are added by its ``_add_*_parser``."""
     parser = _Parser(prog="benchsuite", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"benchsuite {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    _add_list_parser(sub)
+    _add_show_parser(sub)
+    _add_run_parser(sub)
+    _add_ask_tell_parsers(sub)
+    _add_weights_parser(sub)
+    _add_sweep_parser(sub)
+    _add_tune_parser(sub)
+    _add_leaderboard_parser(sub)
+    _add_report_parser(sub)
+    return parser
 
+
+def _add_list_parser(sub) -> None:
+    """``list``: the registered tasks and methods."""
     ls = sub.add_parser("list", help="list tasks and methods")
     ls.add_argument("what", nargs="?", choices=["tasks", "methods", "all"], default="all")
 
+
+def _add_show_parser(sub) -> None:
+    """``show``: a method's settings or a task's card."""
     sh = sub.add_parser("show", help="a method's settings (types, defaults, presets, docs) or a task's card")
     sh.add_argument("name", help="a method or task name (see 'benchsuite list')")
 
+
+def _add_run_parser(sub) -> None:
+    """``run``: one method on one task under a query budget."""
     r = sub.add_parser("run", help="fine-tune one method on one task under a query budget")
     r.add_argument("--task", help="task id (see 'benchsuite list tasks'); required without --config")
     r.add_argument("--method", help="method name (see 'benchsuite list methods'); required without --config")
@@ -173,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--oracle-timeout", type=_positive_float("--oracle-timeout"), default=None, metavar="SECONDS",
                    help="an oracle call taking longer counts as failed (default: wait)")
 
+
+def _add_ask_tell_parsers(sub) -> None:
+    """``ask`` and ``tell``: the ask/tell loop for an oracle outside Python."""
     a = sub.add_parser("ask", help="ask/tell: write the next batch of candidates for an oracle outside Python")
     a.add_argument("--state", required=True, metavar="FOLDER", help="the session folder (created on the first ask)")
     a.add_argument("--task", help="task id (first ask only: starts the session)")
@@ -187,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--state", required=True, metavar="FOLDER", help="the session folder")
     tl.add_argument("scores", help="the ask file with its score column filled in (CSV or JSON)")
 
+
+def _add_weights_parser(sub) -> None:
+    """``weights``: the model files of the real-weights rewards."""
     w = sub.add_parser("weights", help="list the model files the real-weights rewards need, or fetch them")
     w.add_argument("action", choices=["list", "fetch"], help="list: where each file is looked for; fetch: make "
                    "the named files local (downloads only with --allow-download)")
@@ -194,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--allow-download", action="store_true",
                    help="download missing files from the Hugging Face hub into the weights folder")
 
+
+def _add_sweep_parser(sub) -> None:
+    """``sweep``: tasks x methods x seeds under equal budgets."""
     sw = sub.add_parser("sweep", help="run tasks x methods x seeds under equal budgets, in parallel, resumably")
     sw.add_argument("file", nargs="?", help="sweep file (YAML: name, tasks, methods, seeds, budget); flags given "
                                             "with it override its entries")
@@ -215,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "$RAY_ADDRESS, else a local cluster for this sweep")
     _add_output_args(sw)
 
+
+def _add_tune_parser(sub) -> None:
+    """``tune``: a method's hyperparameters on a task, with Optuna."""
     t = sub.add_parser("tune", help="tune a method's hyperparameters on a task with Optuna")
     t.add_argument("--task", required=True, help="task id (see 'benchsuite list tasks')")
     t.add_argument("--method", required=True, help="method name (see 'benchsuite list methods')")
@@ -255,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not write baselines/<method>/tuned/<task>.yaml")
     _add_output_args(t)
 
+
+def _add_leaderboard_parser(sub) -> None:
+    """``leaderboard``: a tier's stages from its spec."""
     lb = sub.add_parser("leaderboard", help="a leaderboard tier from its spec: tune, run, report, verify, show")
     lb.add_argument("stage", choices=["tune", "run", "report", "verify", "show"],
                     help="tune: the presets; run: every run and the report; report: the report from the run folders; "
@@ -272,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--allow-dirty", action="store_true",
                     help="run from a tree with uncommitted changes (the stage's record and cost.md say so)")
 
+
+def _add_report_parser(sub) -> None:
+    """``report``: the leaderboard and figures from finished runs."""
     rep = sub.add_parser("report", help="leaderboard (md/csv/tex) and paper figures from finished runs")
     rep.add_argument("--runs", default="results",
                      help="folder whose runs/ holds the run folders (default: results); ignored with --mlflow-uri")
@@ -286,7 +324,6 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--allow-dirty", action="store_true",
                      help="publish results of an uncommitted tree (runs whose commit ends in -dirty, or this "
                      "checkout with changes), marked as such; refused without it")
-    return parser
 
 
 def _cmd_list(args) -> int:

@@ -1,13 +1,18 @@
 """Diagnostics that combine a task, its pretrained policy and a method's predictors, printed for the scripts that
-report them (scripts/train_consistency_model.py, scripts/fidelity.py). They sit above the methods: the pure
-measures they print live in ``benchsuite.metrics.sampler``."""
+report them (scripts/train_consistency_model.py, scripts/fidelity.py). They sit above the methods and the runner
+(a method is built as a run builds it, ``runner.build_method``): the pure measures they print live in
+``benchsuite.metrics.sampler``."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
+from .config import resolve
+from .methods.ctrl import ContinuousTimeRL
 from .methods.sqdf import predict_x0
 from .metrics.sampler import x0_predictor_quality
+from .runner import build_method
 from .tasks import make_task
 
 
@@ -37,3 +42,22 @@ def print_predictor_quality(task_id: str, batch: int = 160) -> dict[str, Tensor]
                  for r in thirds]
         print(f"| {name} | " + " | ".join(cells) + " |")
     return quality
+
+
+def gradient_shares_on_task(task_id: str, iterations: int = 2, batch_size: int = 32, chains: int = 16,
+                            seed: int = 0) -> tuple[Tensor, Tensor]:
+    """CTRL's preset on ``task_id`` after ``iterations`` iterations of ``batch_size`` chains, then the per-step
+    gradients (``ContinuousTimeRL.step_gradients``) over ``chains`` fresh chains. Returns the normalised step
+    weights ``T`` and the gradients ``T x P``: the measurement behind the sampler-grid comparison
+    (``scripts/fidelity.py measure``)."""
+    task = make_task(task_id)
+    policy = task.make_policy()
+    budget = iterations * batch_size
+    cfg = resolve(task_id, ContinuousTimeRL.name, budget=budget,
+                  overrides={"batch_size": batch_size, "grad_share_every": 0})
+    method = build_method(cfg, task, policy, torch.Generator().manual_seed(seed))
+    oracle = task.train_oracle(budget)
+    for _ in range(iterations):
+        method.step(oracle)
+    traj, _ = policy.rollout(method.sample_conditions(chains), torch.Generator().manual_seed(seed + 5), batch=chains)
+    return method.weights / method.weights.sum(), method.step_gradients(traj.latents, traj.conditions)

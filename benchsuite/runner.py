@@ -19,12 +19,15 @@ an equal share of the budget, in step; rank 0 alone evaluates, logs and writes t
 from __future__ import annotations
 
 import contextlib
+import csv
+import dataclasses
 import functools
 import inspect
 import io
 import json
 import math
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,13 +39,15 @@ import torch
 
 from . import distributed
 from .budget import QueryLog
-from .config import RunConfig
-from .errors import RunLockedError, StopRun, WriteFailedError
+from .config import RunConfig, config_yaml
+from .errors import ConfigError, RunLockedError, StopRun, WriteFailedError, clip
 from .evaluation import cost_metrics, evaluate
 from .export import export_finished
 from .files import RunFolderLock, atomic_write_bytes, atomic_write_text, describe_os_error, is_write_failure
+from .methods.online import OnlineRounds
 from .metrics.sequences import query_metrics
 from .registry import METHODS
+from .tracking import JsonlTracker, MultiTracker, NullTracker, run_tags
 
 
 @dataclass
@@ -121,8 +126,6 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def _load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
-    from .errors import ConfigError
-
     try:
         state = torch.load(path, weights_only=True)  # never unpickles arbitrary objects
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line answer
@@ -134,8 +137,6 @@ def _load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
 
 def _check_data_parallel(config: RunConfig, world: int, on_eval) -> None:
     """Refuse, with one line, a run that several processes cannot share exactly."""
-    from .errors import ConfigError
-
     method_cls = METHODS.load(config.method)
     parallel = sorted(name for name in METHODS.names() if METHODS.load(name).runs_data_parallel())
     if not method_cls.runs_data_parallel():
@@ -165,13 +166,9 @@ def build_method(config: RunConfig, task, policy, generator: torch.Generator, ex
     method_cls = METHODS.load(config.method)
     method = method_cls(method_cls.Config(**dict(config.method_config)))
     if task.spec.online is not None and method_cls.trains_policy:
-        from .methods.online import OnlineRounds
-
         method = OnlineRounds(method, task.spec.online)
     info = task.info
     if external_oracle:
-        import dataclasses
-
         info = dataclasses.replace(info, oracle_differentiable=False)
     method.setup(policy, info, generator)
     return method
@@ -255,8 +252,6 @@ def _write_failure(exc: BaseException) -> BaseException | None:
 
 def _describe_write_failure(config: RunConfig, exc: BaseException, tracker) -> str:
     """One line: which write failed and why, what to do, and what of the run is intact."""
-    from .errors import clip
-
     if isinstance(exc, OSError):
         what = describe_os_error(exc)
     else:
@@ -304,232 +299,355 @@ def run(config: RunConfig, tracker=None, progress: bool = False, write: bool = T
     deterministically and ends with the same query log, metrics and log lines as an uninterrupted one; a kill
     without a resume loses the logs of those steps (at most ``checkpoint_every`` seconds of them).
     """
-    from .errors import ConfigError
-    from .tracking import JsonlTracker, MultiTracker, NullTracker, run_tags
-
     world, rank = distributed.num_processes(), distributed.process_index()
     if world > 1:
         _check_data_parallel(config, world, on_eval)
     folder = config.run_dir if write else None  # every process reads it; only rank 0 writes
-    state = None
-    if folder is not None:
-        status_now = run_state(folder)
-        if status_now != "new" and not (resume or restart):
-            raise ConfigError(f"run {config.run_id} already exists in {folder} ({status_now}); pass --resume to "
-                              "continue it or --restart to start it over")
-        if resume and (folder / CHECKPOINT).exists():
-            # also for a finished run: its loop is over, so only the idempotent finalisation runs again
-            state = _load_checkpoint(folder / CHECKPOINT, config)
-            if state.get("processes", 1) != world:
-                raise ConfigError(f"checkpoint {folder / CHECKPOINT} was written by {state.get('processes', 1)} "
-                                  f"process(es); resume it with as many (accelerate launch --num_processes)")
-    run_dir = folder if rank == 0 else None
+    checkpoint = _read_checkpoint(config, folder, resume, restart, world)
     distributed.barrier()  # every process has read the folder before rank 0 changes it
 
-    start = time.perf_counter()
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.num_threads)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-
-    task = config.make_task()
-    policy = task.make_policy().to(distributed.device(config.device))
-    reference = policy.frozen_copy()
-    # several processes: each spends an equal share of the budget on its slice of every global batch, and every
-    # process holds the same generator (the slices are of one global draw, as one process would draw it)
-    oracle = task.train_oracle(distributed.local_budget(config.budget), retries=oracle_options.retries,
-                               backoff_s=oracle_options.backoff_s, timeout_s=oracle_options.timeout_s)
-    method = build_method(config, task, policy, generator)
-
-    points = eval_points(config.budget, config.eval_fractions)
-    curve: list[dict[str, float]] = []
-    train: list[dict[str, float]] = []
-    done: set[int] = set()
-    pending: list[tuple[str, Any, Any]] = []  # ("metrics", dict, step) | ("image", uint8 tensor, name)
-    elapsed_before = 0.0
-    # wall seconds by phase (cost/time_<phase>_s at every evaluation): the method's steps, the two evaluation sets,
-    # and whatever a step reports under time/ (an online round's query, surrogate fit and inner steps)
-    phases: dict[str, float] = {}
-    pretrained: dict[str, torch.Tensor] = {}  # eval images of the pretrained model, for drift metrics
-    shares = {"log": oracle.query_log(), "nfe": 0}  # the processes' queries and sampler cost, at the last gather
-    if state is not None:
-        method.load_state_dict(state["method"])
-        own = state["ranks"][rank] if world > 1 else state
-        oracle.load_state_dict(own["oracle"])
-        torch.set_rng_state(state["torch_rng"])
-        curve, train, done = state["curve"], state["train"], set(state["done"])
-        pending, elapsed_before = state["pending"], state["elapsed_s"]
-        phases = dict(state.get("phases", {}))  # a checkpoint of an older version has none
-        if rank != 0:  # rank 0 evaluates, logs and reports
-            curve, train, pending = [], [], []
-        pretrained["images"] = state["pretrained_images"]
-        policy.nfe = own["nfe"]
-
-    def gather_shares() -> list[dict[str, Any]]:
-        """Every process's oracle state and sampler cost (a collective: all processes call it at the same points);
-        keeps the merged query log and the total cost in ``shares``."""
-        ranks = distributed.gather_object({"oracle": oracle.state_dict(), "nfe": policy.nfe})
-        shares["log"] = QueryLog.merge([_log_of(r["oracle"]) for r in ranks]) if world > 1 else oracle.query_log()
-        shares["nfe"] = sum(r["nfe"] for r in ranks)
-        return ranks
-
-    def used() -> int:
-        return oracle.used * world  # equal shares
-
+    loop = RunLoop.start(config, checkpoint, oracle_options, world, rank, on_eval, checkpoint_every)
     # Everything that can fail on bad input (names, weights, checkpoint) has run: only now touch the disk.
-    trackers = [tracker] if tracker is not None and rank == 0 else []
-    if run_dir is not None:
-        if state is None and run_dir.exists():  # --restart, or a resume of a run killed before its 1st checkpoint
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        trackers.append(JsonlTracker(run_dir))
-    log = MultiTracker(trackers) if trackers else NullTracker()
-    params = {k: v for k, v in config.to_dict().items() if k not in ("method_config", "output_root")}
-    params.update({f"method.{k}": v for k, v in config.method_config})
-    # a resumed run logs again everything from its checkpoint's buffered logs on (the trackers drop or skip what
-    # they already hold from there), then what the replayed steps log
-    resume_step = None if state is None else min(
-        [where for kind, _, where in pending if kind == "metrics"], default=state["oracle"]["used"] * world)
-    log.start_run(experiment=config.task, run_name=f"{config.method}-seed{config.seed}", run_key=config.run_id,
-                  params=params, tags={**run_tags(), "task": config.task, "method": config.method,
-                                       "seed": str(config.seed), "run_id": config.run_id},
-                  resume_step=resume_step)
-
-    def flush() -> None:
-        log.log_metric_rows([(payload, where) for kind, payload, where in pending if kind == "metrics"])
-        for kind, payload, where in pending:
-            if kind == "image":
-                log.log_image(payload.numpy(), where)
-        pending.clear()
-
-    last_checkpoint = time.perf_counter()
-
-    def checkpoint_then_flush() -> None:
-        nonlocal last_checkpoint
-        last_checkpoint = time.perf_counter()
-        ranks = gather_shares() if world > 1 else None
-        if run_dir is not None:
-            _save_checkpoint(run_dir / CHECKPOINT, {
-                "format": CHECKPOINT_FORMAT, "run_id": config.run_id, "method": method.state_dict(),
-                "oracle": oracle.state_dict(), "torch_rng": torch.get_rng_state(), "curve": curve,
-                "train": train, "done": sorted(done), "pending": pending,
-                "pretrained_images": pretrained["images"], "nfe": policy.nfe,
-                "elapsed_s": elapsed_before + time.perf_counter() - start, "phases": phases,
-                **({"processes": world, "ranks": ranks} if world > 1 else {}),
-            })
-        flush()
-
-    def evaluate_now() -> None:
-        """Evaluate (rank 0 only; every process calls this at the same points)."""
-        gather_shares()
-        done.update(p for p in points if p <= used())
-        if rank != 0:
-            return
-        began = time.perf_counter()
-        metrics, images, conds, scores = evaluate(policy, reference, task, method, pretrained.get("images"),
-                                                  run_seed=config.seed)
-        tested = time.perf_counter()
-        phases["eval"] = phases.get("eval", 0.0) + tested - began
-        if task.spec.protocol is not None:  # the set every choice reads (select/ metrics)
-            metrics.update(evaluate(policy, reference, task, method, split="selection", run_seed=config.seed)[0])
-            phases["select"] = phases.get("select", 0.0) + time.perf_counter() - tested
-        if "images" not in pretrained:  # the first evaluation is the pretrained model's
-            pretrained["images"] = images
-            metrics["eval/fd_pretrained"] = 0.0
-        metrics.update(cost_metrics(used(), shares["nfe"], elapsed_before + time.perf_counter() - start))
-        metrics.update({f"cost/time_{phase}_s": seconds for phase, seconds in sorted(phases.items())})
-        metrics.update(query_metrics(shares["log"].reward,
-                                     infeasible_value=getattr(task.oracle_reward, "infeasible_value", None)))
-        if hasattr(oracle, "metrics"):  # PMO accounting (benchsuite.accounting): pmo/* metrics
-            metrics.update(oracle.metrics())
-        curve.append({"queries": used(), **metrics})
-        pending.append(("metrics", metrics, used()))
-        label = f"{task.spec.primary_judge} reward"
-        grid = policy.space.render(images, conds, scores[task.spec.primary_judge], label=label)
-        pending.append(("image", torch.from_numpy(grid),
-                        f"samples/queries_{used():07d}.png"))
-
-    bar = None
-    if progress and rank == 0:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=config.budget, initial=used(), desc=f"{config.method} on {config.task}", unit="q",
-                   leave=False)
+    loop.open(tracker, folder if rank == 0 else None, checkpoint, progress)
     status = "FAILED"
     try:
-        if state is None:
-            evaluate_now()
-            checkpoint_then_flush()
-            if on_eval is not None:
-                on_eval(used(), curve[-1])
-        else:
-            flush()  # the checkpoint's buffered logs, which may not all have reached the trackers
-        while not oracle.exhausted:
-            before, answered = used(), getattr(oracle, "answered", None)  # answered: PMO accounting's free answers
-            stepped = time.perf_counter()
-            info = method.step(oracle)
-            phases["step"] = phases.get("step", 0.0) + time.perf_counter() - stepped
-            for key in [k for k in info if k.startswith("time/")]:
-                phase = key.removeprefix("time/").removesuffix("_s")
-                phases[phase] = phases.get(phase, 0.0) + info[key]
-            if used() == before and getattr(oracle, "answered", None) == answered:
-                raise RuntimeError(f"{config.method}.step() spent no oracle query; the run would never end")
-            if rank == 0:  # the diagnostics are the same in every process (gathered by the method)
-                train.append({"queries": used(), **info})
-                pending.append(("metrics", info, used()))
-            if bar is not None:
-                bar.update(used() - before)
-                bar.set_postfix(reward=f"{info.get('train/reward_mean', float('nan')):.4g}")
-            evaluated = any(p <= used() and p not in done for p in points) or oracle.exhausted
+        loop.resume()
+        while not loop.oracle.exhausted:
+            loop.step()
+            evaluated = loop.evaluation_due()
             if evaluated:
-                evaluate_now()
-            # rank 0's clock decides for every process (a checkpoint gathers from all of them)
-            if evaluated or distributed.broadcast_object(time.perf_counter() - last_checkpoint >= checkpoint_every):
-                checkpoint_then_flush()
-            if evaluated and on_eval is not None:
-                on_eval(used(), curve[-1])
+                loop.evaluate()
+            if evaluated or loop.checkpoint_due():
+                loop.checkpoint()
+            if evaluated:
+                loop.report()
         if world > 1:
-            gather_shares()
+            loop.gather_shares()
         status = "FINISHED"
     except (KeyboardInterrupt, StopRun):
         status = "KILLED"
         raise
     finally:
-        if bar is not None:
-            bar.close()
-        wall = elapsed_before + time.perf_counter() - start
-        torch.set_num_threads(previous_threads)
+        result = loop.finish(status)
+    return result
+
+
+def _read_checkpoint(config: RunConfig, folder: Path | None, resume: bool, restart: bool,
+                     world: int) -> dict[str, Any] | None:
+    """The checkpoint in ``folder`` to continue from (``resume`` only), or None to start afresh. Refuses a folder that
+    holds the run already unless ``resume`` or ``restart`` is given, and a checkpoint of another number of
+    processes."""
+    if folder is None:
+        return None
+    status_now = run_state(folder)
+    if status_now != "new" and not (resume or restart):
+        raise ConfigError(f"run {config.run_id} already exists in {folder} ({status_now}); pass --resume to "
+                          "continue it or --restart to start it over")
+    if not (resume and (folder / CHECKPOINT).exists()):
+        return None
+    # also for a finished run: its loop is over, so only the idempotent finalisation runs again
+    state = _load_checkpoint(folder / CHECKPOINT, config)
+    if state.get("processes", 1) != world:
+        raise ConfigError(f"checkpoint {folder / CHECKPOINT} was written by {state.get('processes', 1)} "
+                          f"process(es); resume it with as many (accelerate launch --num_processes)")
+    return state
+
+
+@dataclass
+class _RunState:
+    """What the loop carries from one step to the next; all of it but the shares goes into the checkpoint.
+
+    Attributes:
+        curve: one dict per evaluation point, ``{"queries": q, **metrics}`` (rank 0 only).
+        train: one dict per method step, ``{"queries": q, **diagnostics}`` (rank 0 only).
+        done: the evaluation points passed.
+        pending: logs not yet handed to the trackers, ``("metrics", dict, step)`` or ``("image", uint8 tensor,
+            name)``; part of the checkpoint, handed over right after it.
+        phases: wall seconds by phase (``cost/time_<phase>_s`` at every evaluation): the method's steps, the two
+            evaluation sets, and whatever a step reports under ``time/`` (an online round's query, surrogate fit and
+            inner steps).
+        pretrained_images: the pretrained model's eval images, for drift metrics; set by the first evaluation.
+        elapsed_before: wall seconds the run had spent when the checkpoint it resumed from was written.
+        shared_log: every process's queries, as of the last ``RunLoop.gather_shares``.
+        shared_nfe: every process's sampler cost (function evaluations), as of the last gather.
+    """
+
+    shared_log: QueryLog
+    curve: list[dict[str, float]] = field(default_factory=list)
+    train: list[dict[str, float]] = field(default_factory=list)
+    done: set[int] = field(default_factory=set)
+    pending: list[tuple[str, Any, Any]] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
+    pretrained_images: torch.Tensor | None = None
+    elapsed_before: float = 0.0
+    shared_nfe: int = 0
+
+    def add_time(self, phase: str, seconds: float) -> None:
+        self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+
+
+class RunLoop:
+    """One run, in named pieces that ``run`` composes and a test can call one at a time.
+
+    ``start`` seeds and builds the task, policy, oracle and method (restored from a checkpoint when given); ``open``
+    touches the disk: the run folder, the trackers, the progress bar. Then ``resume`` (the pretrained model's
+    evaluation, or the checkpoint's buffered logs), ``step`` until the oracle is exhausted, ``evaluate`` at the
+    evaluation points, ``checkpoint`` there and on the time cadence, ``report`` (the ``on_eval`` callback) after
+    each evaluation, and ``finish`` (the run's records, summary last). Every process runs the same pieces in step;
+    rank 0 alone evaluates, logs and writes.
+    """
+
+    def __init__(self, config: RunConfig, task, policy, reference, oracle, method, state: _RunState, *,
+                 world: int = 1, rank: int = 0, resumed: bool = False,
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None,
+                 checkpoint_every: float = CHECKPOINT_EVERY_S, started: float | None = None,
+                 previous_threads: int | None = None):
+        self.config, self.task, self.policy, self.reference = config, task, policy, reference
+        self.oracle, self.method, self.state = oracle, method, state
+        self.world, self.rank, self.resumed = world, rank, resumed
+        self.on_eval, self.checkpoint_every = on_eval, checkpoint_every
+        self.started = time.perf_counter() if started is None else started
+        self.previous_threads = torch.get_num_threads() if previous_threads is None else previous_threads
+        self.points = eval_points(config.budget, config.eval_fractions)
+        self.run_dir: Path | None = None  # rank 0's run folder once ``open``; None writes nothing
+        self.tracker = None  # the caller's tracker (rank 0), for the run's files as artifacts
+        self.log = NullTracker()
+        self.bar = None
+        self.last_checkpoint = time.perf_counter()
+
+    @classmethod
+    def start(cls, config: RunConfig, checkpoint: dict[str, Any] | None = None,
+              oracle_options: OracleOptions = OracleOptions(), world: int = 1, rank: int = 0,
+              on_eval: Callable[[int, dict[str, float]], None] | None = None,
+              checkpoint_every: float = CHECKPOINT_EVERY_S) -> RunLoop:
+        """Seed, build the task, policy, frozen reference, oracle and method of ``config``; restore them and the
+        loop's state from ``checkpoint`` (``_load_checkpoint``) when given. Sets torch's thread count (``finish``
+        restores it)."""
+        started = time.perf_counter()
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(config.num_threads)
+        torch.manual_seed(config.seed)
+        generator = torch.Generator().manual_seed(config.seed)
+        task = config.make_task()
+        policy = task.make_policy().to(distributed.device(config.device))
+        reference = policy.frozen_copy()
+        # several processes: each spends an equal share of the budget on its slice of every global batch, and every
+        # process holds the same generator (the slices are of one global draw, as one process would draw it)
+        oracle = task.train_oracle(distributed.local_budget(config.budget), retries=oracle_options.retries,
+                                   backoff_s=oracle_options.backoff_s, timeout_s=oracle_options.timeout_s)
+        method = build_method(config, task, policy, generator)
+        state = _RunState(shared_log=oracle.query_log())
+        if checkpoint is not None:
+            _restore(checkpoint, state, method, oracle, policy, world, rank)
+        return cls(config, task, policy, reference, oracle, method, state, world=world, rank=rank,
+                   resumed=checkpoint is not None, on_eval=on_eval, checkpoint_every=checkpoint_every,
+                   started=started, previous_threads=previous_threads)
+
+    def open(self, tracker, run_dir: Path | None, checkpoint: dict[str, Any] | None = None,
+             progress: bool = False) -> None:
+        """Create ``run_dir`` (rank 0's run folder; None writes nothing), emptied unless the run resumes from
+        ``checkpoint``; start the run in ``tracker`` (rank 0) and the folder's JSONL log; open the progress bar."""
+        self.run_dir = run_dir
+        self.tracker = tracker if self.rank == 0 else None
+        trackers = [tracker] if self.tracker is not None else []
+        if run_dir is not None:
+            # --restart, or a resume of a run killed before its first checkpoint: start from an empty folder
+            if checkpoint is None and run_dir.exists():
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            trackers.append(JsonlTracker(run_dir))
+        self.log = MultiTracker(trackers) if trackers else NullTracker()
+        config = self.config
+        params = {k: v for k, v in config.to_dict().items() if k not in ("method_config", "output_root")}
+        params.update({f"method.{k}": v for k, v in config.method_config})
+        # a resumed run logs again everything from its checkpoint's buffered logs on (the trackers drop or skip what
+        # they already hold from there), then what the replayed steps log
+        resume_step = None if checkpoint is None else min(
+            [where for kind, _, where in self.state.pending if kind == "metrics"],
+            default=checkpoint["oracle"]["used"] * self.world)
+        self.log.start_run(experiment=config.task, run_name=f"{config.method}-seed{config.seed}",
+                           run_key=config.run_id, params=params,
+                           tags={**run_tags(), "task": config.task, "method": config.method,
+                                 "seed": str(config.seed), "run_id": config.run_id},
+                           resume_step=resume_step)
+        self.last_checkpoint = time.perf_counter()
+        if progress and self.rank == 0:
+            from tqdm.auto import tqdm  # on use: only a run with a progress bar loads it
+
+            self.bar = tqdm(total=config.budget, initial=self.used(), desc=f"{config.method} on {config.task}",
+                            unit="q", leave=False)
+
+    def used(self) -> int:
+        """Queries spent by all processes (equal shares)."""
+        return self.oracle.used * self.world
+
+    def gather_shares(self) -> list[dict[str, Any]]:
+        """Every process's oracle state and sampler cost (a collective: all processes call it at the same points);
+        keeps the merged query log and the total cost in the state's shares."""
+        ranks = distributed.gather_object({"oracle": self.oracle.state_dict(), "nfe": self.policy.nfe})
+        self.state.shared_log = (QueryLog.merge([_log_of(r["oracle"]) for r in ranks]) if self.world > 1
+                                 else self.oracle.query_log())
+        self.state.shared_nfe = sum(r["nfe"] for r in ranks)
+        return ranks
+
+    def resume(self) -> None:
+        """Begin the loop: a fresh run evaluates the pretrained model, checkpoints and reports; a resumed one hands
+        its checkpoint's buffered logs to the trackers (they may not all have reached them)."""
+        if self.resumed:
+            self.flush()
+            return
+        self.evaluate()
+        self.checkpoint()
+        self.report()
+
+    def step(self) -> dict[str, Any]:
+        """One method step (it queries the oracle) and its bookkeeping: phase times, the train row and its log line
+        (rank 0), the progress bar. Returns the step's diagnostics. Raises RuntimeError if it spent no query."""
+        before, answered = self.used(), getattr(self.oracle, "answered", None)  # PMO accounting's free answers
+        stepped = time.perf_counter()
+        info = self.method.step(self.oracle)
+        self.state.add_time("step", time.perf_counter() - stepped)
+        for key in [k for k in info if k.startswith("time/")]:
+            self.state.add_time(key.removeprefix("time/").removesuffix("_s"), info[key])
+        if self.used() == before and getattr(self.oracle, "answered", None) == answered:
+            raise RuntimeError(f"{self.config.method}.step() spent no oracle query; the run would never end")
+        if self.rank == 0:  # the diagnostics are the same in every process (gathered by the method)
+            self.state.train.append({"queries": self.used(), **info})
+            self.state.pending.append(("metrics", info, self.used()))
+        if self.bar is not None:
+            self.bar.update(self.used() - before)
+            self.bar.set_postfix(reward=f"{info.get('train/reward_mean', float('nan')):.4g}")
+        return info
+
+    def evaluation_due(self) -> bool:
+        """An evaluation point has been passed since the last evaluation, or the budget is spent."""
+        return any(p <= self.used() and p not in self.state.done for p in self.points) or self.oracle.exhausted
+
+    def checkpoint_due(self) -> bool:
+        """``checkpoint_every`` seconds have passed since the last checkpoint; rank 0's clock decides for every
+        process (a collective: a checkpoint gathers from all of them)."""
+        return distributed.broadcast_object(time.perf_counter() - self.last_checkpoint >= self.checkpoint_every)
+
+    def evaluate(self) -> None:
+        """Evaluate on the judges (rank 0 only; every process calls this at the same points): one curve point with
+        the eval/ (and select/) metrics, cost/ and query metrics, and its log line and sample grid in ``pending``."""
+        s, task = self.state, self.task
+        self.gather_shares()
+        s.done.update(p for p in self.points if p <= self.used())
+        if self.rank != 0:
+            return
+        began = time.perf_counter()
+        metrics, images, conds, scores = evaluate(self.policy, self.reference, task, self.method,
+                                                  s.pretrained_images, run_seed=self.config.seed)
+        tested = time.perf_counter()
+        s.add_time("eval", tested - began)
+        if task.spec.protocol is not None:  # the set every choice reads (select/ metrics)
+            metrics.update(evaluate(self.policy, self.reference, task, self.method, split="selection",
+                                    run_seed=self.config.seed)[0])
+            s.add_time("select", time.perf_counter() - tested)
+        if s.pretrained_images is None:  # the first evaluation is the pretrained model's
+            s.pretrained_images = images
+            metrics["eval/fd_pretrained"] = 0.0
+        metrics.update(cost_metrics(self.used(), s.shared_nfe, s.elapsed_before + time.perf_counter() - self.started))
+        metrics.update({f"cost/time_{phase}_s": seconds for phase, seconds in sorted(s.phases.items())})
+        metrics.update(query_metrics(s.shared_log.reward,
+                                     infeasible_value=getattr(task.oracle_reward, "infeasible_value", None)))
+        if hasattr(self.oracle, "metrics"):  # PMO accounting (benchsuite.accounting): pmo/* metrics
+            metrics.update(self.oracle.metrics())
+        s.curve.append({"queries": self.used(), **metrics})
+        s.pending.append(("metrics", metrics, self.used()))
+        label = f"{task.spec.primary_judge} reward"
+        grid = self.policy.space.render(images, conds, scores[task.spec.primary_judge], label=label)
+        s.pending.append(("image", torch.from_numpy(grid), f"samples/queries_{self.used():07d}.png"))
+
+    def checkpoint(self) -> None:
+        """Write the checkpoint (rank 0, atomically; several processes: every one's oracle and cost, gathered), then
+        hand the buffered logs to the trackers."""
+        self.last_checkpoint = time.perf_counter()
+        ranks = self.gather_shares() if self.world > 1 else None
+        if self.run_dir is not None:
+            _save_checkpoint(self.run_dir / CHECKPOINT, self.checkpoint_state(ranks))
+        self.flush()
+
+    def checkpoint_state(self, ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """What ``checkpoint`` saves (format ``CHECKPOINT_FORMAT``); ``ranks``: every process's share, gathered."""
+        s = self.state
+        return {
+            "format": CHECKPOINT_FORMAT, "run_id": self.config.run_id, "method": self.method.state_dict(),
+            "oracle": self.oracle.state_dict(), "torch_rng": torch.get_rng_state(), "curve": s.curve,
+            "train": s.train, "done": sorted(s.done), "pending": s.pending,
+            "pretrained_images": s.pretrained_images, "nfe": self.policy.nfe,
+            "elapsed_s": s.elapsed_before + time.perf_counter() - self.started, "phases": s.phases,
+            **({"processes": self.world, "ranks": ranks} if self.world > 1 else {}),
+        }
+
+    def flush(self) -> None:
+        """Hand the buffered logs to the trackers: the metric rows in one batch, then the images."""
+        pending = self.state.pending
+        self.log.log_metric_rows([(payload, where) for kind, payload, where in pending if kind == "metrics"])
+        for kind, payload, where in pending:
+            if kind == "image":
+                self.log.log_image(payload.numpy(), where)
+        pending.clear()
+
+    def report(self) -> None:
+        """Call ``on_eval(queries, metrics)`` with the last evaluation (after it is checkpointed and logged)."""
+        if self.on_eval is not None:
+            self.on_eval(self.used(), self.state.curve[-1])
+
+    def finish(self, status: str) -> RunResult:
+        """End the run with ``status``: close the progress bar, restore torch's thread count, log the wall time
+        (``FINISHED``) and the run's files, end the trackers' run, then write the exported weights and the run
+        folder's query log and summary (last: it marks a run finished). A run that is failing already finishes
+        its bookkeeping as far as it can: its error is the one to raise (on a full disk each write would fail
+        again and bury it under a chain of tracebacks)."""
+        if self.bar is not None:
+            self.bar.close()
+        s = self.state
+        wall = s.elapsed_before + time.perf_counter() - self.started
+        torch.set_num_threads(self.previous_threads)
         # several processes: the queries of every process as of the last gather (the end, after a finished run)
-        qlog = shares["log"] if world > 1 else oracle.query_log()
-        result = RunResult(config, dict(curve[-1]) if curve else {}, curve, train, qlog, wall, run_dir)
-        # a run that is failing already finishes its bookkeeping as far as it can: its error is the one to raise (on a
-        # full disk each write below would fail again and bury it under a chain of tracebacks)
+        qlog = s.shared_log if self.world > 1 else self.oracle.query_log()
+        result = RunResult(self.config, dict(s.curve[-1]) if s.curve else {}, s.curve, s.train, qlog, wall,
+                           self.run_dir)
         with contextlib.suppress(Exception) if status != "FINISHED" else contextlib.nullcontext():
             try:
-                if pending and status != "FINISHED":  # a failure between checkpoints: the steps since the last one
+                if s.pending and status != "FINISHED":  # a failure between checkpoints: the steps since the last one
                     try:
-                        flush()
+                        self.flush()
                     except Exception:  # noqa: BLE001 - best effort; the error that ended the run is the one to raise
-                        pending.clear()
+                        s.pending.clear()
                 if status == "FINISHED":
-                    log.log_metrics({"wall_time_s": wall}, step=used())
-                if tracker is not None and rank == 0:  # the caller's tracker (MLflow); the run folder has these files
-                    _log_run_files(tracker, result, status, used())
-                log.end_run(status)
+                    self.log.log_metrics({"wall_time_s": wall}, step=self.used())
+                if self.tracker is not None:  # the caller's tracker (MLflow); the run folder has these files
+                    _log_run_files(self.tracker, result, status, self.used())
+                self.log.end_run(status)
             finally:
-                if run_dir is not None:  # the summary is written last: it is what marks a run finished
-                    export_finished(config, policy, run_dir, status)  # trained weights, as diffusers/safetensors load
-                    _write_run_files(result, status, used())
-    return result
+                if self.run_dir is not None:  # the summary is written last: it is what marks a run finished
+                    export_finished(self.config, self.policy, self.run_dir, status)  # weights diffusers can load
+                    _write_run_files(result, status, self.used())
+        return result
+
+
+def _restore(checkpoint: dict[str, Any], state: _RunState, method, oracle, policy, world: int, rank: int) -> None:
+    """Load ``checkpoint`` into the method, this process's oracle and sampler cost, torch's global generator and
+    ``state`` (the curve, train rows and buffered logs on rank 0 only: it evaluates, logs and reports)."""
+    method.load_state_dict(checkpoint["method"])
+    own = checkpoint["ranks"][rank] if world > 1 else checkpoint
+    oracle.load_state_dict(own["oracle"])
+    torch.set_rng_state(checkpoint["torch_rng"])
+    state.done = set(checkpoint["done"])
+    if rank == 0:
+        state.curve, state.train, state.pending = checkpoint["curve"], checkpoint["train"], checkpoint["pending"]
+    state.elapsed_before = checkpoint["elapsed_s"]
+    state.phases = dict(checkpoint.get("phases", {}))  # a checkpoint of an older version has none
+    state.pretrained_images = checkpoint["pretrained_images"]
+    policy.nfe = own["nfe"]
 
 
 def _log_run_files(tracker, result: RunResult, status: str, used: int) -> None:
     """Log the run's resolved config (``config.yaml``, the ``benchsuite run --config`` format), ``summary.json`` and
     ``query_log.csv`` to ``tracker`` as artifacts, at the end of the run (again at the end of a resumed one)."""
-    import tempfile
-
-    from .config import config_yaml
-
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         (folder / "config.yaml").write_text(config_yaml(result.config))
@@ -555,8 +673,6 @@ def _write_run_files(result: RunResult, status: str, used: int, folder: Path | N
         np.savetxt(text, np.column_stack([qlog.call, qlog.condition, qlog.reward]),
                    delimiter=",", header="call,condition,reward", comments="", fmt=["%d", "%d", "%.9g"])
     else:  # PMO accounting: whether each query was charged, and its cache key (canonical SMILES)
-        import csv
-
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["call", "condition", "reward", "charged", "key"])
         for row in zip(qlog.call, qlog.condition, qlog.reward, qlog.charged, qlog.key):

@@ -47,7 +47,6 @@ optuna, mlflow and sqlalchemy are imported inside functions: ``import benchsuite
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import multiprocessing
@@ -57,6 +56,7 @@ import socket
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -343,13 +343,42 @@ class _SurplusTrial(Exception):
     """A trial was created after the last slot was taken (a race between workers); it runs nothing."""
 
 
-class Tuner:
-    """A validated ``TuneSpec``: everything is checked on construction, before any file or study exists.
+def _trial_config(spec: TuneSpec, study_dir: Path, overrides: dict[str, Any]) -> RunConfig:
+    """The run config of a trial of ``spec`` with the method settings ``overrides``, its folder under
+    ``study_dir``."""
+    extra = {} if spec.eval_fractions is None else {"eval_fractions": spec.eval_fractions}
+    return resolve(spec.task, spec.method, seed=spec.seed, budget=spec.budget, overrides=overrides,
+                   output_root=str(study_dir), **extra)
 
-    Picklable (it holds no storage connection), so that spawned worker processes receive it whole.
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """A checked ``TuneSpec`` and what follows from it, shared by the parts of a study: ``StudyBuilder`` (its Optuna
+    objects), ``TrialObjective`` (one trial) and ``export_preset`` (a trial's parameters to a preset file).
+    Picklable, so that spawned worker processes receive it whole.
+
+    Attributes:
+        spec: the study's settings.
+        metrics: the objective metrics (``objective_metric``), all maximised.
+        study_name: the study's name in its storage.
+        study_dir: ``<output_root>/optuna/<study>``: the trials' run folders are under it.
+        base: the run config of the method's presets with the fixed overrides (the budget every trial spends).
+        space: the tuned search space.
+        storage_url: a database URL or a journal file path.
+        storage_label: ``storage_url`` with any password hidden, for messages.
     """
 
-    def __init__(self, spec: TuneSpec):
+    spec: TuneSpec
+    metrics: tuple[str, ...]
+    study_name: str
+    study_dir: Path
+    base: RunConfig
+    space: tuple[Dimension, ...]
+    storage_url: str
+    storage_label: str
+
+    @classmethod
+    def check(cls, spec: TuneSpec) -> StudyPlan:
         """Check names, search space bounds, objectives, storage and trial count. Raises ``ConfigError``."""
         if isinstance(spec.n_trials, bool) or not isinstance(spec.n_trials, int) or spec.n_trials < 1:
             raise ConfigError(f"the number of trials must be a positive integer, got {spec.n_trials!r}")
@@ -362,52 +391,34 @@ class Tuner:
                 raise ConfigError(f"{label} must be an integer >= {low}, got {value!r}")
         if not spec.objectives:
             raise ConfigError("a study needs at least one objective")
-        self.spec = spec
-        self.metrics = tuple(objective_metric(o, spec.task) for o in spec.objectives)
-        if len(set(self.metrics)) != len(self.metrics):
-            raise ConfigError(f"objectives repeat a metric: {list(self.metrics)}")
-        self.pruning = spec.prune and len(self.metrics) == 1
-        short = "+".join(m.removeprefix("eval/").replace("/", "_") for m in self.metrics)
-        self.study_name = spec.study_name or f"{spec.method}--{spec.task}--{short}"
-        if not _STUDY_NAME.match(self.study_name):
-            raise ConfigError(f"study name {self.study_name!r} must use only letters, digits, '.', '_', '+' and '-'")
-        self.study_dir = Path(spec.output_root) / "optuna" / self.study_name
+        metrics = tuple(objective_metric(o, spec.task) for o in spec.objectives)
+        if len(set(metrics)) != len(metrics):
+            raise ConfigError(f"objectives repeat a metric: {list(metrics)}")
+        short = "+".join(m.removeprefix("eval/").replace("/", "_") for m in metrics)
+        study_name = spec.study_name or f"{spec.method}--{spec.task}--{short}"
+        if not _STUDY_NAME.match(study_name):
+            raise ConfigError(f"study name {study_name!r} must use only letters, digits, '.', '_', '+' and '-'")
+        study_dir = Path(spec.output_root) / "optuna" / study_name
         overrides = dict(spec.overrides)
-        self.base: RunConfig = self._config(overrides)
-        self.space = load_search_space(spec.method, spec.params, load_spec(spec.task).backbone)
-        fixed = [d.name for d in self.space if d.name in overrides]
+        base = _trial_config(spec, study_dir, overrides)
+        space = load_search_space(spec.method, spec.params, load_spec(spec.task).backbone)
+        fixed = [d.name for d in space if d.name in overrides]
         if fixed:
             raise ConfigError(f"{', '.join(fixed)} is both tuned and fixed by an override; drop one")
-        for dim in self.space:  # every bound must make a valid config, or trials would fail one by one
+        for dim in space:  # every bound must make a valid config, or trials would fail one by one
             for value in dim.extremes():
-                self._config({**overrides, dim.name: value})
-        self.storage_url, self.storage_label = self._storage_location()
+                _trial_config(spec, study_dir, {**overrides, dim.name: value})
+        storage_url, storage_label = _storage_location(spec.storage, study_dir.with_name(study_name + ".log"))
+        return cls(spec, metrics, study_name, study_dir, base, space, storage_url, storage_label)
 
-    def _config(self, overrides: dict[str, Any]) -> RunConfig:
-        extra = {} if self.spec.eval_fractions is None else {"eval_fractions": self.spec.eval_fractions}
-        return resolve(self.spec.task, self.spec.method, seed=self.spec.seed, budget=self.spec.budget,
-                       overrides=overrides, output_root=str(self.study_dir), **extra)
+    @property
+    def pruning(self) -> bool:
+        """Whether trials are pruned: asked for, and a single objective (Optuna's pruners are single-objective)."""
+        return self.spec.prune and len(self.metrics) == 1
 
-    def _storage_location(self) -> tuple[str, str]:
-        storage = self.spec.storage
-        if storage is None:
-            path = self.study_dir.with_name(self.study_name + ".log")
-            return str(path), str(path)
-        if "://" not in storage:
-            return storage, storage
-        scheme = storage.split("://", 1)[0].split("+", 1)[0]
-        if scheme == "sqlite":
-            raise ConfigError("sqlite is not a tuning storage (parallel writers corrupt it); use the default journal "
-                              "file on one machine or a postgresql:// URL for many")
-        if scheme not in ("postgresql", "mysql"):
-            raise ConfigError(f"storage {scheme}:// is not supported; give a postgresql:// URL or a journal file path")
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        try:
-            return storage, make_url(storage).render_as_string(hide_password=True)
-        except ArgumentError:
-            raise ConfigError(f"storage URL {storage!r} is malformed") from None
+    def config(self, overrides: dict[str, Any]) -> RunConfig:
+        """The run config of a trial with the method settings ``overrides``."""
+        return _trial_config(self.spec, self.study_dir, overrides)
 
     @property
     def fingerprint(self) -> str:
@@ -420,29 +431,58 @@ class Tuner:
             **({} if self.spec.eval_fractions is None else {"eval_fractions": list(self.base.eval_fractions)}),
         }, sort_keys=True, default=str)
 
-    # --- Optuna objects (built in each process) ---
+
+def _storage_location(storage: str | None, journal: Path) -> tuple[str, str]:
+    """``(url or path, label for messages)`` of the study's storage; ``journal``: the default journal file."""
+    if storage is None:
+        return str(journal), str(journal)
+    if "://" not in storage:
+        return storage, storage
+    scheme = storage.split("://", 1)[0].split("+", 1)[0]
+    if scheme == "sqlite":
+        raise ConfigError("sqlite is not a tuning storage (parallel writers corrupt it); use the default journal "
+                          "file on one machine or a postgresql:// URL for many")
+    if scheme not in ("postgresql", "mysql"):
+        raise ConfigError(f"storage {scheme}:// is not supported; give a postgresql:// URL or a journal file path")
+    from sqlalchemy.engine import make_url  # optional dependency: only a database storage needs sqlalchemy
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return storage, make_url(storage).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise ConfigError(f"storage URL {storage!r} is malformed") from None
+
+
+class StudyBuilder:
+    """The Optuna side of a study, built in each process from its ``StudyPlan`` (storages hold connections, and do
+    not travel to workers): the storage, each worker's sampler, the pruner; creating or joining the study with
+    its trial slots; queueing the trials of an interrupted tune again."""
+
+    def __init__(self, plan: StudyPlan):
+        self.plan = plan
 
     def storage(self) -> optuna.storages.BaseStorage:
         """The study's storage: ``RDBStorage`` with heartbeats and retries for a URL, else a journal file."""
         import optuna
         from optuna.exceptions import ExperimentalWarning
 
-        if "://" not in self.storage_url:
-            path = Path(self.storage_url)
+        plan = self.plan
+        if "://" not in plan.storage_url:
+            path = Path(plan.storage_url)
             path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
             try:
-                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(self.spec.max_retry)
-                return optuna.storages.RDBStorage(self.storage_url, heartbeat_interval=self.spec.heartbeat_interval,
+                retry = optuna.storages.RetryHeartbeatStaleTrialCallback(plan.spec.max_retry)
+                return optuna.storages.RDBStorage(plan.storage_url, heartbeat_interval=plan.spec.heartbeat_interval,
                                                   heartbeat_stale_trial_callback=retry)
             except ImportError:
-                raise BenchsuiteError(f"no database driver for {self.storage_label}; for PostgreSQL: "
+                raise BenchsuiteError(f"no database driver for {plan.storage_label}; for PostgreSQL: "
                                       "pip install 'psycopg[binary]' and use a postgresql+psycopg:// URL") from None
             except Exception as exc:  # noqa: BLE001 - sqlalchemy's connection errors have no common public base
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise BenchsuiteError(f"cannot open tuning storage {self.storage_label}: {first}") from None
+                raise BenchsuiteError(f"cannot open tuning storage {plan.storage_label}: {first}") from None
 
     def sampler(self, worker: int) -> optuna.samplers.BaseSampler:
         """Worker ``worker``'s sampler, seeded from (``sampler_seed``, ``worker``); half the trials (at most
@@ -450,9 +490,10 @@ class Tuner:
         import numpy as np
         import optuna
 
-        seed = int(np.random.SeedSequence([self.spec.sampler_seed, worker]).generate_state(1)[0])
-        startup = min(10, max(2, self.spec.n_trials // 2))
-        if self.spec.sampler == "gp":
+        spec = self.plan.spec
+        seed = int(np.random.SeedSequence([spec.sampler_seed, worker]).generate_state(1)[0])
+        startup = min(10, max(2, spec.n_trials // 2))
+        if spec.sampler == "gp":
             from optuna.exceptions import ExperimentalWarning
 
             with warnings.catch_warnings():
@@ -464,12 +505,10 @@ class Tuner:
         """``MedianPruner`` from ``prune_after_trials`` completed trials and 30% of the budget on; else none."""
         import optuna
 
-        if not self.pruning:
+        if not self.plan.pruning:
             return optuna.pruners.NopPruner()
-        return optuna.pruners.MedianPruner(n_startup_trials=self.spec.prune_after_trials,
-                                           n_warmup_steps=math.ceil(_PRUNE_WARMUP * self.base.budget))
-
-    # --- study set-up (main process) ---
+        return optuna.pruners.MedianPruner(n_startup_trials=self.plan.spec.prune_after_trials,
+                                           n_warmup_steps=math.ceil(_PRUNE_WARMUP * self.plan.base.budget))
 
     def open_study(self, storage, tracking: tuple[str, str] | None):
         """Create the study (or join it), queue its missing slots and get or create its MLflow parent run.
@@ -482,51 +521,58 @@ class Tuner:
         """
         import optuna
 
+        plan = self.plan
         try:
-            study = optuna.create_study(storage=storage, study_name=self.study_name,
-                                        directions=["maximize"] * len(self.metrics))
-            study.set_user_attr(SPEC_ATTR, self.fingerprint)
+            study = optuna.create_study(storage=storage, study_name=plan.study_name,
+                                        directions=["maximize"] * len(plan.metrics))
+            study.set_user_attr(SPEC_ATTR, plan.fingerprint)
             created = True
         except optuna.exceptions.DuplicatedStudyError:
-            study = optuna.load_study(study_name=self.study_name, storage=storage)
+            study = optuna.load_study(study_name=plan.study_name, storage=storage)
             created = False
         if not created:
-            deadline = time.monotonic() + _READY_TIMEOUT_S
-            while not study.user_attrs.get(READY_ATTR):
-                if time.monotonic() > deadline:
-                    raise BenchsuiteError(f"study {self.study_name} in {self.storage_label} was never made ready by "
-                                          "the process that created it; delete it (optuna delete-study) or pass "
-                                          "another --study-name")
-                time.sleep(0.5)
-            if study.user_attrs.get(SPEC_ATTR) != self.fingerprint:
-                raise BenchsuiteError(self._mismatch(study.user_attrs.get(SPEC_ATTR)))
+            self._wait_until_ready(study)
         self._queue_slots(study)
-        parent = None
-        if tracking is not None:
-            parent = open_parent_run(
-                tracking[0], Path(tracking[1]), self.spec.task, f"study--{self.study_name}", f"study {self.study_name}",
-                {KIND_TAG: "study", "benchsuite.study": self.study_name, "benchsuite.storage": self.storage_label},
-                params={"method": self.spec.method, "budget": self.base.budget, "seed": self.spec.seed,
-                        "objectives": ",".join(self.metrics), "n_trials": self.spec.n_trials,
-                        **{f"space.{d.name}": _describe(d) for d in self.space},
-                        **{f"fixed.{k}": v for k, v in self.spec.overrides}})
+        parent = None if tracking is None else self._open_parent(tracking)
         if created:
             study.set_user_attr(READY_ATTR, True)
         return study, parent
 
-    def _mismatch(self, stored: str | None) -> str:
-        theirs = json.loads(stored) if stored else {}
-        ours = json.loads(self.fingerprint)
-        differ = [k for k in ours if theirs.get(k) != ours[k]]
-        return (f"study {self.study_name} in {self.storage_label} was created with other settings ({', '.join(differ)} "
-                "differ); pass another --study-name")
+    def _wait_until_ready(self, study) -> None:
+        """Wait (up to 2 minutes) for the process that created ``study`` to mark it ready; check its settings."""
+        plan = self.plan
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while not study.user_attrs.get(READY_ATTR):
+            if time.monotonic() > deadline:
+                raise BenchsuiteError(f"study {plan.study_name} in {plan.storage_label} was never made ready by the "
+                                      "process that created it; delete it (optuna delete-study) or pass another "
+                                      "--study-name")
+            time.sleep(0.5)
+        stored = study.user_attrs.get(SPEC_ATTR)
+        if stored != plan.fingerprint:
+            theirs, ours = (json.loads(stored) if stored else {}), json.loads(plan.fingerprint)
+            differ = [k for k in ours if theirs.get(k) != ours[k]]
+            raise BenchsuiteError(f"study {plan.study_name} in {plan.storage_label} was created with other settings "
+                                  f"({', '.join(differ)} differ); pass another --study-name")
+
+    def _open_parent(self, tracking: tuple[str, str]):
+        """The study's MLflow parent run (opened, or created with the study's settings as params)."""
+        plan, spec = self.plan, self.plan.spec
+        return open_parent_run(
+            tracking[0], Path(tracking[1]), spec.task, f"study--{plan.study_name}", f"study {plan.study_name}",
+            {KIND_TAG: "study", "benchsuite.study": plan.study_name, "benchsuite.storage": plan.storage_label},
+            params={"method": spec.method, "budget": plan.base.budget, "seed": spec.seed,
+                    "objectives": ",".join(plan.metrics), "n_trials": spec.n_trials,
+                    **{f"space.{d.name}": _describe(d) for d in plan.space},
+                    **{f"fixed.{k}": v for k, v in spec.overrides}})
 
     def _queue_slots(self, study) -> None:
+        n_trials = self.plan.spec.n_trials
         taken = {t.user_attrs[SLOT_ATTR] for t in study.get_trials(deepcopy=False) if SLOT_ATTR in t.user_attrs}
-        if len(taken) > self.spec.n_trials:
-            raise BenchsuiteError(f"study {self.study_name} already has {len(taken)} trials; a study can grow, not "
-                                  f"shrink: pass --trials {len(taken)} or more")
-        for slot in range(self.spec.n_trials):
+        if len(taken) > n_trials:
+            raise BenchsuiteError(f"study {self.plan.study_name} already has {len(taken)} trials; a study can grow, "
+                                  f"not shrink: pass --trials {len(taken)} or more")
+        for slot in range(n_trials):
             if slot not in taken:
                 study.enqueue_trial({}, user_attrs={SLOT_ATTR: slot})
 
@@ -544,7 +590,7 @@ class Tuner:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)
-            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(self.spec.max_retry)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback(self.plan.spec.max_retry)
         again = []
         for trial in _latest_per_slot(study.get_trials(deepcopy=False)).values():
             if trial.state == TrialState.RUNNING:
@@ -555,7 +601,174 @@ class Tuner:
             again.append(trial.number)
         return again
 
-    # --- workers ---
+
+class TrialObjective:
+    """One trial, as Optuna's objective: its slot and worker marked, its config (the suggested parameters over the
+    fixed overrides), its run (``run`` with ``resume=True``, waiting while another process holds the run folder),
+    the pruning reports at every evaluation, and the objective value(s) of the finished run."""
+
+    def __init__(self, plan: StudyPlan, tracking: tuple[str, str] | None = None, parent_run_id: str | None = None):
+        """``tracking``: ``(tracking_uri, artifact_root)`` of the MLflow store, or None; ``parent_run_id``: the
+        study's MLflow parent run."""
+        self.plan, self.tracking, self.parent_run_id = plan, tracking, parent_run_id
+
+    def __call__(self, trial: optuna.Trial) -> float | list[float]:
+        import optuna
+
+        plan = self.plan
+        if SLOT_ATTR not in trial.user_attrs:
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            raise _SurplusTrial(f"trial {trial.number} was created after all {plan.spec.n_trials} slots were taken")
+        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
+        if trial.user_attrs.get(INTERRUPTED_ATTR):  # a retry inherits its predecessor's attributes
+            trial.set_user_attr(INTERRUPTED_ATTR, False)
+        config = plan.config({**dict(plan.spec.overrides), **{d.name: d.suggest(trial) for d in plan.space}})
+        trial.set_user_attr(RUN_ATTR, config.run_id)
+        tracker = (None if self.tracking is None
+                   else _TrialTracker(self.tracking, self.parent_run_id, trial, plan.study_name))
+        card = load_spec(plan.spec.task)
+        try:
+            result = _run_when_free(trial, config, tracker, self.reporter(trial, config, card))
+        except StopRun as stop:
+            raise optuna.TrialPruned(str(stop)) from None
+        except KeyboardInterrupt:
+            trial.set_user_attr(INTERRUPTED_ATTR, True)  # Optuna fails the trial; a rerun may retry it
+            raise
+        values = [objective_value(m, result.curve, card.drift_budget, card.judge_tolerance) for m in plan.metrics]
+        return values[0] if len(values) == 1 else values
+
+    def reporter(self, trial: optuna.Trial, config: RunConfig, card) -> Callable[[int, dict[str, float]], None]:
+        """The run's ``on_eval`` for ``trial`` (``card``: the task's ``TaskSpec``): it records the queries spent
+        and, when pruning, reports the objective at the scheduled evaluation point (equal across trials) and raises
+        ``StopRun`` to prune."""
+        import optuna
+
+        points = eval_points(config.budget, config.eval_fractions)
+        seen: list[dict[str, float]] = []
+
+        def on_eval(queries: int, metrics: dict[str, float]) -> None:
+            try:
+                trial.set_user_attr(QUERIES_ATTR, queries)
+            except optuna.exceptions.UpdateFinishedTrialError:  # failed for a late heartbeat: stop, do not race
+                raise StopRun("the trial was failed for a stale heartbeat; its retry continues the run") from None
+            seen.append(metrics)
+            if self.plan.pruning:
+                step = max(p for p in points if p <= queries)  # the scheduled point: equal across trials
+                value = objective_value(self.plan.metrics[0], seen, card.drift_budget, card.judge_tolerance)
+                if math.isfinite(value):  # nothing to compare before the first query of a query-side objective
+                    trial.report(value, step)
+                if trial.should_prune():
+                    raise StopRun(f"pruned at {step} queries")
+
+        return on_eval
+
+
+def _run_when_free(trial, config: RunConfig, tracker, on_eval):
+    """``run`` the trial's config, waiting while another process holds its run folder: a trial with the same
+    parameters (hence the same run id) in another worker, or the slow worker of a trial whose stale heartbeat
+    got it retried here (it stops at its next evaluation). Once free, the run resumes from their checkpoint, or
+    only reads back a finished run; a dead holder frees the folder at once."""
+    import optuna
+
+    waiting = False
+    while True:
+        try:
+            return run(config, tracker=tracker, resume=True, on_eval=on_eval)
+        except RunLockedError as locked:
+            if not waiting:
+                optuna.logging.get_logger("optuna").info("trial %d waits: %s", trial.number, locked)
+                waiting = True
+            time.sleep(_LOCK_POLL_S)
+
+
+def export_preset(plan: StudyPlan, study, trial_number: int | None = None) -> Path:
+    """Write a trial's parameters (with the fixed overrides) to ``baselines/<method>/tuned/<task>.yaml``.
+
+    Args:
+        plan: the study's plan.
+        study: the study.
+        trial_number: a COMPLETE trial; None: the best trial of a single-objective study.
+
+    Raises:
+        ConfigError: no such complete trial, or None for a multi-objective study.
+    """
+    import optuna
+    import yaml
+
+    trial = _trial_to_export(plan, study, trial_number)
+    values = {**dict(plan.spec.overrides), **trial.params}
+    plan.config(values)  # the exported file must resolve
+    if len(plan.metrics) == 1:
+        rank = "best"
+    else:
+        rank = "Pareto-optimal" if trial.number in {t.number for t in study.best_trials} else "dominated"
+    scores = ", ".join(f"{m} {v:.6g}" for m, v in zip(plan.metrics, trial.values))
+    spec = plan.spec
+    header = (f"# Written by `benchsuite tune` (optuna {optuna.__version__}) on "
+              f"{datetime.now(UTC).date().isoformat()}: study {plan.study_name},\n"
+              f"# trial {trial.number} ({rank}): {scores};\n"
+              f"# budget {plan.base.budget}, training seed {spec.seed}, storage {plan.storage_label}.\n"
+              f"# `benchsuite run` layers it over baselines/{spec.method}/defaults.yaml "
+              f"for {spec.task}.\n")
+    path = data_dir("baselines") / spec.method / "tuned" / f"{spec.task}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, header + yaml.safe_dump(values, sort_keys=True))
+    return path
+
+
+def _trial_to_export(plan: StudyPlan, study, trial_number: int | None):
+    """Trial ``trial_number`` of ``study`` if COMPLETE, or with None the best of a single-objective study."""
+    from optuna.trial import TrialState
+
+    if trial_number is None:
+        if len(plan.metrics) > 1:
+            raise ConfigError("a multi-objective study has no single best trial; pick one of its Pareto front "
+                              "with --export-trial N")
+        try:
+            return study.best_trial
+        except ValueError:
+            raise ConfigError(f"study {plan.study_name} has no complete trial to export") from None
+    found = [t for t in study.get_trials(deepcopy=False) if t.number == trial_number]
+    if not found or found[0].state != TrialState.COMPLETE:
+        raise ConfigError(f"study {plan.study_name} has no complete trial {trial_number}")
+    return found[0]
+
+
+class Tuner:
+    """A validated ``TuneSpec`` (a ``StudyPlan``: everything is checked on construction, before any file or study
+    exists) and the tune that composes the study's parts: ``StudyBuilder`` opens the study, worker processes run
+    ``TrialObjective`` on its queued trials, ``report`` counts the outcome and ``export`` writes a preset.
+
+    Picklable (it holds no storage connection), so that spawned worker processes receive it whole.
+    """
+
+    def __init__(self, spec: TuneSpec):
+        """Check names, search space bounds, objectives, storage and trial count. Raises ``ConfigError``."""
+        self.plan = StudyPlan.check(spec)
+        self.studies = StudyBuilder(self.plan)
+
+    spec = property(lambda self: self.plan.spec, doc="The study's settings.")
+    metrics = property(lambda self: self.plan.metrics, doc="The objective metrics, all maximised.")
+    study_name = property(lambda self: self.plan.study_name, doc="The study's name in its storage.")
+    study_dir = property(lambda self: self.plan.study_dir, doc="Where the trials' run folders are.")
+    base = property(lambda self: self.plan.base, doc="The run config of the presets with the fixed overrides.")
+    space = property(lambda self: self.plan.space, doc="The tuned search space.")
+    pruning = property(lambda self: self.plan.pruning, doc="Whether trials are pruned.")
+    storage_url = property(lambda self: self.plan.storage_url, doc="A database URL or a journal file path.")
+    storage_label = property(lambda self: self.plan.storage_label, doc="``storage_url``, any password hidden.")
+    fingerprint = property(lambda self: self.plan.fingerprint, doc="What the trials depend on (JSON).")
+
+    def storage(self) -> optuna.storages.BaseStorage:
+        """The study's storage (``StudyBuilder.storage``)."""
+        return self.studies.storage()
+
+    def open_study(self, storage, tracking: tuple[str, str] | None):
+        """Create or join the study and its MLflow parent (``StudyBuilder.open_study``): ``(study, parent)``."""
+        return self.studies.open_study(storage, tracking)
+
+    def retry_interrupted(self, study) -> list[int]:
+        """Queue again the trials of a killed or interrupted tune (``StudyBuilder.retry_interrupted``)."""
+        return self.studies.retry_interrupted(study)
 
     def work(self, worker: int, tracking: tuple[str, str] | None, parent_run_id: str | None) -> None:
         """Run queued trials until none is left. With a database storage, also fail and retry the trials of
@@ -564,11 +777,10 @@ class Tuner:
         from optuna.exceptions import ExperimentalWarning
         from optuna.trial import TrialState
 
-        storage = self.storage()
-        study = optuna.load_study(study_name=self.study_name, storage=storage, sampler=self.sampler(worker),
-                                  pruner=self.pruner())
+        study = optuna.load_study(study_name=self.study_name, storage=self.studies.storage(),
+                                  sampler=self.studies.sampler(worker), pruner=self.studies.pruner())
         heartbeat = "://" in self.storage_url
-        objective = functools.partial(self._objective, tracking=tracking, parent_run_id=parent_run_id)
+        objective = TrialObjective(self.plan, tracking, parent_run_id)
         while True:
             if heartbeat:
                 with warnings.catch_warnings():
@@ -585,68 +797,6 @@ class Tuner:
                 time.sleep(min(5, self.spec.heartbeat_interval))
             else:
                 return
-
-    def _objective(self, trial: optuna.Trial, tracking: tuple[str, str] | None, parent_run_id: str | None):
-        import optuna
-
-        if SLOT_ATTR not in trial.user_attrs:
-            trial.set_user_attr(SURPLUS_ATTR, True)
-            raise _SurplusTrial(f"trial {trial.number} was created after all {self.spec.n_trials} slots were taken")
-        trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
-        if trial.user_attrs.get(INTERRUPTED_ATTR):  # a retry inherits its predecessor's attributes
-            trial.set_user_attr(INTERRUPTED_ATTR, False)
-        overrides = {**dict(self.spec.overrides), **{d.name: d.suggest(trial) for d in self.space}}
-        config = self._config(overrides)
-        trial.set_user_attr(RUN_ATTR, config.run_id)
-        tracker = None if tracking is None else _TrialTracker(tracking, parent_run_id, trial, self.study_name)
-        points = eval_points(config.budget, config.eval_fractions)
-        seen: list[dict[str, float]] = []
-        card = load_spec(self.spec.task)
-        drift_budget, tolerance = card.drift_budget, card.judge_tolerance
-
-        def on_eval(queries: int, metrics: dict[str, float]) -> None:
-            try:
-                trial.set_user_attr(QUERIES_ATTR, queries)
-            except optuna.exceptions.UpdateFinishedTrialError:  # failed for a late heartbeat: stop, do not race
-                raise StopRun("the trial was failed for a stale heartbeat; its retry continues the run") from None
-            seen.append(metrics)
-            if self.pruning:
-                step = max(p for p in points if p <= queries)  # the scheduled point: equal across trials
-                value = objective_value(self.metrics[0], seen, drift_budget, tolerance)
-                if math.isfinite(value):  # nothing to compare before the first query of a query-side objective
-                    trial.report(value, step)
-                if trial.should_prune():
-                    raise StopRun(f"pruned at {step} queries")
-
-        try:
-            result = self._run_when_free(trial, config, tracker, on_eval)
-        except StopRun as stop:
-            raise optuna.TrialPruned(str(stop)) from None
-        except KeyboardInterrupt:
-            trial.set_user_attr(INTERRUPTED_ATTR, True)  # Optuna fails the trial; a rerun may retry it
-            raise
-        values = [objective_value(m, result.curve, drift_budget, tolerance) for m in self.metrics]
-        return values[0] if len(values) == 1 else values
-
-    @staticmethod
-    def _run_when_free(trial, config: RunConfig, tracker, on_eval):
-        """``run`` the trial's config, waiting while another process holds its run folder: a trial with the same
-        parameters (hence the same run id) in another worker, or the slow worker of a trial whose stale heartbeat
-        got it retried here (it stops at its next evaluation). Once free, the run resumes from their checkpoint, or
-        only reads back a finished run; a dead holder frees the folder at once."""
-        import optuna
-
-        waiting = False
-        while True:
-            try:
-                return run(config, tracker=tracker, resume=True, on_eval=on_eval)
-            except RunLockedError as locked:
-                if not waiting:
-                    optuna.logging.get_logger("optuna").info("trial %d waits: %s", trial.number, locked)
-                    waiting = True
-                time.sleep(_LOCK_POLL_S)
-
-    # --- the whole tune (main process) ---
 
     def tune(self, workers: int = 1, tracking: tuple[str, str] | None = None,
              retry_interrupted: bool = False) -> TuneReport:
@@ -710,49 +860,8 @@ class Tuner:
                           dict(Counter(t.state.name for t in trials)), best, list(dead_workers), parent_run_id)
 
     def export(self, study, trial_number: int | None = None) -> Path:
-        """Write a trial's parameters (with the fixed overrides) to ``baselines/<method>/tuned/<task>.yaml``.
-
-        Args:
-            study: the study.
-            trial_number: a COMPLETE trial; None: the best trial of a single-objective study.
-
-        Raises:
-            ConfigError: no such complete trial, or None for a multi-objective study.
-        """
-        import optuna
-        import yaml
-        from optuna.trial import TrialState
-
-        if trial_number is None:
-            if len(self.metrics) > 1:
-                raise ConfigError("a multi-objective study has no single best trial; pick one of its Pareto front "
-                                  "with --export-trial N")
-            try:
-                trial = study.best_trial
-            except ValueError:
-                raise ConfigError(f"study {self.study_name} has no complete trial to export") from None
-        else:
-            found = [t for t in study.get_trials(deepcopy=False) if t.number == trial_number]
-            if not found or found[0].state != TrialState.COMPLETE:
-                raise ConfigError(f"study {self.study_name} has no complete trial {trial_number}")
-            trial = found[0]
-        values = {**dict(self.spec.overrides), **trial.params}
-        self._config(values)  # the exported file must resolve
-        if len(self.metrics) == 1:
-            rank = "best"
-        else:
-            rank = "Pareto-optimal" if trial.number in {t.number for t in study.best_trials} else "dominated"
-        scores = ", ".join(f"{m} {v:.6g}" for m, v in zip(self.metrics, trial.values))
-        header = (f"# Written by `benchsuite tune` (optuna {optuna.__version__}) on "
-                  f"{datetime.now(UTC).date().isoformat()}: study {self.study_name},\n"
-                  f"# trial {trial.number} ({rank}): {scores};\n"
-                  f"# budget {self.base.budget}, training seed {self.spec.seed}, storage {self.storage_label}.\n"
-                  f"# `benchsuite run` layers it over baselines/{self.spec.method}/defaults.yaml "
-                  f"for {self.spec.task}.\n")
-        path = data_dir("baselines") / self.spec.method / "tuned" / f"{self.spec.task}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, header + yaml.safe_dump(values, sort_keys=True))
-        return path
+        """Write a trial's parameters to ``baselines/<method>/tuned/<task>.yaml`` (``export_preset``)."""
+        return export_preset(self.plan, study, trial_number)
 
 
 def _latest_per_slot(trials) -> dict[int, Any]:

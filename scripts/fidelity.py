@@ -109,7 +109,8 @@ def measure_draft_k() -> list[str]:
 def measure_ctrl_shares() -> list[str]:
     """CTRL: the largest sampler step's share of the policy-gradient norm, and the lowest cosine of a step's gradient
     with the others, after two iterations of the digits preset (batch 32), over the same 16 chains."""
-    from benchsuite.methods.ctrl import gradient_shares_on_task, step_gradient_shares
+    from benchsuite.diagnostics import gradient_shares_on_task
+    from benchsuite.methods.ctrl import step_gradient_shares
 
     rows = ["| task (grid) | largest step's weight share (step) | largest gradient share (step) | lowest cosine |",
             "|---|---|---|---|"]

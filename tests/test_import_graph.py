@@ -53,11 +53,7 @@ FORBIDDEN: tuple[tuple[str, str], ...] = (
 )
 """(importer, imported) pairs that are refused even where the layers would allow them."""
 
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("benchsuite.methods.ctrl", "benchsuite.runner"):
-        "ctrl.gradient_shares_on_task (a diagnostic for scripts/fidelity.py) builds a method with runner.build_method; "
-        "it belongs in benchsuite.diagnostics, moved with the one-home-per-method work (issue 25, item 3)",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 """Single arrows (importer module, imported module) that break ``LAYERS`` today, each with the reason and the plan.
 The test fails when one is no longer needed, so that the list only shrinks."""
 
@@ -201,7 +197,7 @@ def test_every_arrow_points_down_the_layers(graph):
 def test_the_graph_sees_the_known_arrows(graph):
     """The checker reads what it should: module- and function-level imports, relative ones, ``from . import x``."""
     assert "benchsuite.registry" in graph["benchsuite.tasks"]  # from .registry import ...
-    assert "benchsuite.methods.online" in graph["benchsuite.runner"]  # inside build_method
+    assert "benchsuite.methods.online" in graph["benchsuite.runner"]  # from .methods.online import ...
     assert "benchsuite.api" in graph["benchsuite"]  # from . import api, inside __getattr__
     assert "benchsuite.policies.base" in graph["benchsuite.methods.base"]  # from ..policies.base import ...
     assert "benchsuite.policies.base" not in graph["benchsuite.metrics.sampler"]  # under TYPE_CHECKING only
@@ -210,9 +206,6 @@ def test_the_graph_sees_the_known_arrows(graph):
 LAZY_SUITE_IMPORTS: dict[str, str] = {
     "benchsuite": "PEP 562: `import benchsuite` stays light, benchsuite.api is imported on first use",
     "benchsuite.cli": "each command imports its modules on use: the CLI starts without torch, mlflow or optuna",
-    # not yet hoisted: the runner and method refactor of issue 25 (items 3 and 4) is editing these files
-    "benchsuite.runner": "pending", "benchsuite.methods.ctrl": "pending", "benchsuite.methods.bo": "pending",
-    "benchsuite.methods.surrogate": "pending", "benchsuite.policies.base": "pending",
 }
 """Modules that may import suite modules inside functions, and why; anywhere else such an import is hoisted (optional
 third-party dependencies such as diffusers, mlflow, optuna or rdkit are still imported where they are used)."""

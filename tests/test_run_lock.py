@@ -90,7 +90,7 @@ def test_a_tuning_worker_waits_for_the_owner_then_reads_its_run(tmp_path, monkey
     class Trial:
         number = 7
 
-    result = tuning.Tuner._run_when_free(Trial(), config, None, None)
+    result = tuning._run_when_free(Trial(), config, None, None)
     assert time.perf_counter() - started >= 0.5 and result.final["queries"] == 64
 
 

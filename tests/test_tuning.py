@@ -75,7 +75,7 @@ def test_every_trial_is_an_mlflow_child_of_one_study_parent(pruned_study):
     runs = client.search_runs([exp.experiment_id])
     (parent,) = [r for r in runs if r.data.tags.get("benchsuite.kind") == "study"]
     assert parent.info.run_name == f"study {tuner.study_name}" and parent.info.status == "FINISHED"
-    assert parent.data.params["space.kl_coef"] == "float [0.001, 4.0] log"
+    assert parent.data.params["space.kl_coef"] == "float [0.001, 10.0] log"
     assert client.list_artifacts(parent.info.run_id)[0].path == "trials.csv"
     children = {int(r.data.tags["benchsuite.trial"]): r for r in runs
                 if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}

@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..budget import BudgetedOracle
+from ..errors import ConfigError
 from .base import check
 from .best_of_n import BestOfN, BestOfNConfig
 
@@ -170,8 +171,6 @@ class BayesianOptimization(BestOfN):
             self._make_pool(oracle.budget)
         n = min(self.batch_for(oracle), len(self.pool) - len(self.queried))
         if n <= 0:
-            from ..errors import ConfigError
-
             raise ConfigError(f"bo: the pool of {len(self.pool)} samples is used up; set method.pool_size >= budget")
         idx = self._select(n)
         device = self.policy.stds.device

@@ -137,28 +137,6 @@ def step_gradient_shares(grads: Tensor) -> dict[str, float]:
             "train/grad_cos_min": cos.min().item()}
 
 
-def gradient_shares_on_task(task_id: str, iterations: int = 2, batch_size: int = 32, chains: int = 16,
-                            seed: int = 0) -> tuple[Tensor, Tensor]:
-    """The method's preset on ``task_id`` after ``iterations`` iterations of ``batch_size`` chains, then the per-step
-    gradients (``step_gradients``) over ``chains`` fresh chains. Returns the normalised step weights ``T`` and the
-    gradients ``T x P``: the measurement behind the sampler-grid comparison (``scripts/fidelity.py measure``)."""
-    from ..config import resolve
-    from ..runner import build_method
-    from ..tasks import make_task
-
-    task = make_task(task_id)
-    policy = task.make_policy()
-    budget = iterations * batch_size
-    cfg = resolve(task_id, ContinuousTimeRL.name, budget=budget,
-                  overrides={"batch_size": batch_size, "grad_share_every": 0})
-    method = build_method(cfg, task, policy, torch.Generator().manual_seed(seed))
-    oracle = task.train_oracle(budget)
-    for _ in range(iterations):
-        method.step(oracle)
-    traj, _ = policy.rollout(method.sample_conditions(chains), torch.Generator().manual_seed(seed + 5), batch=chains)
-    return method.weights / method.weights.sum(), method.step_gradients(traj.latents, traj.conditions)
-
-
 def vp_sde_grid(timesteps: Tensor, alpha: Tensor, alpha_prev: Tensor,
                 num_train_timesteps: int) -> tuple[Tensor, Tensor, Tensor]:
     """Continuous time, step lengths and g^2 = beta of the VP SDE on a sampler grid.

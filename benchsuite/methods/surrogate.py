@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..budget import BudgetedOracle
+from ..errors import ConfigError
 from ..spaces import RewardModel, SampleSpace
 from .base import check
 
@@ -141,8 +142,6 @@ def check_reward_gradients(mode: RewardGradients, oracle_differentiable: bool, m
     Returns True when the method must fit a surrogate.
     """
     if mode == "oracle" and not oracle_differentiable:
-        from ..errors import ConfigError
-
         raise ConfigError(
             f"{method} needs reward gradients but this task's oracle is not differentiable; "
             f"use --set method.reward_gradients=surrogate (a model fit to paid-for queries) or a differentiable task"

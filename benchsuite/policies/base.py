@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..distributed import unwrap
 from ..spaces import ImageSpace, SampleSpace
 
 
@@ -399,14 +400,10 @@ class DiffusionPolicy(nn.Module):
         """The weights a method trains, all a checkpoint needs to restore the policy: by default the denoiser's
         whole state dict (a policy with adapters returns only those; the SD backbone its LoRA weights). Keys never
         carry a distributed wrapper's prefix."""
-        from ..distributed import unwrap
-
         return unwrap(self.denoiser).state_dict()
 
     def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
         """Load what ``trainable_state_dict`` returned (in place: optimizers keep their parameters)."""
-        from ..distributed import unwrap
-
         unwrap(self.denoiser).load_state_dict(state)
 
     def frozen_copy(self) -> DiffusionPolicy:

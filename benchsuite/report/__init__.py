@@ -47,6 +47,20 @@ RANK_RESAMPLES = 1000
 """Seed resamples of the rank-stability bootstrap, per task."""
 
 
+def _commits(tidy: pd.DataFrame, tree_commit: str | None, allow_dirty: bool) -> tuple[pd.Series, list[str]]:
+    """Each run's commit (indexed by ``RUN_KEYS``; empty without a ``commit`` column) and the dirty commits among
+    them and ``tree_commit``; raises ``DirtyTreeError`` on a dirty one unless ``allow_dirty``."""
+    commits = (tidy.groupby(RUN_KEYS)[COMMIT].first() if COMMIT in tidy
+               else pd.Series(dtype=str, index=pd.MultiIndex.from_tuples([], names=RUN_KEYS), name=COMMIT))
+    dirty = sorted({c for c in commits if c.endswith(DIRTY)} | ({tree_commit} if (tree_commit or "").endswith(DIRTY)
+                                                                 else set()))
+    if dirty and not allow_dirty:
+        raise DirtyTreeError(f"refusing to publish a report made from an uncommitted tree ({', '.join(dirty)}): "
+                             "commit the changes (and rerun the runs made from them), or pass --allow-dirty to "
+                             "publish it marked")
+    return commits, dirty
+
+
 def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[str, Path]] | None = None, *,
                  reference_scores: dict[str, float] | None = None, tasks: dict[str, ReportTask] | None = None,
                  seed: int = 0, allow_dirty: bool = False, tree_commit: str | None = None) -> dict:
@@ -91,14 +105,7 @@ def write_report(tidy: pd.DataFrame, out_dir: Path | str, grids: dict[str, dict[
         apart}, "rank_stability": {task: mean Kendall tau}}``.
     """
     tidy = canonical(tidy)
-    commits = (tidy.groupby(RUN_KEYS)[COMMIT].first() if COMMIT in tidy
-               else pd.Series(dtype=str, index=pd.MultiIndex.from_tuples([], names=RUN_KEYS), name=COMMIT))
-    dirty = sorted({c for c in commits if c.endswith(DIRTY)} | ({tree_commit} if (tree_commit or "").endswith(DIRTY)
-                                                                 else set()))
-    if dirty and not allow_dirty:
-        raise DirtyTreeError(f"refusing to publish a report made from an uncommitted tree ({', '.join(dirty)}): "
-                             "commit the changes (and rerun the runs made from them), or pass --allow-dirty to "
-                             "publish it marked")
+    commits, dirty = _commits(tidy, tree_commit, allow_dirty)
     check_records(tidy)  # a path KL below a bounded judge's data-processing bound: refused before anything is written
     out = Path(out_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)

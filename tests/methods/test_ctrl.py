@@ -270,7 +270,7 @@ def test_no_sampler_step_dominates_the_gradient_on_the_v1_digits_grid():
     """The review's finding on the trailing grid of the -v0 cards (step 0: 74 % of the weight, 82 % of the
     parameter gradient, pointing against the rest), and that the log-SNR grid of the -v1 cards removes it. After
     two iterations of the digits preset, over the same 16 chains."""
-    from benchsuite.methods.ctrl import gradient_shares_on_task
+    from benchsuite.diagnostics import gradient_shares_on_task
 
     shares = {}
     for task_id in ("digits-jpeg-compress-v0", "digits-jpeg-compress-v1"):
