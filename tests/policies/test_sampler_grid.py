@@ -122,5 +122,8 @@ def test_the_superseded_v0_digits_grid_fails_the_bound():
 
 def test_current_embedded_cards_are_the_ones_expected():
     cards = _current_embedded_cards()
-    assert {"digits-jpeg-compress-v2", "digits-jpeg-incompress-v1", "digits-classifier-v2"} <= set(cards)
-    assert not any(c.startswith("digits") and c.endswith("-v0") for c in cards)
+    assert {"digits-jpeg-compress-v2", "digits-jpeg-incompress-v1", "digits-classifier-v2", "digits-ink-v0"} <= set(cards)
+    # the trailing-grid cards (digits-{jpeg-compress,jpeg-incompress,classifier}-v0) are superseded; a digits card
+    # first published on the log-SNR grid (digits-ink-v0) is current at v0
+    assert all(dict(task_specs()[c].sampler).get("timestep_spacing") == "logsnr"
+               for c in cards if c.startswith("digits"))
