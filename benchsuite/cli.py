@@ -297,8 +297,8 @@ def _add_leaderboard_parser(sub) -> None:
     lb.add_argument("--tier", default="core", help="a spec of tasks/leaderboards/: a name (core, full: its newest "
                     "version) or an id (core-v1); default core")
     lb.add_argument("--methods", type=_names("--methods"), default=None,
-                    help="comma-separated methods (default: the spec's; 'registered' takes every registered method "
-                    "that joins leaderboards, plugins included)")
+                    help="comma-separated methods (default: the spec's); 'builtin' / 'registered' stand for every "
+                    "built-in / registered method that joins leaderboards (registered: installed plugins' included)")
     lb.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     lb.add_argument("--out", default=None, help="the tier's report folder (default results/leaderboard/<name>)")
     lb.add_argument("--tuning-out", default=None, help="the studies' folder (default results/leaderboard/tuning)")

@@ -93,7 +93,9 @@ class LeaderboardSpec:
         tasks: the tasks and their seed counts, fixed before any run.
         budget: oracle queries of every run (and every tuning trial).
         eval_fractions: fractions of the budget at which every run evaluates both of its card's evaluation sets.
-        methods: method names, or ``("registered",)``: every registered method that declares ``Method.leaderboard``.
+        methods: method names; ``("builtin",)``: every built-in method that declares ``Method.leaderboard`` (what
+            a committed tier runs, so that its tables do not depend on the plugins installed); ``("registered",)``:
+            every registered one, an installed plugin's included (``--methods registered`` on the command line).
         trials: Optuna trials per (task, method) study.
         verify: the runs the verify stage reruns.
         changes: what this version changed.
@@ -105,7 +107,7 @@ class LeaderboardSpec:
     tasks: tuple[TierTask, ...]
     budget: int
     eval_fractions: tuple[float, ...]
-    methods: tuple[str, ...] = ("registered",)
+    methods: tuple[str, ...] = ("builtin",)
     trials: int = 8
     verify: tuple[VerifyRun, ...] = ()
     changes: str = ""
@@ -124,9 +126,21 @@ class LeaderboardSpec:
 
     def method_names(self) -> list[str]:
         """The methods of the tier: the spec's list, or every registered method that joins leaderboards."""
-        if self.methods != ("registered",):
-            return list(self.methods)
-        return [m for m in METHODS.names() if getattr(METHODS.load(m), "leaderboard", True)]
+        return resolve_methods(self.methods)
+
+
+GROUPS = ("builtin", "registered")
+"""Names that stand for a group of methods in a spec's ``methods`` or ``--methods`` (``LeaderboardSpec.methods``)."""
+
+
+def resolve_methods(names) -> list[str]:
+    """Method names with ``builtin`` / ``registered`` expanded to the methods that declare ``Method.leaderboard``."""
+    out: list[str] = []
+    for name in names:
+        group = {"builtin": METHODS.builtin_names, "registered": METHODS.names}.get(name)
+        found = [m for m in group() if getattr(METHODS.load(m), "leaderboard", True)] if group else [name]
+        out += [m for m in found if m not in out]
+    return out
 
 
 _KEYS = {"id", "description", "tasks", "budget", "eval_fractions", "methods", "tuning", "verify", "changes"}
@@ -193,12 +207,12 @@ def parse_leaderboard(path: Path) -> LeaderboardSpec:
             or sorted(set(fractions)) != fractions):
         raise ConfigError(f"{source}: eval_fractions must rise strictly from 0 to 1 (the pretrained model and the "
                           "full budget are always evaluated)")
-    methods = raw.get("methods", "registered")
-    methods = ("registered",) if methods == "registered" else methods
+    methods = raw.get("methods", "builtin")
+    methods = (methods,) if methods in GROUPS else methods
     if not isinstance(methods, list | tuple) or not methods:
         raise ConfigError(f"{source}: methods must be 'registered' or a list of method names")
     for m in methods:
-        if m != "registered":
+        if m not in GROUPS:
             METHODS.load(str(m))  # an unknown method: one line with close names
     tuning = raw.get("tuning", {}) or {}
     trials = tuning.get("trials", 8) if isinstance(tuning, dict) else None
@@ -458,7 +472,7 @@ def verify(spec: LeaderboardSpec, out: Path, scratch: Path, rtol: float = 1e-6) 
 def main(args) -> int:
     """``benchsuite leaderboard <stage>`` (see ``cli.build_parser``)."""
     spec = load_leaderboard(args.tier)
-    methods = list(args.methods) if args.methods else spec.method_names()
+    methods = resolve_methods(args.methods) if args.methods else spec.method_names()
     out = Path(args.out) if args.out else RESULTS / spec.name
     if args.stage == "show":
         print(describe(spec, methods, out))

@@ -130,6 +130,8 @@ def test_a_registered_method_joins_a_registered_tier_without_a_protocol_table(ti
     monkeypatch.setattr(METHODS, "load", lambda n: _Registered if n == "plugin-like" else real_load(n))
     spec = tier(methods="registered")
     assert "plugin-like" in spec.method_names() and "screening" not in spec.method_names()
+    assert "plugin-like" not in tier(methods="builtin").method_names()  # a committed tier: the built-ins
+    assert lb.resolve_methods(["builtin", "registered"]).count("ddpo") == 1
     from benchsuite.report.plots import method_colors, method_markers
 
     colours = method_colors(["ddpo", "plugin-like"])
