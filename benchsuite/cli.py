@@ -299,6 +299,8 @@ def _add_leaderboard_parser(sub) -> None:
     lb.add_argument("--methods", type=_names("--methods"), default=None,
                     help="comma-separated methods (default: the spec's); 'builtin' / 'registered' stand for every "
                     "built-in / registered method that joins leaderboards (registered: installed plugins' included)")
+    lb.add_argument("--tasks", type=_names("--tasks"), default=None,
+                    help="run stage: only these of the tier's tasks (a tier run in parts; the report takes them all)")
     lb.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     lb.add_argument("--out", default=None, help="the tier's report folder (default results/leaderboard/<name>)")
     lb.add_argument("--tuning-out", default=None, help="the studies' folder (default results/leaderboard/tuning)")

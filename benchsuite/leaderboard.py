@@ -482,10 +482,17 @@ def main(args) -> int:
         print(path.read_text())
         return 0
     if args.stage == "run":
-        stage = run(spec, methods, out, args.workers, args.backend, args.allow_dirty)
+        tasks = list(args.tasks) if args.tasks else None
+        unknown = sorted(set(tasks or ()) - set(spec.task_ids))
+        if unknown:
+            raise ConfigError(f"--tasks: {', '.join(unknown)} not in {spec.id} (its tasks: {', '.join(spec.task_ids)})")
+        stage = run(spec, methods, out, args.workers, args.backend, args.allow_dirty, tasks)
         if stage["failed"]:
             print(f"{stage['failed']} runs failed; the report waits for them: run the stage again")
             return 1
+        if tasks:
+            print(f"ran {', '.join(tasks)}; 'benchsuite leaderboard report --tier {spec.name}' once every task has run")
+            return 0
     result = report(spec, methods, out, args.allow_dirty) if args.stage in ("run", "report") else None
     if result is not None:
         print((out / "leaderboard.md").read_text())

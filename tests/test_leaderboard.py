@@ -186,3 +186,8 @@ def test_the_run_stage_refuses_a_dirty_tree(tier, monkeypatch, tmp_path):
         lb.run(tier(), ["pretrained"], tmp_path / "out", workers=1)
     assert not (tmp_path / "out").exists()  # nothing written
     assert lb.check_clean(allow_dirty=True) == "abc123-dirty"
+
+
+def test_a_task_outside_the_tier_is_one_line_with_exit_2(capsys):
+    assert main(["leaderboard", "run", "--tier", "core", "--tasks", "toy-online-v0"]) == 2
+    assert "not in core-v1" in capsys.readouterr().err
