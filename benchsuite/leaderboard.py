@@ -307,8 +307,8 @@ def _has_field(method: str, name: str) -> bool:
     return name in {f.name for f in fields(METHODS.load(method).Config)}
 
 
-def write_tuning_summary(spec: LeaderboardSpec, table, out: Path, wall: float, workers: int) -> Path:
-    """``tuning.md``: generated from ``tuning.csv`` (never edited by hand)."""
+def write_tuning_summary(spec: LeaderboardSpec, table, out: Path, wall: float, workers: int, machine: str = "") -> Path:
+    """``tuning.md``: generated from ``tuning.csv`` (never edited by hand); ``machine``: what else the machine ran."""
     lines = ["# Tuning of the leaderboard presets", "",
              f"Written by `benchsuite leaderboard tune --tier {spec.name}` (spec {spec.id}): {spec.trials} Optuna "
              f"trials (TPE, median pruning) per (task, method), tuning seed {TUNING_SEED}, {spec.budget} queries per "
@@ -318,7 +318,8 @@ def write_tuning_summary(spec: LeaderboardSpec, table, out: Path, wall: float, w
              "dimensions: `Method.tune_params` of each method. Best trials exported to "
              "`baselines/<method>/tuned/<task>.yaml`; journals in `journals/`.", "",
              f"Cost: {table.cpu_s.sum() / 60:.1f} trial-minutes in all (the summed wall time of the single-threaded "
-             f"trial processes), the last stage {wall / 60:.1f} min wall with {workers} workers.", "",
+             f"trial processes), the last stage {wall / 60:.1f} min wall with {workers} workers"
+             + (f"; {machine}" if machine else "") + ".", "",
              "| task | method | objective | trials | pruned | failed | best | best parameters | trial s |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r.task} | {r.method} | {r.objective} | {r.trials} | {r.pruned} | {r.failed} | {r.best:.5g} | "

@@ -547,7 +547,7 @@ def run_tags(repo: Path | None = None) -> dict[str, str]:
         repo: a folder inside the git working tree to describe; None: the benchsuite source folder.
 
     Returns:
-        ``GIT_SHA_TAG``: ``git rev-parse HEAD``, plus ``-dirty`` when ``git status --porcelain`` lists changes,
+        ``GIT_SHA_TAG``: ``git rev-parse HEAD``, plus ``-dirty`` when ``git status --porcelain`` lists changes outside results/,
         or ``"unknown"`` outside a repository, in one without commits, or without git; ``GIT_COMMIT_TAG``
         (MLflow's ``mlflow.source.git.commit``): the commit alone, only when there is one;
         ``benchsuite.version``; ``version.python``; and ``version.<pkg>`` for torch, diffusers, numpy and mlflow
@@ -581,7 +581,9 @@ def _git_sha(repo: Path) -> str:
     sha = git("rev-parse", "--verify", "HEAD")
     if not sha:
         return "unknown"
-    return sha + "-dirty" if git("status", "--porcelain") else sha
+    # results/ holds what runs and reports write (run folders, a tier's report in progress): not source, so it does
+    # not make the tree dirty; a change anywhere else does
+    return sha + "-dirty" if git("status", "--porcelain", "--", ".", ":(exclude)results") else sha
 
 
 def _utc_now() -> str:
