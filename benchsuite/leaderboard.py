@@ -47,13 +47,12 @@ from .config import resolve
 from .errors import BenchsuiteError, ConfigError
 from .files import atomic_write_text
 from .registry import METHODS
-from .report import final_grids, load_runs, write_report
+from .report import DIRTY, current_commit, final_grids, load_runs, write_report
 from .report.labels import REFERENCE_METHODS, report_task
 from .report.tables import run_values
 from .runner import run as run_one
 from .sweep import run_many
 from .tasks import load_spec, task_dirs
-from .tracking import GIT_SHA_TAG, run_tags
 from .tuning import MATCHED, Tuner, TuneSpec, load_search_space
 
 SPEC_FOLDER = "leaderboards"
@@ -269,12 +268,11 @@ def tune(spec: LeaderboardSpec, methods: list[str], out: Path, workers: int) -> 
             params = tune_params(method)
             if params == ():
                 continue
-            has_kl = "kl_coef" in (params or ()) or METHODS.load(method).trains_policy
             study = TuneSpec(task=task, method=method, n_trials=spec.trials, params=params,
                              objectives=(tuning_objective(task, method),), budget=spec.budget, seed=TUNING_SEED,
                              eval_fractions=spec.eval_fractions, output_root=str(out),
-                             overrides=(("reward_norm", "running"),) if has_kl and _has_field(method, "reward_norm")
-                             else (),
+                             # the reward scale exists on the methods that weigh a reward against a KL term
+                             overrides=(("reward_norm", "running"),) if _has_field(method, "reward_norm") else (),
                              storage=str(out / "journals" / f"{method}--{task}.log"))
             tuner = Tuner(study)
             began = time.perf_counter()
@@ -335,17 +333,11 @@ def cpu_seconds() -> float:
     return sum(sum(resource.getrusage(who)[:2]) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
-def source_commit() -> str:
-    """The commit of the source tree, with ``-dirty`` when it has uncommitted changes (``tracking.run_tags``)."""
-
-    return run_tags()[GIT_SHA_TAG]
-
-
 def check_clean(allow_dirty: bool) -> str:
     """The source commit; a ``BenchsuiteError`` (exit 2) when the tree has uncommitted changes and
     ``allow_dirty`` is false: a committed table must regenerate from a commit."""
-    commit = source_commit()
-    if commit.endswith("-dirty") and not allow_dirty:
+    commit = current_commit()
+    if commit.endswith(DIRTY) and not allow_dirty:
         raise BenchsuiteError(f"the source tree has uncommitted changes ({commit}): commit them first, so that the "
                               "tables regenerate from a commit, or pass --allow-dirty (the stage's record says so)")
     return commit
@@ -410,7 +402,7 @@ def report(spec: LeaderboardSpec, methods: list[str], out: Path, allow_dirty: bo
              for task, by_method in final_grids(out, tasks=spec.task_ids).items()}
     references = {t: load_spec(t).reference_score for t in spec.task_ids if load_spec(t).reference_score is not None}
     result = write_report(tidy, out, grids=grids, reference_scores=references, allow_dirty=allow_dirty,
-                          tree_commit=source_commit())
+                          tree_commit=current_commit())
     atomic_write_text(out / "cost.md", cost_markdown(tidy, out))
     return result
 
@@ -428,7 +420,7 @@ def cost_markdown(tidy, out: Path) -> str:
         lines += ["", "Run stages, oldest first (wall time depends on what else the machine ran; the workers' CPU "
                   "time does not):", "", "| commit | runs executed / in stage | failed | workers | wall min | CPU min |",
                   "|---|---|---|---|---|---|"]
-        lines += [f"| {s['commit'][:12]}{' (dirty)' if s['commit'].endswith('-dirty') else ''} | {s['ran']} / "
+        lines += [f"| {s['commit'][:12]}{' (dirty)' if s['commit'].endswith(DIRTY) else ''} | {s['ran']} / "
                   f"{s['runs']} | {s['failed']} | {s['workers']} | {s['wall_s'] / 60:.1f} | {s['cpu_s'] / 60:.1f} |"
                   for s in stages]
     return "\n".join(lines) + "\n"

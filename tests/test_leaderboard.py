@@ -181,7 +181,7 @@ def test_the_stages_end_to_end_on_a_toy_tier(tier, tmp_path, monkeypatch):
 
 
 def test_the_run_stage_refuses_a_dirty_tree(tier, monkeypatch, tmp_path):
-    monkeypatch.setattr(lb, "source_commit", lambda: "abc123-dirty")
+    monkeypatch.setattr(lb, "current_commit", lambda: "abc123-dirty")
     with pytest.raises(BenchsuiteError, match="--allow-dirty"):
         lb.run(tier(), ["pretrained"], tmp_path / "out", workers=1)
     assert not (tmp_path / "out").exists()  # nothing written
