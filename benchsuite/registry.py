@@ -210,7 +210,7 @@ REWARDS._register_builtin("jpeg-incompressibility", "benchsuite.rewards.jpeg:Jpe
 REWARDS._register_builtin("digit-class-probability", "benchsuite.rewards.digit_classifier:DigitClassProbability")
 REWARDS._register_builtin("digit-target-proxy", "benchsuite.rewards.digit_classifier:DigitTargetProxy")
 REWARDS._register_builtin("digit-target-gold", "benchsuite.rewards.digit_classifier:DigitTargetGold")
-REWARDS._register_builtin("mean-brightness", "benchsuite.testing:MeanBrightness")
+REWARDS._register_builtin("mean-brightness", "benchsuite.rewards.brightness:MeanBrightness")
 # CLIP-based rewards: open_clip is imported when one is made, not here; weights via benchsuite.weights
 REWARDS._register_builtin("laion-aesthetic", "benchsuite.rewards.aesthetic:LaionAesthetic")
 REWARDS._register_builtin("hpsv2", "benchsuite.rewards.hps:HPSv2")

@@ -27,7 +27,7 @@ import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from .config import resolve
 from .policies.base import DiffusionPolicy
 from .registry import BACKBONES, METHODS, REWARDS
 from .rewards.base import Reward
+from .rewards.brightness import MeanBrightness  # re-exported: tests and plugins built on it import it from here
 from .runner import run
 from .spaces import SampleSpace
 from .tasks import broken_cards, make_task, task_specs
@@ -80,17 +81,6 @@ def tiny_policy(num_steps: int = 5, eta: float = 1.0, sample_shape=(1, 2, 2), gu
         decoder=lambda x: ((x + 1) / 2).clamp(0, 1), num_steps=num_steps, eta=eta,
         guidance_scale=guidance_scale, null_condition=3,
     )
-
-
-class MeanBrightness(Reward):
-    """Differentiable toy reward: the mean pixel value of each image."""
-
-    name: ClassVar[str] = "mean-brightness"
-    differentiable: ClassVar[bool] = True
-    value_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
-
-    def _score(self, samples: Tensor, conditions: Tensor | None) -> Tensor:
-        return samples.flatten(1).mean(1)
 
 
 NONDETERMINISTIC_METRICS = ("cost/wall_s", "cost/peak_rss_mb", "cost/peak_cuda_mb")

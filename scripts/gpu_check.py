@@ -254,7 +254,7 @@ def method_step(name: str, policy, batch: int, extra: dict) -> Callable[[], dict
     from benchsuite.config import build_method_config, preset_layers
     from benchsuite.registry import METHODS
     from benchsuite.tasks import TaskInfo
-    from benchsuite.testing import MeanBrightness
+    from benchsuite.rewards.brightness import MeanBrightness
 
     cls = METHODS.load(name)
     wanted = {**extra, "batch_size": batch, "train_batch_size": batch, **({"k": 1} if name == "draft" else {})}

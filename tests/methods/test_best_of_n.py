@@ -9,7 +9,8 @@ import torch
 from benchsuite.budget import BudgetedOracle
 from benchsuite.methods.best_of_n import BestOfN, selection_kl_bound
 from benchsuite.tasks import TaskInfo
-from benchsuite.testing import MeanBrightness, tiny_policy
+from benchsuite.rewards.brightness import MeanBrightness
+from benchsuite.testing import tiny_policy
 
 INFO = TaskInfo("toy", torch.tensor([0, 1, 2]), oracle_differentiable=True)
 

@@ -11,7 +11,8 @@ from benchsuite.errors import ConfigError
 from benchsuite.methods.draft import DRaFT
 from benchsuite.policies.base import gaussian_kl
 from benchsuite.tasks import TaskInfo
-from benchsuite.testing import MeanBrightness, tiny_policy
+from benchsuite.rewards.brightness import MeanBrightness
+from benchsuite.testing import tiny_policy
 
 T = 5
 INFO = TaskInfo("toy", torch.tensor([0, 1, 2]), oracle_differentiable=True)

@@ -15,7 +15,8 @@ from benchsuite.methods.sqdf import (
 from benchsuite.policies.base import DiffusionPolicy, gaussian_kl
 from benchsuite.policies.digits import DIGITS_SCHEDULER_CONFIG
 from benchsuite.tasks import TaskInfo
-from benchsuite.testing import MeanBrightness, TinyDenoiser, tiny_policy
+from benchsuite.rewards.brightness import MeanBrightness
+from benchsuite.testing import TinyDenoiser, tiny_policy
 
 
 class ShiftedBrightness(MeanBrightness):
