@@ -55,6 +55,50 @@ class RewardNormFields:
         check(self.reward_norm in ("running", "batch", "none"), "reward_norm must be 'running', 'batch' or 'none'")
 
 
+@dataclass(frozen=True)
+class OptimizerFields:
+    """The policy optimizer's fields of every method that trains the policy by gradient (DDPO, DRaFT, SQDF, VARD,
+    continuous-time RL): an AdamW over the trainable parameters (``Method.make_optimizer``) whose gradient is
+    clipped before each step (``Method.clip_and_step``). Mixed into a method's ``Config`` and validated here once;
+    a method whose paper gives other values redeclares the field with its default and the source."""
+
+    lr: float = 1e-4
+    """AdamW learning rate of the policy."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay of the policy."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip before every policy optimizer step."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # cooperative: the other config bases' checks run too
+        check(self.lr > 0, "lr must be > 0")
+        check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
+
+
+@dataclass(frozen=True)
+class ChainUpdateFields:
+    """The fields of a method that trains on the chains it has just sampled, in minibatches of chains and over a
+    subset of their steps (DDPO, VARD, continuous-time RL), validated here once."""
+
+    train_batch_size: int = 64
+    """Chains per policy optimizer step; an iteration takes ceil(batch / train_batch_size) steps per inner epoch."""
+    num_inner_epochs: int = 1
+    """Passes of policy updates over each sampled batch."""
+    timestep_fraction: float = 1.0
+    """Fraction of the T steps of each chain trained on (drawn at random per chain; the sum over steps is estimated
+    as T / (steps trained) times the trained steps' sum)."""
+    train_chunk: int = 4096
+    """(chain, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()  # cooperative: the other config bases' checks run too
+        check(self.train_batch_size >= 1, "train_batch_size must be >= 1")
+        check(self.num_inner_epochs >= 1, "num_inner_epochs must be >= 1")
+        check(0 < self.timestep_fraction <= 1, "timestep_fraction must be in (0, 1]")
+        check(self.train_chunk >= 1, "train_chunk must be >= 1")
+
+
 class RewardScale:
     """sigma_r of ``RewardNormFields.reward_norm``: 1 (``none``), the std of the last batch (``batch``) or the running
     std of every reward passed to ``update`` (``running``; Chan et al.'s pairwise update of count, mean and sum of
@@ -109,6 +153,8 @@ class QueriedBatch:
         rows: this process's slice of the global batch.
         path_kl: the global batch's ``P n`` path KLs (nats) to the reference passed to ``query_batch`` along the
             sampled chains, in rank order; None without one.
+        reward_grads: d r / d x_0 of this process's n chains (``n x *S``, the paid-for gradients of a
+            differentiable oracle), when ``query_batch`` was asked for them; else None.
     """
 
     trajectory: Trajectory
@@ -117,6 +163,7 @@ class QueriedBatch:
     rewards: torch.Tensor
     rows: slice
     path_kl: torch.Tensor | None = None
+    reward_grads: torch.Tensor | None = None
 
 
 def check(ok: bool, message: str) -> None:
@@ -170,10 +217,17 @@ class Method(ABC):
         self.policy: DiffusionPolicy | None = None
         self.task: TaskInfo | None = None
         self.generator: torch.Generator | None = None
+        # both saved and restored with the method's state by this class: the policy's optimizer once
+        # ``make_optimizer`` made it, and sigma_r of a config with ``RewardNormFields`` (made by ``setup``)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.reward_scale: RewardScale | None = None
 
     def setup(self, policy: DiffusionPolicy, task: TaskInfo, generator: torch.Generator) -> None:
-        """Attach the policy to train (in place), the task description and the method's random source."""
+        """Attach the policy to train (in place), the task description and the method's random source; a config
+        with ``reward_norm`` (``RewardNormFields``) also gets its ``reward_scale``."""
         self.policy, self.task, self.generator = policy, task, generator
+        if isinstance(self.config, RewardNormFields):
+            self.reward_scale = RewardScale(self.config.reward_norm)
 
     @abstractmethod
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
@@ -187,12 +241,23 @@ class Method(ABC):
         return copy.deepcopy(self._state())
 
     def _state(self) -> dict[str, Any]:
-        return {"policy": self.policy.trainable_state_dict(), "generator": self.generator.get_state()}
+        """The base's part of the state: policy weights, generator, and the optimizer and reward scale where the
+        method has them; a subclass adds its own entries to it (and reads them back in ``load_state_dict``)."""
+        state = {"policy": self.policy.trainable_state_dict(), "generator": self.generator.get_state()}
+        if self.optimizer is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        if self.reward_scale is not None:
+            state["reward_scale"] = self.reward_scale.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         assert self.policy is not None, "setup() first"
         self.policy.load_trainable_state_dict(state["policy"])
         self.generator.set_state(state["generator"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.reward_scale is not None:
+            self.reward_scale.load_state_dict(state["reward_scale"])
 
     def eval_samples(self, conditions: torch.Tensor | None, n: int) -> tuple[torch.Tensor, float] | None:
         """For methods whose product is a set of samples rather than a policy (best-of-N): the ``n`` images to
@@ -215,7 +280,7 @@ class Method(ABC):
         return float(grad_norm)
 
     def query_batch(self, oracle: BudgetedOracle, conditions: Callable[[int], torch.Tensor | None] | None = None,
-                    reference: DiffusionPolicy | None = None) -> QueriedBatch:
+                    reference: DiffusionPolicy | None = None, reward_grads: bool = False) -> QueriedBatch:
         """Sample this step's batch with the policy (no gradients) and query the oracle on it.
 
         Data-parallel (``data_parallel`` methods under ``accelerate launch``, P processes): every process holds
@@ -226,16 +291,23 @@ class Method(ABC):
 
         ``conditions(k)``: the global batch's k conditions (default ``sample_conditions``).
         ``reference``: also return each chain's path KL to this frozen policy (one more forward per step).
+        ``reward_grads``: also return d r / d x_0 of the chains (the oracle must be differentiable; the rewards and
+        samples come back detached).
         """
         n = self.batch_for(oracle)
         world, rank = distributed.num_processes(), distributed.process_index()
         mine = slice(rank * n, (rank + 1) * n)
         conds = (conditions or self.sample_conditions)(n * world)
         traj, kls = self.policy.rollout(conds, self.generator, batch=n * world, rows=mine, reference=reference)
-        samples = self.policy.decode(traj.x0)
-        rewards = distributed.gather(oracle(samples, traj.conditions))
+        x0 = traj.x0.clone().requires_grad_(True) if reward_grads else traj.x0
+        samples = self.policy.decode(x0)
+        rewards = oracle(samples, traj.conditions)
+        grads = None
+        if reward_grads:
+            (grads,) = torch.autograd.grad(rewards.sum(), x0)
+            samples, rewards = samples.detach(), rewards.detach()
         path_kl = None if kls is None else distributed.gather(kls.sum(1))
-        return QueriedBatch(traj, samples, conds, rewards, mine, path_kl)
+        return QueriedBatch(traj, samples, conds, distributed.gather(rewards), mine, path_kl, grads)
 
     def batch_for(self, oracle: BudgetedOracle) -> int:
         """This step's batch: the configured size, or what is left of the budget if that is less."""

@@ -71,13 +71,16 @@ from torch import Tensor
 from .. import distributed
 from ..budget import BudgetedOracle
 from ..policies.base import DiffusionPolicy
-from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
+from .base import ChainUpdateFields, Method, MethodConfig, OptimizerFields, RewardNormFields, check
 from .surrogate import SurrogateFields, SurrogateReward
 from .value import ValueFields, ValueFunction, num_conditions, state_timesteps
 
 
 @dataclass(frozen=True)
-class CTRLConfig(RewardNormFields, SurrogateFields, ValueFields, MethodConfig):
+class CTRLConfig(RewardNormFields, OptimizerFields, ChainUpdateFields, SurrogateFields, ValueFields, MethodConfig):
+    """Continuous-time RL's settings. Its ``timestep_fraction`` (``ChainUpdateFields``) also chooses the states the
+    value correction is fit on, so the reference's Tweedie estimates are computed only there."""
+
     batch_size: int = 64
     """Chains sampled (= oracle queries) per iteration; their states are the policy update's inputs."""
     kl_coef: float = 0.1
@@ -85,22 +88,6 @@ class CTRLConfig(RewardNormFields, SurrogateFields, ValueFields, MethodConfig):
     standardized reward (``reward_norm``). No value for these backbones is published (reconstructed method)."""
     trust_coef: float = 1.0
     """Weight of the trust-region penalty dtau g^2 (1/2) ||s_theta - s_old||^2 (summed over dims, like the KL)."""
-    lr: float = 1e-4
-    """AdamW learning rate of the policy."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay of the policy."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip before every policy optimizer step."""
-    train_batch_size: int = 64
-    """Chains per policy optimizer step; an iteration takes ceil(batch / train_batch_size) steps per epoch."""
-    num_inner_epochs: int = 1
-    """Passes of policy updates over each sampled batch."""
-    timestep_fraction: float = 1.0
-    """Fraction of the T steps of each chain trained on (drawn at random per chain and iteration; the sum over
-    steps is estimated as T / (steps trained) times the trained steps' sum). The value correction is fit on the
-    same states, so the reference's Tweedie estimates are computed only there."""
-    train_chunk: int = 4096
-    """(chain, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
     surrogate_fit_steps: int = 100
     """Adam steps of the surrogate r_hat after each new batch (r_hat is always fit: see the module docstring)."""
     grad_share_every: int = 10
@@ -115,13 +102,6 @@ class CTRLConfig(RewardNormFields, SurrogateFields, ValueFields, MethodConfig):
         super().__post_init__()
         check(self.kl_coef > 0, "kl_coef must be > 0")
         check(self.trust_coef >= 0, "trust_coef must be >= 0")
-        check(self.lr > 0, "lr must be > 0")
-        check(self.weight_decay >= 0, "weight_decay must be >= 0")
-        check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
-        check(self.train_batch_size >= 1, "train_batch_size must be >= 1")
-        check(self.num_inner_epochs >= 1, "num_inner_epochs must be >= 1")
-        check(0 < self.timestep_fraction <= 1, "timestep_fraction must be in (0, 1]")
-        check(self.train_chunk >= 1, "train_chunk must be >= 1")
         check(self.grad_share_every >= 0, "grad_share_every must be >= 0")
         check(self.grad_share_chains >= 1, "grad_share_chains must be >= 1")
 
@@ -223,7 +203,6 @@ class ContinuousTimeRL(Method):
                                    capacity=c.replay_size, generator=generator, device=device)
         self.surrogate = SurrogateReward(policy.space, n_cond, c, generator, device)
         self.x0_hats: Tensor | None = None  # N x (T+1) x *S, aligned with the value replay
-        self.reward_scale = RewardScale(c.reward_norm)
         self.iterations = 0
 
     # ---- the value V_phi(tau, x, c) = r_hat(x0_hat) + h_phi --------------------------------------------------
@@ -267,12 +246,10 @@ class ContinuousTimeRL(Method):
     # ---- one iteration ----------------------------------------------------------------------------------------
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         c, policy = self.config, self.policy
-        n = self.batch_for(oracle)
-        conds = self.sample_conditions(n)
         policy.eval()
-        traj, _ = policy.rollout(conds, self.generator, batch=n)
-        images = policy.decode(traj.x0)
-        rewards = oracle(images, traj.conditions).detach()
+        batch = self.query_batch(oracle)
+        traj, images, rewards = batch.trajectory, batch.samples, batch.rewards.detach()
+        n = len(rewards)
         self.reward_scale.update(rewards)
 
         T = traj.num_steps
@@ -382,14 +359,11 @@ class ContinuousTimeRL(Method):
         return {**sums, "grad_norm": float(grad_norm)}
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "optimizer": self.optimizer.state_dict(), "value": self.value.state_dict(),
-                "surrogate": self.surrogate.state_dict(), "x0_hats": self.x0_hats, "iterations": self.iterations,
-                "reward_scale": self.reward_scale.state_dict()}
+        return {**super()._state(), "value": self.value.state_dict(), "surrogate": self.surrogate.state_dict(),
+                "x0_hats": self.x0_hats, "iterations": self.iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.optimizer.load_state_dict(state["optimizer"])
         self.value.load_state_dict(state["value"])
         self.surrogate.load_state_dict(state["surrogate"])
         self.x0_hats, self.iterations = state["x0_hats"], state["iterations"]
-        self.reward_scale.load_state_dict(state["reward_scale"])

@@ -44,37 +44,26 @@ from torch import Tensor
 
 from .. import distributed
 from ..budget import BudgetedOracle
-from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
+from .base import ChainUpdateFields, Method, MethodConfig, OptimizerFields, RewardNormFields, check
 
 
 @dataclass(frozen=True)
-class DDPOConfig(RewardNormFields, MethodConfig):
+class DDPOConfig(RewardNormFields, OptimizerFields, ChainUpdateFields, MethodConfig):
     batch_size: int = 256
     """Chains sampled (= oracle queries) per iteration. Paper: 256."""
-    train_batch_size: int = 64
-    """Chains per optimizer step; an iteration takes ceil(batch / train_batch_size) steps per inner epoch."""
-    num_inner_epochs: int = 1
-    """Passes over each sampled batch."""
     lr: float = 3e-4
-    """AdamW learning rate. Paper: 3e-4 with LoRA, 1e-5 for full fine-tuning."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay (ddpo-pytorch default)."""
+    """AdamW learning rate (``OptimizerFields``). Paper: 3e-4 with LoRA, 1e-5 for full fine-tuning; its weight
+    decay, 1e-4 (the ddpo-pytorch default), is the shared default."""
     clip_range: float = 1e-4
     """PPO ratio clip epsilon (ppo variant)."""
     adv_clip_max: float = 5.0
     """Advantages are clipped to [-adv_clip_max, adv_clip_max]."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip before every optimizer step."""
-    timestep_fraction: float = 1.0
-    """Fraction of the T steps of each chain trained on (drawn at random per chain)."""
     stat_buffer_size: int = 32
     """Rewards kept per condition for the running advantage statistics."""
     stat_min_count: int = 16
     """Below this many buffered rewards for a condition, the batch mean and std are used instead."""
     variant: Literal["ppo", "reinforce"] = "ppo"
     """``ppo``: DDPO-IS with ratio clipping; ``reinforce``: DDPO-SF."""
-    train_chunk: int = 4096
-    """(sample, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
     kl_coef: float = 0.0
     """Weight of each chain's path KL in nats in its reward, against the reward divided by its scale
     (``reward_norm``): DPOK's KL-regularised reward. 0 (the paper): no KL term, and ``reward_norm`` changes nothing
@@ -86,18 +75,11 @@ class DDPOConfig(RewardNormFields, MethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(self.log_prob_reduction in ("mean", "sum"), "log_prob_reduction must be 'mean' or 'sum'")
-        check(self.train_batch_size >= 1, "train_batch_size must be >= 1")
-        check(self.num_inner_epochs >= 1, "num_inner_epochs must be >= 1")
-        check(self.lr > 0, "lr must be > 0")
-        check(self.weight_decay >= 0, "weight_decay must be >= 0")
         check(self.clip_range > 0, "clip_range must be > 0")
         check(self.adv_clip_max > 0, "adv_clip_max must be > 0")
-        check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
-        check(0 < self.timestep_fraction <= 1, "timestep_fraction must be in (0, 1]")
         check(self.stat_buffer_size >= 1, "stat_buffer_size must be >= 1")
         check(self.stat_min_count >= 1, "stat_min_count must be >= 1")
         check(self.variant in ("ppo", "reinforce"), "variant must be 'ppo' or 'reinforce'")
-        check(self.train_chunk >= 1, "train_chunk must be >= 1")
         check(self.kl_coef >= 0, "kl_coef must be >= 0")
 
 
@@ -159,7 +141,6 @@ class DDPO(Method):
         c = self.config
         self.make_optimizer(c.lr, c.weight_decay)
         self.stats = PerConditionStats(c.stat_buffer_size, c.stat_min_count)
-        self.reward_scale = RewardScale(c.reward_norm)
         self.reference = policy.frozen_copy() if c.kl_coef > 0 else None
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
@@ -263,11 +244,8 @@ class DDPO(Method):
         }
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "optimizer": self.optimizer.state_dict(), "stats": self.stats.state_dict(),
-                "reward_scale": self.reward_scale.state_dict()}
+        return {**super()._state(), "stats": self.stats.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.optimizer.load_state_dict(state["optimizer"])
         self.stats.load_state_dict(state["stats"])
-        self.reward_scale.load_state_dict(state["reward_scale"])

@@ -54,12 +54,12 @@ from torch.utils.checkpoint import checkpoint
 from ..budget import BudgetedOracle
 from ..errors import ConfigError
 from ..policies.base import gaussian_kl
-from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
+from .base import Method, MethodConfig, OptimizerFields, RewardNormFields, check
 from .surrogate import RewardGradientFields, SurrogateReward, check_reward_gradients, differentiable_reward
 
 
 @dataclass(frozen=True)
-class DRaFTConfig(RewardNormFields, RewardGradientFields, MethodConfig):
+class DRaFTConfig(RewardNormFields, OptimizerFields, RewardGradientFields, MethodConfig):
     batch_size: int = 64
     """Oracle queries per step (one optimizer step each). See the module docstring for how many chains that is."""
     k: int = 1
@@ -72,11 +72,10 @@ class DRaFTConfig(RewardNormFields, RewardGradientFields, MethodConfig):
     """Weight of the path KL in nats (the per-step KL summed over the data dims and over every step) against the
     reward divided by its scale (``reward_norm``): DRaFT+KL; 0 is plain DRaFT (the paper)."""
     lr: float = 2e-4
-    """AdamW learning rate. Paper: 2e-4 to 4e-4 with LoRA on SD 1.4."""
+    """AdamW learning rate (``OptimizerFields``). Paper: 2e-4 to 4e-4 with LoRA on SD 1.4. Its ``max_grad_norm``,
+    1, is the value of the SQDF/AlignProp code the suite follows."""
     weight_decay: float = 0.0
-    """AdamW weight decay (not given by the paper; 0 keeps the objective the paper's)."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip before every optimizer step (the value of the SQDF/AlignProp code the suite follows)."""
+    """AdamW weight decay (``OptimizerFields``): not given by the paper; 0 keeps the objective the paper's."""
     gradient_checkpointing: bool = False
     """Recompute each gradient-carrying step's forward during backward (memory O(1) in K instead of O(K))."""
 
@@ -87,9 +86,6 @@ class DRaFTConfig(RewardNormFields, RewardGradientFields, MethodConfig):
         check(self.variant == "k" or self.k == 1, "variant 'lv' (DRaFT-LV) is defined for k = 1")
         check(self.lv_samples >= 1, "lv_samples must be >= 1")
         check(self.kl_coef >= 0, "kl_coef must be >= 0")
-        check(self.lr > 0, "lr must be > 0")
-        check(self.weight_decay >= 0, "weight_decay must be >= 0")
-        check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
 
 
 class DRaFT(Method):
@@ -110,7 +106,6 @@ class DRaFT(Method):
             raise ConfigError(f"draft: k={c.k} exceeds the sampler's {policy.num_steps} steps")
         self.reference = policy.frozen_copy()
         self.make_optimizer(c.lr, c.weight_decay)
-        self.reward_scale = RewardScale(c.reward_norm)
         self.surrogate: SurrogateReward | None = None
         if check_reward_gradients(c.reward_gradients, task.oracle_differentiable, self.name):
             device = policy.stds.device
@@ -246,15 +241,12 @@ class DRaFT(Method):
 
     # ---- state -------------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        state = {**super()._state(), "optimizer": self.optimizer.state_dict(),
-                 "reward_scale": self.reward_scale.state_dict()}
+        state = super()._state()
         if self.surrogate is not None:
             state["surrogate"] = self.surrogate.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.reward_scale.load_state_dict(state["reward_scale"])
         if self.surrogate is not None:
             self.surrogate.load_state_dict(state["surrogate"])

@@ -58,12 +58,12 @@ from torch import Tensor
 from ..budget import BudgetedOracle
 from ..errors import ConfigError
 from ..policies.base import DiffusionPolicy
-from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
+from .base import Method, MethodConfig, OptimizerFields, RewardNormFields, check
 from .surrogate import RewardGradientFields, SurrogateReward, check_reward_gradients
 
 
 @dataclass(frozen=True)
-class SQDFConfig(RewardNormFields, RewardGradientFields, MethodConfig):
+class SQDFConfig(RewardNormFields, OptimizerFields, RewardGradientFields, MethodConfig):
     batch_size: int = 64
     """Chains rolled out (= oracle queries) per step and pushed into the buffer. Official: 8 x 4 per GPU, 2 GPUs."""
     train_batch_size: int = 64
@@ -94,11 +94,8 @@ class SQDFConfig(RewardNormFields, RewardGradientFields, MethodConfig):
     predictor_steps: int = 2
     """Jumps of the ``ddim-k`` predictor (official ``n_steps``; 2 reported to work). Ignored by ``tweedie``."""
     lr: float = 1e-3
-    """AdamW learning rate. Paper: 1e-3 with LoRA rank 4."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay (official default)."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip before every optimizer step."""
+    """AdamW learning rate (``OptimizerFields``). Paper: 1e-3 with LoRA rank 4; its weight decay, 1e-4 (the
+    official default), is the shared default."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,9 +110,6 @@ class SQDFConfig(RewardNormFields, RewardGradientFields, MethodConfig):
         check(self.predictor in ("auto", "consistency", "tweedie", "ddim-k"),
               "predictor must be 'auto', 'consistency', 'tweedie' or 'ddim-k'")
         check(self.predictor_steps >= 1, "predictor_steps must be >= 1")
-        check(self.lr > 0, "lr must be > 0")
-        check(self.weight_decay >= 0, "weight_decay must be >= 0")
-        check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
 
 
 # ---- the rule's math, as pure functions ---------------------------------------------------------------------
@@ -264,7 +258,6 @@ class SQDF(Method):
             raise ConfigError("sqdf: predictor='consistency' but this backbone has no consistency model; use "
                               "--set method.predictor=tweedie (or ddim-k)")
         conditional = task.train_conditions is not None
-        self.reward_scale = RewardScale(c.reward_norm)
         self.buffer = ReplayBuffer(c.buffer_capacity, (policy.num_steps + 1, *policy.sample_shape), conditional)
         self.surrogate: SurrogateReward | None = None
         if check_reward_gradients(c.reward_gradients, task.oracle_differentiable, self.name):
@@ -274,12 +267,10 @@ class SQDF(Method):
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         c, policy = self.config, self.policy
-        n = self.batch_for(oracle)
-        conds = self.sample_conditions(n)
         policy.eval()
-        traj, _ = policy.rollout(conds, self.generator, batch=n)
-        images = policy.decode(traj.x0)
-        rewards = oracle(images, traj.conditions).detach()
+        batch = self.query_batch(oracle)
+        traj, images, rewards = batch.trajectory, batch.samples, batch.rewards.detach()
+        n = len(rewards)
         self.reward_scale.update(rewards)
         self.buffer.push(traj.latents, traj.conditions, rewards)
         out = {"train/reward_mean": rewards.mean().item(),
@@ -350,16 +341,13 @@ class SQDF(Method):
                 "keep_frac": keep.mean().item(), "grad_norm": float(grad_norm)}
 
     def _state(self) -> dict[str, Any]:
-        state = {**super()._state(), "optimizer": self.optimizer.state_dict(), "buffer": self.buffer.state_dict(),
-                 "reward_scale": self.reward_scale.state_dict()}
+        state = {**super()._state(), "buffer": self.buffer.state_dict()}
         if self.surrogate is not None:
             state["surrogate"] = self.surrogate.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
-        self.reward_scale.load_state_dict(state["reward_scale"])
         if self.surrogate is not None:
             self.surrogate.load_state_dict(state["surrogate"])

@@ -34,12 +34,12 @@ import torch
 from torch import Tensor
 
 from ..budget import BudgetedOracle
-from .base import Method, MethodConfig, RewardNormFields, RewardScale, check
+from .base import ChainUpdateFields, Method, MethodConfig, OptimizerFields, RewardNormFields, check
 from .value import ValueFields, ValueFunction, num_conditions, state_timesteps
 
 
 @dataclass(frozen=True)
-class VARDConfig(RewardNormFields, ValueFields, MethodConfig):
+class VARDConfig(RewardNormFields, OptimizerFields, ChainUpdateFields, ValueFields, MethodConfig):
     batch_size: int = 64
     """Chains sampled (= oracle queries) per iteration; their states are the policy update's inputs."""
     kl_coef: float = 0.01
@@ -48,20 +48,6 @@ class VARDConfig(RewardNormFields, ValueFields, MethodConfig):
     value (reconstructed method): the suite's choice."""
     discount: float = 1.0
     """gamma: step k's value is weighted by gamma^(T-1-k) (gamma^(steps remaining)); 1 = undiscounted."""
-    lr: float = 1e-4
-    """AdamW learning rate of the policy."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay of the policy."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip before every policy optimizer step."""
-    train_batch_size: int = 64
-    """Chains per policy optimizer step; an iteration takes ceil(batch / train_batch_size) steps per epoch."""
-    num_inner_epochs: int = 1
-    """Passes of policy updates over each sampled batch."""
-    timestep_fraction: float = 1.0
-    """Fraction of the T steps of each chain trained on (drawn at random per chain)."""
-    train_chunk: int = 4096
-    """(chain, step) pairs per denoiser forward in the update; bounds memory, does not change the gradient."""
     reward_grad_weight: float = 1.0
     """Differentiable oracles only: weight of matching d V / d x_0 at t = 0 to the paid-for d r / d x_0."""
 
@@ -69,13 +55,6 @@ class VARDConfig(RewardNormFields, ValueFields, MethodConfig):
         super().__post_init__()
         check(self.kl_coef >= 0, "kl_coef must be >= 0")
         check(0 < self.discount <= 1, "discount must be in (0, 1]")
-        check(self.lr > 0, "lr must be > 0")
-        check(self.weight_decay >= 0, "weight_decay must be >= 0")
-        check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
-        check(self.train_batch_size >= 1, "train_batch_size must be >= 1")
-        check(self.num_inner_epochs >= 1, "num_inner_epochs must be >= 1")
-        check(0 < self.timestep_fraction <= 1, "timestep_fraction must be in (0, 1]")
-        check(self.train_chunk >= 1, "train_chunk must be >= 1")
         check(self.reward_grad_weight >= 0, "reward_grad_weight must be >= 0")
 
 
@@ -119,26 +98,16 @@ class VARD(Method):
                                    width=c.value_width, lr=c.value_lr, capacity=c.replay_size,
                                    generator=generator, device=policy.stds.device)
         self.use_reward_grads = task.oracle_differentiable and c.reward_grad_weight > 0
-        self.reward_scale = RewardScale(c.reward_norm)
         self.iterations = 0
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         c, policy = self.config, self.policy
-        n = self.batch_for(oracle)
-        conds = self.sample_conditions(n)
         policy.eval()
-        traj, _ = policy.rollout(conds, self.generator, batch=n)
-        reward_grads = None
-        if self.use_reward_grads:
-            x0 = traj.x0.clone().requires_grad_(True)
-            rewards = oracle(policy.decode(x0), traj.conditions)
-            (reward_grads,) = torch.autograd.grad(rewards.sum(), x0)
-            rewards = rewards.detach()
-        else:
-            rewards = oracle(policy.decode(traj.x0), traj.conditions).detach()
-
+        batch = self.query_batch(oracle, reward_grads=self.use_reward_grads)
+        traj, rewards = batch.trajectory, batch.rewards.detach()
+        n = len(rewards)
         self.reward_scale.update(rewards)
-        self.value.add(traj.latents, traj.conditions, rewards, reward_grads)
+        self.value.add(traj.latents, traj.conditions, rewards, batch.reward_grads)
         steps = c.value_warmup_steps if self.iterations == 0 else c.value_steps
         value_loss = self.value.fit(steps, c.value_batch, grad_weight=c.reward_grad_weight)
         self.iterations += 1
@@ -192,12 +161,9 @@ class VARD(Method):
                 "grad_norm": float(grad_norm)}
 
     def _state(self) -> dict[str, Any]:
-        return {**super()._state(), "optimizer": self.optimizer.state_dict(), "value": self.value.state_dict(),
-                "iterations": self.iterations, "reward_scale": self.reward_scale.state_dict()}
+        return {**super()._state(), "value": self.value.state_dict(), "iterations": self.iterations}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.optimizer.load_state_dict(state["optimizer"])
         self.value.load_state_dict(state["value"])
         self.iterations = state["iterations"]
-        self.reward_scale.load_state_dict(state["reward_scale"])
