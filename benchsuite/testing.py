@@ -233,10 +233,14 @@ def check_method_config(method: str, task: str = CONTRACT_TASK) -> None:
 
 def _check_declarations(method: str, cls) -> None:
     """What a method declares about itself for reports and leaderboards (``Method.display_name``, ``colour``,
-    ``marker``, ``leaderboard``, ``tune_params``): well-formed, and the tuned fields are config fields with a range
-    in its search space."""
+    ``marker``, ``leaderboard``, ``tune_params``): the figure ones declared in its own class body (they are not
+    inherited: ``Method.IDENTITY``), all well-formed, and the tuned fields are config fields with a range in its
+    search space."""
     from matplotlib.lines import Line2D
 
+    missing = [name for name in cls.REQUIRED_IDENTITY if name in getattr(cls, "undeclared", ())]
+    _expect(not missing, f"{method}: declare {', '.join(missing)} in the class body of {cls.__name__} (a method "
+            "does not inherit them from its base; None picks the registry name and a free colour)")
     _expect(cls.display_name is None or (isinstance(cls.display_name, str) and cls.display_name.strip()),
             f"{method}: display_name must be a non-empty string or None")
     _expect(cls.colour is None or bool(re.fullmatch(r"#[0-9A-Fa-f]{6}", str(cls.colour))),

@@ -136,7 +136,8 @@ def test_a_registered_method_joins_a_registered_tier_without_a_protocol_table(ti
 
     colours = method_colors(["ddpo", "plugin-like"])
     assert colours["ddpo"] == METHODS.load("ddpo").colour and colours["plugin-like"] != colours["ddpo"]
-    assert method_markers(["plugin-like"]) == {"plugin-like": "s"}  # inherited from best-of-N's declaration
+    # best-of-N's marker "s" and colour are its own: a subclass that declares none gets the defaults (Method.IDENTITY)
+    assert method_markers(["plugin-like"]) == {"plugin-like": "o"} and _Registered.colour is None
 
 
 def test_the_stages_end_to_end_on_a_toy_tier(tier, tmp_path, monkeypatch):

@@ -206,6 +206,23 @@ class Method(ABC):
     counts only where the class that defines ``step`` sets it (``runs_data_parallel``): a subclass with its own
     ``step`` is not data-parallel until it says so."""
 
+    IDENTITY: ClassVar[tuple[str, ...]] = ("display_name", "colour", "marker", "leaderboard", "tune_params")
+    """The declarations above that say who a method is (in figures, tables and leaderboards). A subclass does not
+    inherit them: each one its class body does not declare is reset to this class's default
+    (``__init_subclass__``), so that a method built on another (a plugin's DDPO variant) never appears under its
+    parent's name, colour and marker or joins its tuning; ``check_method`` names the figure ones it left out."""
+    REQUIRED_IDENTITY: ClassVar[tuple[str, ...]] = ("display_name", "colour", "marker")
+    """The declarations ``check_method`` requires in a registered method's own class body (None is a declaration:
+    its registry name, a seaborn colour after the declared ones)."""
+    undeclared: ClassVar[tuple[str, ...]] = ()
+    """The ``IDENTITY`` names this class's body left out (set by ``__init_subclass__``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.undeclared = tuple(name for name in Method.IDENTITY if name not in cls.__dict__)
+        for name in cls.undeclared:
+            setattr(cls, name, Method.__dict__[name])
+
     @classmethod
     def runs_data_parallel(cls) -> bool:
         """Whether the class that defines this method's ``step`` declares ``data_parallel``."""

@@ -117,7 +117,7 @@ class GraphGA(BestOfN):
 
     name = "graph-ga"
     display_name = "Graph GA"
-    colour, marker, tune_params = None, "o", None  # not best-of-N's
+    colour, marker = None, "o"  # a free colour in figures (best-of-N's are not inherited: Method.IDENTITY)
     leaderboard = False  # the black-box tier compares the field's optimizers (issue 24)
     Config = GraphGAConfig
     config: GraphGAConfig

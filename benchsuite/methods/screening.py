@@ -16,5 +16,5 @@ class Screening(BestOfN):
 
     name = "screening"
     display_name = "screening"
-    colour, marker, tune_params = None, "o", None  # not best-of-N's
+    colour, marker = None, "o"  # a free colour in figures (best-of-N's are not inherited: Method.IDENTITY)
     leaderboard = False  # best-of-N under PMO's name: the black-box tier compares it (issue 24)

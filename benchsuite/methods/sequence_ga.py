@@ -112,7 +112,7 @@ class SequenceGA(BestOfN):
 
     name = "sequence-ga"
     display_name = "GA (holo)"
-    colour, marker, tune_params = None, "o", None  # not best-of-N's
+    colour, marker = None, "o"  # a free colour in figures (best-of-N's are not inherited: Method.IDENTITY)
     leaderboard = False  # the black-box tier compares the field's optimizers (issue 24)
     Config = SequenceGAConfig
     config: SequenceGAConfig

@@ -15,7 +15,7 @@ from benchsuite.methods.sqdf import SQDFConfig
 from benchsuite.methods.vard import VARDConfig
 from benchsuite.rewards.brightness import MeanBrightness
 from benchsuite.tasks import TaskInfo
-from benchsuite.testing import tiny_policy
+from benchsuite.testing import check_method_config, tiny_policy
 
 TASK = TaskInfo(id="tiny", train_conditions=torch.tensor([0, 1, 2]), oracle_differentiable=True)
 
@@ -99,3 +99,34 @@ def test_the_methods_keep_their_own_optimizer_defaults():
         3e-4, 2e-4, 1e-3, 1e-4, 1e-4)
     assert DRaFTConfig().weight_decay == 0.0 and DDPOConfig().weight_decay == 1e-4
     assert not issubclass(MethodConfig, OptimizerFields)  # best-of-N, BO, the GAs train no policy
+
+
+class _PluginDDPO(DDPO):
+    """A plugin's DDPO variant that declares its name only."""
+
+    name = "plugin-ddpo"
+
+
+class _DeclaredDDPO(DDPO):
+    """A DDPO variant that declares who it is."""
+
+    name = "declared-ddpo"
+    display_name, colour, marker = "DDPO+", "#123456", "h"
+
+
+def test_a_subclass_does_not_inherit_who_its_parent_is():
+    assert (DDPO.colour, DDPO.marker, DDPO.display_name) == ("#0072B2", "^", "DDPO")
+    assert (_PluginDDPO.colour, _PluginDDPO.marker, _PluginDDPO.display_name) == (None, "o", None)
+    assert _PluginDDPO.tune_params is None and _PluginDDPO.leaderboard is True  # the defaults, not DDPO's tuple
+    assert _PluginDDPO.undeclared == Method.IDENTITY and DDPO.undeclared == ("leaderboard",)
+    assert (_DeclaredDDPO.colour, _DeclaredDDPO.marker) == ("#123456", "h") and _DeclaredDDPO.tune_params is None
+    assert _PluginDDPO.Config is DDPOConfig and _PluginDDPO.data_parallel  # behaviour is still inherited
+
+
+def test_the_contract_names_the_declarations_a_method_left_out(monkeypatch):
+    from benchsuite.registry import METHODS
+
+    real_load = METHODS.load
+    monkeypatch.setattr(METHODS, "load", lambda n: {"plugin-ddpo": _PluginDDPO}.get(n) or real_load(n))
+    with pytest.raises(AssertionError, match="plugin-ddpo: declare display_name, colour, marker in the class body"):
+        check_method_config("plugin-ddpo")

@@ -20,28 +20,23 @@ from typing import Any
 import torch
 
 from benchsuite.budget import BudgetedOracle
-from benchsuite.methods.base import Method, MethodConfig, check
+from benchsuite.methods.base import Method, MethodConfig, OptimizerFields, check
 
 
 @dataclass(frozen=True)
-class RWRConfig(MethodConfig):
+class RWRConfig(OptimizerFields, MethodConfig):
+    """RWR's settings; ``lr`` and ``max_grad_norm`` are benchsuite's shared optimizer fields (``OptimizerFields``)."""
+
     batch_size: int = 64
     """Chains sampled (= oracle queries) per step."""
-    lr: float = 1e-4
-    """AdamW learning rate."""
     weight_decay: float = 0.0
-    """AdamW weight decay."""
+    """AdamW weight decay (``OptimizerFields``; 0 here)."""
     temperature: float = 0.5
     """Softmax temperature on the batch-standardised rewards: smaller weights the best samples more."""
-    max_grad_norm: float = 1.0
-    """Gradient-norm clip before the optimizer step."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.lr > 0, "lr must be > 0")
-        check(self.weight_decay >= 0, "weight_decay must be >= 0")
         check(self.temperature > 0, "temperature must be > 0")
-        check(self.max_grad_norm > 0, "max_grad_norm must be > 0")
 
 
 class RewardWeightedRegression(Method):
@@ -49,6 +44,10 @@ class RewardWeightedRegression(Method):
     a softmax of its standardised reward (example plugin method, benchsuite-example)."""
 
     name = "rwr"
+    # who it is in tables and figures: declared here, never inherited from a base method (check_method asks for them)
+    display_name = "RWR"
+    colour = "#6A3D9A"
+    marker = "p"
     Config = RWRConfig
     config: RWRConfig
 
