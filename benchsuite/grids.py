@@ -116,6 +116,11 @@ def text_grid_panel(grid, rows: int = 16, cell_h: int = TEXT_ROW_PX):
     return grid.crop((0, GRID_HEADER_PX, width, min(height, GRID_HEADER_PX + rows * cell_h + 4)))
 
 
+GRID_PANELS = {"tiles": (sample_grid_panel, 4), "rows": (text_grid_panel, 2)}
+"""``SampleSpace.grid_panel`` -> (the cut that turns a sample grid into a legible report panel, panels per row):
+image tiles 4 per row, text rows (wide: one row per sample) and molecule drawings 2 per row."""
+
+
 def text_grid(lines: list[str], rewards: Tensor | None = None, rows: int = 32, label: str = "reward",
               what: str = "sequence") -> np.ndarray:
     """An ``H x W x 3`` uint8 picture of text samples: one monospace row per sample (the ``rows`` best by reward),

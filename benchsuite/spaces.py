@@ -49,6 +49,10 @@ class SampleSpace(ABC):
 
     kind: ClassVar[str]
     """A name for people (log lines, reprs); nothing dispatches on it."""
+    grid_panel: ClassVar[str] = "tiles"
+    """How the report cuts this space's sample grids (``render``) into figure panels (``grids.GRID_PANELS``):
+    ``tiles`` (a grid of image tiles: the first columns of every row, 4 panels per row) or ``rows`` (one text row
+    or drawing per sample, best first: the best rows, 2 panels per row)."""
 
     @abstractmethod
     def check(self, samples: Tensor) -> None:
@@ -208,6 +212,7 @@ class SequenceSpace(SampleSpace):
     """
 
     kind: ClassVar[str] = "sequence"
+    grid_panel: ClassVar[str] = "rows"  # text rows (molecules: a row of drawings), best first
     what: ClassVar[str] = "sequence"
     """What a decoded string is, for grid headers."""
 

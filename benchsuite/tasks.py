@@ -28,6 +28,7 @@ from .budget import BudgetedOracle
 from .data import _builtin_dir, _extra_dirs, data_dir
 from .errors import ConfigError, UnknownNameError, clip, clip_repr
 from .registry import BACKBONES, METHODS, REWARDS, plugin_task_folders
+from .spaces import ImageSpace, SampleSpace
 from .accounting import parse_accounting
 from .accounting import supports_keys
 
@@ -45,6 +46,12 @@ MAX_TEXT_CHARS = 2000
 under 200 characters."""
 MAX_ITEMS = 10_000
 """The most entries of one list or mapping in a task card or sweep file (as many seeds as one ``--seeds`` range)."""
+
+
+def backbone_space(backbone: str) -> type[SampleSpace]:
+    """The ``SampleSpace`` class of a registered backbone's policies without building one: its factory's declared
+    ``sample_space``, else ``ImageSpace`` (what ``DiffusionPolicy`` gives a policy without a space)."""
+    return getattr(BACKBONES.load(backbone), "sample_space", ImageSpace)
 
 
 def check_numbers(value: Any, where: str) -> Any:

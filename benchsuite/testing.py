@@ -34,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import resolve
+from .grids import GRID_PANELS
 from .policies.base import DiffusionPolicy
 from .registry import BACKBONES, METHODS, REWARDS
 from .rewards.base import Reward
@@ -514,10 +515,12 @@ def check_space_metrics(space: SampleSpace, samples: Tensor, conditions: Tensor 
 
 
 def check_space_render(space: SampleSpace, samples: Tensor, conditions: Tensor | None, folder: Path) -> None:
-    """``render``: an RGB ``uint8`` picture (``H x W x 3``)."""
+    """``render``: an RGB ``uint8`` picture (``H x W x 3``), and a ``grid_panel`` the report knows how to cut."""
     grid = space.render(samples, conditions, torch.linspace(-1, 1, len(samples)), label="check reward")
     _expect(grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3,
             f"{space!r}: render must return an H x W x 3 uint8 array, got {grid.dtype} {grid.shape}")
+    _expect(space.grid_panel in GRID_PANELS, f"{space!r}: grid_panel must be one of {sorted(GRID_PANELS)}, "
+            f"got {space.grid_panel!r}")
 
 
 def check_space_records(space: SampleSpace, samples: Tensor, conditions: Tensor | None, folder: Path) -> None:

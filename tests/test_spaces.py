@@ -349,3 +349,19 @@ def test_ask_files_of_sequence_tasks_carry_text_renderings(tmp_path, task, colum
     key = "sequence" if "sequence" in columns else "selfies"
     assert [r[key] for r in batch.records] == strings
     assert batch.path.read_text().splitlines()[0] == ",".join([*batch.records[0], "score"])
+
+
+def test_the_report_panel_of_a_task_comes_from_its_backbones_sample_space():
+    from benchsuite.grids import GRID_PANELS, sample_grid_panel, text_grid_panel
+    from benchsuite.report.labels import ReportTask, report_task
+    from benchsuite.tasks import backbone_space
+
+    assert backbone_space("digits") is ImageSpace and backbone_space("tiny") is ImageSpace  # nothing declared
+    assert backbone_space("ehrlich") is SequenceSpace and backbone_space("selfies") is MoleculeSpace
+    assert GRID_PANELS[ImageSpace.grid_panel] == (sample_grid_panel, 4)
+    assert GRID_PANELS[MoleculeSpace.grid_panel] == (text_grid_panel, 2)  # a sequence space's rows
+    assert report_task("ehrlich-s32-l32-v0").grid_panel == "rows"
+    assert report_task("toy-brightness-v0").grid_panel == "tiles"
+    # a report.json saved before grid_panel (its "sequences" flag) reads as the same panels
+    old = {"id": "t", "headline": "h", "judges": ["h"], "metrics": ["h"], "judge_rewards": [], "sequences": True}
+    assert ReportTask.from_json(old).grid_panel == "rows"

@@ -365,9 +365,6 @@ class ShippedModel:
         raise ValueError(f"unknown data process {self.data!r}")
 
 
-SEQUENCE_BACKBONES = ("ehrlich", "selfies", "selfies-chembl")
-"""Registry names of the backbones built here (their samples are ``B x V x L`` token probabilities)."""
-
 EHRLICH_SEED = 0
 """Seed of the Ehrlich instances the shipped Ehrlich models were trained for (their DMP)."""
 
@@ -550,3 +547,10 @@ def chembl_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True
 
     return sequence_policy(f"selfies-chembl-l{CHEMBL_LENGTH}", num_steps=num_steps, eta=eta, pretrained=pretrained,
                            timestep_spacing=timestep_spacing, max_timestep=max_timestep)
+
+
+# the sample space each factory's policies carry, declared for readers that need it without building a model (the
+# report's sample-grid panels: benchsuite.tasks.backbone_space); a factory without one makes ImageSpace policies
+ehrlich_policy.sample_space = SequenceSpace
+selfies_policy.sample_space = MoleculeSpace
+chembl_policy.sample_space = MoleculeSpace

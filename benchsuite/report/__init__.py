@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DirtyTreeError
-from ..grids import sample_grid_panel, text_grid_panel
+from ..grids import GRID_PANELS
 from ..tracking import GIT_SHA_TAG, run_tags
 from .dpi import check_records
 from .labels import (DRIFT_SUFFIX, JUDGE_DEFINITION, METRIC_DEFINITIONS, REFERENCE_NOTE, ReportTask, metric_label,
@@ -31,12 +31,6 @@ from .tables import (COMMIT, DIFF_NOTE, RUN_KEYS, UPPER_FROM_DATA, aggregate_iqm
 
 __all__ = ["current_commit", "final_grids", "load_mlflow", "load_runs", "read_saved_inputs", "rebuild_report",
            "task_metrics", "write_report"]
-
-
-def _grid_panel(task: ReportTask):
-    """(crop, panels per row) that turn the runner's sample grids of this task into legible report panels:
-    images 4 per row, sequences (wide: one row per sequence) 2 per row."""
-    return (text_grid_panel, 2) if task.sequences else (sample_grid_panel, 4)
 
 
 CONFIDENCE = 0.95
@@ -240,7 +234,7 @@ def _task_figures(tidy: pd.DataFrame, runs: pd.DataFrame, task: ReportTask, fold
             figures.append(plot_overoptimization(tidy, t, task.judges[0], task.judges[1],
                                                  folder / f"{t}_overoptimization"))
     if grids:
-        crop, per_row = _grid_panel(task)
+        crop, per_row = GRID_PANELS[task.grid_panel]  # the task's sample space chose the panel (grid_panel)
         figures.append(grid_figure(grids, folder / f"{t}_samples", title=t, crop=crop, per_row=per_row))
     return figures
 

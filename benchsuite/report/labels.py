@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import UnknownNameError
-from ..policies.sequence import SEQUENCE_BACKBONES
-from ..tasks import load_spec
+from ..tasks import backbone_space, load_spec
 
 REFERENCE_METHODS = ("pretrained", "best-of-n", "bo")
 """Methods that do not fine-tune: dashed lines in every curve, so that they read as references. Their ``eval/kl`` is
@@ -89,7 +88,8 @@ class ReportTask:
             only.
         judge_tolerance: ``(judge, largest fall)`` pairs of the card (``TaskSpec.judge_tolerance``): a point where a
             judge fell further below the run's first evaluation is not at matched drift.
-        sequences: the backbone makes sequences (sample grids are token rows; diversity is a Hamming distance).
+        grid_panel: how its sample grids become report panels, as its backbone's sample space says
+            (``SampleSpace.grid_panel``: ``tiles`` or ``rows``).
         judge_rewards: ``{judge metric: "reward-name vN (kwargs)"}``, what each judge mean measures.
         note: empty, or why the card was not used ("no task card: ...").
     """
@@ -99,14 +99,18 @@ class ReportTask:
     judges: tuple[str, ...]
     metrics: tuple[str, ...]
     drift_budget: float | None = None
-    sequences: bool = False
+    grid_panel: str = "tiles"
     judge_rewards: tuple[tuple[str, str], ...] = ()
     note: str = ""
     judge_tolerance: tuple[tuple[str, float], ...] = ()
 
     @classmethod
     def from_json(cls, data: dict) -> "ReportTask":
-        """The inverse of ``dataclasses.asdict`` after a JSON round trip (lists back to tuples)."""
+        """The inverse of ``dataclasses.asdict`` after a JSON round trip (lists back to tuples); a report saved
+        before ``grid_panel`` (its ``sequences`` flag) reads as the same panels."""
+        if "sequences" in data:
+            data = {**{k: v for k, v in data.items() if k != "sequences"},
+                    "grid_panel": "rows" if data["sequences"] else "tiles"}
         return cls(**{**data, "judges": tuple(data["judges"]), "metrics": tuple(data["metrics"]),
                       "judge_rewards": tuple(tuple(p) for p in data["judge_rewards"]),
                       "judge_tolerance": tuple(tuple(p) for p in data.get("judge_tolerance", ()))})
@@ -144,7 +148,7 @@ def report_task(task_id: str, present: list[str] | None = None) -> ReportTask:
     rewards = dict(spec.judges)
     described = tuple((f"eval/{label}_mean", _describe(rewards[label])) for label, _ in spec.judges)
     return ReportTask(task_id, headline, tuple(judges), tuple(metrics), spec.drift_budget,
-                      spec.backbone in SEQUENCE_BACKBONES, described, judge_tolerance=spec.judge_tolerance)
+                      backbone_space(spec.backbone).grid_panel, described, judge_tolerance=spec.judge_tolerance)
 
 
 def _describe(reward) -> str:
