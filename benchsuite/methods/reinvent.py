@@ -24,6 +24,9 @@ One step (mol_opt's loop):
    SMILES; ties: the earlier one stays).
 4. One Adam step of the agent (no gradient clipping, as mol_opt).
 
+Batches: ``batch_size`` per step, the last one shrunk to what is left of the budget; on a card with online rounds too
+(they are the diffusion fine-tuners' protocol, which REINVENT does not follow, like the GAs).
+
 Defaults: mol_opt's tuned ``main/reinvent/hparams_default.yaml`` (PMO's setting): lr 5e-4, batch 64, sigma 500,
 replay 24 from a memory of 100 (``Experience(max_size=100)``). For scale, Olivecrona's original script used sigma 60
 and replayed 4, mol_opt's tuning grid covers sigma 5 to 60, lr 1e-4 and 5e-4, batch 64 and 128, replay 0, 4, 8
