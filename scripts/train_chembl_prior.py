@@ -162,14 +162,18 @@ def sample_smiles(model_name: str, n: int, weights: Path | None = None, model=No
     return tokens_to_smiles(tokens(policy.decode(traj.x0)))
 
 
-def figure(props: dict[str, dict[str, np.ndarray]], path: Path) -> None:
+def figure(props: dict[str, dict[str, np.ndarray]], path: Path, colours: dict[str, str] | None = None,
+           title: str | None = None) -> None:
+    """Histograms of QED, SA, MW and logP per set of ``props``, in ``colours`` (by set; default: this card's three
+    sets), under ``title`` (default: this card's)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
-    colors = {"training molecules": "0.35", MODEL + " samples": "tab:blue", "selfies-l32 samples": "tab:orange"}
+    colors = colours or {"training molecules": "0.35", MODEL + " samples": "tab:blue",
+                         "selfies-l32 samples": "tab:orange"}
     for ax, key in zip(axes, ("QED", "SA", "MW", "logP")):
         values = np.concatenate([p[key] for p in props.values()])
         bins = np.linspace(np.percentile(values, 0.5), np.percentile(values, 99.5), 40)
@@ -181,7 +185,7 @@ def figure(props: dict[str, dict[str, np.ndarray]], path: Path) -> None:
         ax.set_yticks([])
     axes[0].set_ylabel("density")
     axes[0].legend(fontsize=8, loc="upper left", frameon=False)
-    fig.suptitle(f"{MODEL}: properties of 1,000 samples vs its training molecules", fontsize=10)
+    fig.suptitle(title or f"{MODEL}: properties of 1,000 samples vs its training molecules", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -193,6 +197,16 @@ def table(props: dict[str, dict[str, np.ndarray]]) -> list[str]:
         cells = [f"{np.mean(p[key]):.3g} ± {np.std(p[key]):.2g} (median {np.median(p[key]):.3g})"
                  for p in props.values()]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report_table(reports: dict[str, dict]) -> list[str]:
+    """The card's table of ``sample_report`` rows (plus ``n`` and ``tanimoto_diversity``), one per labelled set."""
+    lines = ["| | decodes | valid | drug-sized | aromatic | unique (of valid) | novel (of unique) | Tanimoto diversity |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for label, r in reports.items():
+        lines.append(f"| {label} ({r['n']}) | {r['decodes']:.3f} | {r['valid']:.3f} | {r['drug_sized']:.3f} | "
+                     f"{r['aromatic']:.3f} | {r['unique']:.3f} | {r['novel']:.3f} | {r['tanimoto_diversity']:.3f} |")
     return lines
 
 
@@ -253,12 +267,8 @@ def write_card(path: Path, counts: dict[str, int] | None, train_info: dict, repo
         "the valid; novel = unique molecules not in the training list (canonical SMILES); diversity = mean pairwise",
         "Tanimoto distance of Morgan fingerprints (radius 2, 2,048 bits; the first 1,000 molecules).",
         "",
-        "| | decodes | valid | drug-sized | aromatic | unique (of valid) | novel (of unique) | Tanimoto diversity |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *report_table(reports),
     ]
-    for label, r in reports.items():
-        lines.append(f"| {label} ({r['n']}) | {r['decodes']:.3f} | {r['valid']:.3f} | {r['drug_sized']:.3f} | "
-                     f"{r['aromatic']:.3f} | {r['unique']:.3f} | {r['novel']:.3f} | {r['tanimoto_diversity']:.3f} |")
     lines += ["", "Properties (mean ± std, median) of the molecules that decode (SA: 1 easy .. 10 hard; the figure clips",
               "each axis to the 0.5-99.5 percentiles of all three sets):", "", *table(props), "",
               f"![properties]({fig_name})", "",
