@@ -302,6 +302,10 @@ def _add_leaderboard_parser(sub) -> None:
     lb.add_argument("--tasks", type=_names("--tasks"), default=None,
                     help="run stage: only these of the tier's tasks (a tier run in parts; the report takes them all)")
     lb.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    lb.add_argument("--budget", default=None,
+                    help="oracle queries per run instead of the spec's: N, or 'default' for every card's own "
+                    "default_budget (PMO's 10,000 on the PMO cards; with --backend ray and more workers); the report "
+                    "folder becomes results/leaderboard/<name>-budget<N> / -budget-default")
     lb.add_argument("--out", default=None, help="the tier's report folder (default results/leaderboard/<name>)")
     lb.add_argument("--tuning-out", default=None, help="the studies' folder (default results/leaderboard/tuning)")
     lb.add_argument("--backend", choices=["local", "ray"], default="local",

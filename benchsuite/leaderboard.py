@@ -35,6 +35,7 @@ import math
 import tempfile
 import resource
 import time
+import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -66,10 +67,12 @@ MACHINE_DEPENDENT = ("wall", "peak_rss", "peak_cuda", "cost/time_", "time/")
 
 @dataclass(frozen=True)
 class TierTask:
-    """One task of a leaderboard: its id and the training seeds of its runs (0 .. seeds - 1)."""
+    """One task of a leaderboard: its id, the training seeds of its runs (0 .. seeds - 1) and, in a spec whose
+    ``methods`` is a mapping of named lists, the name of the list this task runs (``LeaderboardSpec.groups``)."""
 
     id: str
     seeds: int
+    methods: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,15 @@ class LeaderboardSpec:
         methods: method names; ``("builtin",)``: every built-in method that declares ``Method.leaderboard`` (what
             a committed tier runs, so that its tables do not depend on the plugins installed); ``("registered",)``:
             every registered one, an installed plugin's included (``--methods registered`` on the command line).
+            An explicit name joins whatever its ``Method.leaderboard`` says (the black-box tier lists screening and
+            the GAs). With ``groups`` it is the union of the groups' lists.
+        groups: ``(name, methods)`` pairs when the spec's ``methods`` is a mapping of named lists (each task names
+            its list: the molecule optimizers on the PMO cards, the sequence optimizers on the Ehrlich cards); a
+            method joins every task of a list with a one-line edit of that list. Empty: every task runs ``methods``.
+        headline: what the tier ranks by: ``matched-drift`` (the primary judge's test-set mean at the card's drift
+            budget, the fine-tuning tiers) or ``auc-top10`` (PMO's AUC of the top-10 curve of the oracle queries,
+            ``pmo/auc_top10``: the black-box tier, whose cards use PMO accounting).
+        budget: None: every card's own ``default_budget`` (``--budget default``, e.g. PMO's 10,000).
         trials: Optuna trials per (task, method) study.
         verify: the runs the verify stage reruns.
         changes: what this version changed.
@@ -104,9 +116,11 @@ class LeaderboardSpec:
     id: str
     description: str
     tasks: tuple[TierTask, ...]
-    budget: int
+    budget: int | None
     eval_fractions: tuple[float, ...]
     methods: tuple[str, ...] = ("builtin",)
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    headline: str = "matched-drift"
     trials: int = 8
     verify: tuple[VerifyRun, ...] = ()
     changes: str = ""
@@ -127,8 +141,25 @@ class LeaderboardSpec:
         """The methods of the tier: the spec's list, or every registered method that joins leaderboards."""
         return resolve_methods(self.methods)
 
+    def task_methods(self, task: str, methods: list[str]) -> list[str]:
+        """The methods ``task`` runs among ``methods`` (the stage's selection): all of them, or with ``groups`` those
+        in the task's list."""
+        group = next(t.methods for t in self.tasks if t.id == task)
+        if group is None:
+            return list(methods)
+        listed = set(resolve_methods(dict(self.groups)[group]))
+        return [m for m in methods if m in listed]
+
+    def budget_for(self, task: str) -> int:
+        """Oracle queries of every run of ``task``: the tier's budget, or the card's default (``budget`` None)."""
+        return load_spec(task).default_budget if self.budget is None else self.budget
+
 
 GROUPS = ("builtin", "registered")
+HEADLINES = ("matched-drift", "auc-top10")
+"""What a tier ranks by (``LeaderboardSpec.headline``)."""
+AUC_TOP10 = "pmo/auc_top10"
+"""The ``auc-top10`` headline's metric (``benchsuite.accounting``)."""
 """Names that stand for a group of methods in a spec's ``methods`` or ``--methods`` (``LeaderboardSpec.methods``)."""
 
 
@@ -142,7 +173,8 @@ def resolve_methods(names) -> list[str]:
     return out
 
 
-_KEYS = {"id", "description", "tasks", "budget", "eval_fractions", "methods", "tuning", "verify", "changes"}
+_KEYS = {"id", "description", "tasks", "budget", "eval_fractions", "methods", "tuning", "verify", "changes",
+         "headline"}
 
 
 def _spec_files() -> dict[str, Path]:
@@ -190,23 +222,49 @@ def parse_leaderboard(path: Path) -> LeaderboardSpec:
     tasks = raw["tasks"]
     if not isinstance(tasks, dict) or not tasks:
         raise ConfigError(f"{source}: tasks must be a mapping task id -> {{seeds: N}}")
+    methods = raw.get("methods", "builtin")
+    groups = {}
+    if isinstance(methods, dict):  # named lists; each task names one
+        groups = methods
+        if not groups or any(not isinstance(v, list) or not v for v in groups.values()):
+            raise ConfigError(f"{source}: methods as a mapping names non-empty lists of methods (list name -> "
+                              "[method, ...])")
+        methods = [m for names in groups.values() for m in names]
+        methods = list(dict.fromkeys(methods))
     tier_tasks = []
     for task, entry in tasks.items():
         load_spec(str(task))  # an unknown task: the registry's one-line error with close names
         seeds = entry.get("seeds") if isinstance(entry, dict) else None
         if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 2:
             raise ConfigError(f"{source}: task {task}: seeds must be an integer >= 2 (intervals need two)")
-        tier_tasks.append(TierTask(str(task), seeds))
+        extra = sorted(set(entry) - {"seeds", "methods"})
+        if extra:
+            raise ConfigError(f"{source}: task {task}: unknown keys {extra} (allowed: seeds, methods)")
+        group = entry.get("methods")
+        if groups and group not in groups:
+            raise ConfigError(f"{source}: task {task}: methods must name one of the spec's method lists "
+                              f"({', '.join(map(str, groups))}), got {group!r}")
+        if not groups and group is not None:
+            raise ConfigError(f"{source}: task {task}: names a method list, but the spec's methods is not a mapping "
+                              "of named lists")
+        tier_tasks.append(TierTask(str(task), seeds, None if group is None else str(group)))
     budget = raw["budget"]
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"{source}: budget must be a positive integer (oracle queries per run)")
+    headline = raw.get("headline", "matched-drift")
+    if headline not in HEADLINES:
+        raise ConfigError(f"{source}: headline must be one of {', '.join(HEADLINES)}, got {headline!r}")
+    if headline == "auc-top10":
+        unaccounted = [t.id for t in tier_tasks if getattr(load_spec(t.id).accounting, "mode", None) != "pmo"]
+        if unaccounted:
+            raise ConfigError(f"{source}: headline auc-top10 needs PMO accounting (an 'accounting: pmo' block) on "
+                              f"every task; {', '.join(unaccounted)} has none")
     fractions = raw["eval_fractions"]
     if (not isinstance(fractions, list) or not fractions or fractions[0] != 0 or fractions[-1] != 1
             or any(not isinstance(f, int | float) or isinstance(f, bool) for f in fractions)
             or sorted(set(fractions)) != fractions):
         raise ConfigError(f"{source}: eval_fractions must rise strictly from 0 to 1 (the pretrained model and the "
                           "full budget are always evaluated)")
-    methods = raw.get("methods", "builtin")
     methods = (methods,) if methods in GROUPS else methods
     if not isinstance(methods, list | tuple) or not methods:
         raise ConfigError(f"{source}: methods must be 'registered' or a list of method names")
@@ -226,8 +284,31 @@ def parse_leaderboard(path: Path) -> LeaderboardSpec:
         verify.append(VerifyRun(str(entry["task"]), str(entry["method"]), int(entry["seed"])))
     return LeaderboardSpec(id=str(raw["id"]), description=str(raw.get("description", "")), tasks=tuple(tier_tasks),
                            budget=budget, eval_fractions=tuple(float(f) for f in fractions),
-                           methods=tuple(str(m) for m in methods), trials=trials, verify=tuple(verify),
+                           methods=tuple(str(m) for m in methods),
+                           groups=tuple((str(k), tuple(map(str, v))) for k, v in groups.items()),
+                           headline=str(headline), trials=trials, verify=tuple(verify),
                            changes=str(raw.get("changes", "")), source=source)
+
+
+def with_budget(spec: LeaderboardSpec, budget: str | None) -> LeaderboardSpec:
+    """``spec`` at another budget (``--budget``): a positive integer, or ``default`` for every card's own
+    ``default_budget`` (PMO's 10,000 on the PMO cards); None: unchanged."""
+    if budget is None:
+        return spec
+    if budget == "default":
+        return dataclasses.replace(spec, budget=None)
+    if not budget.isdigit() or int(budget) < 1:
+        raise ConfigError(f"--budget must be a positive integer or 'default' (every card's default_budget), got "
+                          f"{budget!r}")
+    return dataclasses.replace(spec, budget=int(budget))
+
+
+def report_folder(spec: LeaderboardSpec, base: LeaderboardSpec) -> Path:
+    """Where ``spec``'s report goes by default: ``results/leaderboard/<name>``, or, at a budget other than the spec's
+    (``--budget``), ``<name>-budget<N>`` / ``<name>-budget-default``, so that runs of two budgets never mix."""
+    if spec.budget == base.budget:
+        return RESULTS / spec.name
+    return RESULTS / f"{spec.name}-budget{'-default' if spec.budget is None else spec.budget}"
 
 
 # ---- tuning -----------------------------------------------------------------------------------------------------
@@ -245,10 +326,13 @@ def tune_params(method: str) -> tuple[str, ...] | None:
     return None
 
 
-def tuning_objective(task: str, method: str) -> str:
+def tuning_objective(task: str, method: str, headline: str = "matched-drift") -> str:
     """The objective of every study on ``task``: its headline (the primary judge's mean) at matched drift, read on
     the selection set; at full budget for a method that fine-tunes nothing (no path KL) or a card without a drift
-    budget."""
+    budget. A tier ranked by ``auc-top10``: PMO's AUC top-10 of the run's queries (``pmo/auc_top10``, at the end of
+    the run; the queries are the method's own, there is no evaluation set to hold out)."""
+    if headline == "auc-top10":
+        return AUC_TOP10
     spec = load_spec(task)
     primary = f"eval/{spec.primary_judge}_mean"
     return primary if method in REFERENCE_METHODS or spec.drift_budget is None else primary + MATCHED
@@ -264,12 +348,13 @@ def tune(spec: LeaderboardSpec, methods: list[str], out: Path, workers: int) -> 
     start = time.perf_counter()
     (out / "journals").mkdir(parents=True, exist_ok=True)
     for task in spec.task_ids:
-        for method in methods:
+        for method in spec.task_methods(task, methods):
             params = tune_params(method)
             if params == ():
                 continue
             study = TuneSpec(task=task, method=method, n_trials=spec.trials, params=params,
-                             objectives=(tuning_objective(task, method),), budget=spec.budget, seed=TUNING_SEED,
+                             objectives=(tuning_objective(task, method, spec.headline),),
+                             budget=spec.budget_for(task), seed=TUNING_SEED,
                              eval_fractions=spec.eval_fractions, output_root=str(out),
                              # the reward scale exists on the methods that weigh a reward against a KL term
                              overrides=(("reward_norm", "running"),) if _has_field(method, "reward_norm") else (),
@@ -346,9 +431,10 @@ def check_clean(allow_dirty: bool) -> str:
 def run_configs(spec: LeaderboardSpec, methods: list[str], seed: int, out: Path, tasks: list[str] | None = None):
     """The run configs of one seed: every task of the tier that has the seed, times ``methods``."""
 
-    return [resolve(task, method, seed=seed, budget=spec.budget, eval_fractions=spec.eval_fractions,
+    return [resolve(task, method, seed=seed, budget=spec.budget_for(task), eval_fractions=spec.eval_fractions,
                     output_root=str(out))
-            for task in (tasks or spec.task_ids) if seed in spec.seeds(task) for method in methods]
+            for task in (tasks or spec.task_ids) if seed in spec.seeds(task)
+            for method in spec.task_methods(task, methods)]
 
 
 def run(spec: LeaderboardSpec, methods: list[str], out: Path, workers: int, backend: str = "local",
@@ -390,7 +476,8 @@ def report(spec: LeaderboardSpec, methods: list[str], out: Path, allow_dirty: bo
     changes, unless ``allow_dirty`` (the report is then marked)."""
     import pandas as pd
 
-
+    if spec.headline == "auc-top10":
+        return report_bbo(spec, methods, out, allow_dirty)
     tidy = load_runs(out, tasks=spec.task_ids)
     seeds = pd.Series([s in spec.seeds(t) for t, s in zip(tidy["task"], tidy["seed"])], index=tidy.index)
     keep = tidy["method"].isin(methods) & seeds
@@ -404,6 +491,36 @@ def report(spec: LeaderboardSpec, methods: list[str], out: Path, allow_dirty: bo
     result = write_report(tidy, out, grids=grids, reference_scores=references, allow_dirty=allow_dirty,
                           tree_commit=current_commit())
     atomic_write_text(out / "cost.md", cost_markdown(tidy, out))
+    return result
+
+
+def report_bbo(spec: LeaderboardSpec, methods: list[str], out: Path, allow_dirty: bool = False) -> dict[str, Any]:
+    """The report of a tier ranked by ``auc-top10`` (``benchsuite.report.bbo``): AUC top-10 per PMO oracle beside
+    PMO's published values, holo-bench's numbers on the Ehrlich cards, top-k curves; plus ``cost.md``. The whole
+    seeds the spec fixes and each task's methods only; refused on a dirty run or tree unless ``allow_dirty``."""
+    from .report.bbo import read_bbo_runs, write_bbo_report
+
+    per_run, curves = read_bbo_runs(out, tasks=spec.task_ids)
+    if per_run.empty:
+        raise BenchsuiteError(f"no finished runs of {spec.id} in {out / 'runs'}; run 'benchsuite leaderboard run "
+                              f"--tier {spec.name}' first")
+
+    def wanted(frame):
+        keep = [s in spec.seeds(t) and m in spec.task_methods(t, methods)
+                for t, m, s in zip(frame["task"], frame["method"], frame["seed"])]
+        return frame[np.asarray(keep, dtype=bool)]
+
+    per_run, curves = wanted(per_run), wanted(curves)
+    dirty = sorted({c for c in per_run["commit"] if str(c).endswith(DIRTY)} | (
+        {current_commit()} if current_commit().endswith(DIRTY) else set()))
+    if dirty and not allow_dirty:
+        raise BenchsuiteError(f"refusing to publish a report made from an uncommitted tree ({', '.join(dirty)}): "
+                              "commit the changes (and rerun the runs made from them), or pass --allow-dirty")
+    budgets = sorted({spec.budget_for(t) for t in spec.task_ids})
+    result = write_bbo_report(per_run, curves, out, methods, title=spec.id + (" (uncommitted tree)" if dirty else ""),
+                              budget=" or ".join(f"{b:,}" for b in budgets))
+    walls = per_run.rename(columns={"wall_time_s": "value"}).assign(metric="wall_time_s")
+    atomic_write_text(out / "cost.md", cost_markdown(walls, out))
     return result
 
 
@@ -431,7 +548,8 @@ def verify(spec: LeaderboardSpec, out: Path, scratch: Path, rtol: float = 1e-6) 
     """Rerun the spec's verify slice in ``scratch`` and compare every value of its rows with the committed
     ``<out>/per_seed.csv``. Returns the differences (empty: the committed tables still regenerate)."""
 
-    committed_path = out / "per_seed.csv"
+    bbo = spec.headline == "auc-top10"  # its report's per-run file (benchsuite.report.bbo)
+    committed_path = out / ("per_run.csv" if bbo else "per_seed.csv")
     if not committed_path.is_file():
         raise BenchsuiteError(f"no committed {committed_path}; run 'benchsuite leaderboard run --tier {spec.name}'")
     if not spec.verify:
@@ -439,10 +557,15 @@ def verify(spec: LeaderboardSpec, out: Path, scratch: Path, rtol: float = 1e-6) 
     committed = pd.read_csv(committed_path)
 
     for v in spec.verify:
-        run_one(resolve(v.task, v.method, seed=v.seed, budget=spec.budget, eval_fractions=spec.eval_fractions,
-                        output_root=str(scratch)))
-    tidy = load_runs(scratch, tasks=sorted({v.task for v in spec.verify}))
-    fresh = run_values(tidy, {t: report_task(t) for t in set(tidy["task"])})
+        run_one(resolve(v.task, v.method, seed=v.seed, budget=spec.budget_for(v.task),
+                        eval_fractions=spec.eval_fractions, output_root=str(scratch)))
+    if bbo:
+        from .report.bbo import read_bbo_runs
+
+        fresh = read_bbo_runs(scratch)[0]
+    else:
+        tidy = load_runs(scratch, tasks=sorted({v.task for v in spec.verify}))
+        fresh = run_values(tidy, {t: report_task(t) for t in set(tidy["task"])})
     problems = []
     for v in spec.verify:
         new = fresh[(fresh.task == v.task) & (fresh.method == v.method) & (fresh.seed == v.seed)]
@@ -464,9 +587,15 @@ def verify(spec: LeaderboardSpec, out: Path, scratch: Path, rtol: float = 1e-6) 
 # ---- command line -----------------------------------------------------------------------------------------------
 def main(args) -> int:
     """``benchsuite leaderboard <stage>`` (see ``cli.build_parser``)."""
-    spec = load_leaderboard(args.tier)
+    base = load_leaderboard(args.tier)
+    spec = with_budget(base, getattr(args, "budget", None))
     methods = resolve_methods(args.methods) if args.methods else spec.method_names()
-    out = Path(args.out) if args.out else RESULTS / spec.name
+    if spec.groups:
+        orphans = [m for m in methods if not any(spec.task_methods(t, [m]) for t in spec.task_ids)]
+        if orphans:
+            raise ConfigError(f"--methods: {', '.join(orphans)} in none of {spec.id}'s method lists "
+                              f"({', '.join(g for g, _ in spec.groups)}); add it to a list in {spec.source}")
+    out = Path(args.out) if args.out else report_folder(spec, base)
     if args.stage == "show":
         print(describe(spec, methods, out))
         return 0
@@ -488,7 +617,7 @@ def main(args) -> int:
             return 0
     result = report(spec, methods, out, args.allow_dirty) if args.stage in ("run", "report") else None
     if result is not None:
-        print((out / "leaderboard.md").read_text())
+        print((out / ("bbo.md" if spec.headline == "auc-top10" else "leaderboard.md")).read_text())
         print("figures:", *[str(p) for p in result["figures"]], sep="\n  ")
         return 0
     with tempfile.TemporaryDirectory() as scratch:
@@ -502,12 +631,17 @@ def main(args) -> int:
 
 def describe(spec: LeaderboardSpec, methods: list[str], out: Path) -> str:
     """What ``leaderboard show`` prints: the spec as a reader checks it before a run."""
+    budget = "each card's default_budget" if spec.budget is None else spec.budget
     lines = [f"{spec.id}: {spec.description}", f"  spec: {spec.source}", f"  report folder: {out}",
-             f"  queries per run: {spec.budget}; evaluations at {list(spec.eval_fractions)} of the budget",
-             f"  methods: {', '.join(methods)}", "  tasks (seeds fixed before any run):"]
-    lines += [f"    {t.id}: {t.seeds} seeds" for t in spec.tasks]
-    lines.append(f"  runs: {sum(t.seeds for t in spec.tasks) * len(methods)}; tuning: {spec.trials} trials per "
-                 "(task, method) with something to tune")
+             f"  headline: {spec.headline}",
+             f"  queries per run: {budget}; evaluations at {list(spec.eval_fractions)} of the budget",
+             f"  methods: {', '.join(methods)}"]
+    lines += [f"    list {g}: {', '.join(spec.task_methods(t, methods))}" for g, _ in spec.groups
+              for t in [next(t.id for t in spec.tasks if t.methods == g)]]
+    lines.append("  tasks (seeds fixed before any run):")
+    lines += [f"    {t.id}: {t.seeds} seeds" + (f", methods {t.methods}" if t.methods else "") for t in spec.tasks]
+    runs = sum(t.seeds * len(spec.task_methods(t.id, methods)) for t in spec.tasks)
+    lines.append(f"  runs: {runs}; tuning: {spec.trials} trials per (task, method) with something to tune")
     lines += [f"    {m}: {', '.join(p) if p else 'every field of its search space'}"
               for m in methods if (p := tune_params(m)) != ()]
     if spec.changes:

@@ -12,3 +12,24 @@ torch.set_num_threads(1)
 @pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def leaderboard_spec(tmp_path, monkeypatch):
+    """``leaderboard_spec(raw)``: write the leaderboard spec ``raw`` (a mapping with ``id``) to a task folder on the
+    path (``BENCHSUITE_TASKS_DIR``) and load it."""
+    from benchsuite import leaderboard, tasks
+
+    folder = tmp_path / "cards"
+    (folder / "leaderboards").mkdir(parents=True)
+    monkeypatch.setenv("BENCHSUITE_TASKS_DIR", os.fspath(folder))
+    tasks._cards.cache_clear()
+
+    def write(raw: dict):
+        import yaml
+
+        (folder / "leaderboards" / f"{raw['id']}.yaml").write_text(yaml.safe_dump(raw))
+        return leaderboard.load_leaderboard(raw["id"])
+
+    yield write
+    tasks._cards.cache_clear()

@@ -2,7 +2,6 @@
 line, methods join by declaring themselves, and the stages tune, run, report and verify a toy tier end to end."""
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import pytest
 import yaml
 
 from benchsuite import leaderboard as lb
-from benchsuite import tasks
 from benchsuite.cli import main
 from benchsuite.errors import BenchsuiteError, ConfigError
 from benchsuite.registry import METHODS
@@ -25,20 +23,9 @@ TOY = {"id": "toy-v1", "description": "toy tier", "tasks": {"toy-brightness-v0":
 
 
 @pytest.fixture
-def tier(tmp_path, monkeypatch):
+def tier(leaderboard_spec):
     """``tier(**changes)``: write a leaderboard spec (TOY with changes) to a task folder on the path; its spec."""
-    folder = tmp_path / "cards"
-    (folder / "leaderboards").mkdir(parents=True)
-    monkeypatch.setenv("BENCHSUITE_TASKS_DIR", os.fspath(folder))
-    tasks._cards.cache_clear()
-
-    def write(**changes):
-        raw = {**TOY, **changes}
-        (folder / "leaderboards" / f"{raw['id']}.yaml").write_text(yaml.safe_dump(raw))
-        return lb.load_leaderboard(raw["id"])
-
-    yield write
-    tasks._cards.cache_clear()
+    return lambda **changes: leaderboard_spec({**TOY, **changes})
 
 
 @pytest.mark.parametrize("name", ["core", "full"])

@@ -15,9 +15,9 @@ One step is one generation (mol_opt's loop):
 3. The product is best-of-N's kept set of the best queried molecules (``BestOfN``), with its reported selection
    strength (not a KL of the GA; see ``benchsuite.methods.sequence_ga``).
 
-The SELFIES backbone's space: a sample is ``L = 32`` tokens over 25 SELFIES symbols (neutral C, N, O, S, P, F, Cl, Br,
-no stereo, no charges). A molecule that this space cannot write (a symbol outside the alphabet, more than 32
-symbols, a kekulization failure) cannot be queried: such children and pool members are dropped before the oracle
+The SELFIES backbones' space: a sample is L tokens (32 on ``selfies``, 64 on ``selfies-chembl``) over 25 SELFIES
+symbols (neutral C, N, O, S, P, F, Cl, Br, no stereo, no charges). A molecule that this space cannot write (a symbol
+outside the alphabet, more than L symbols, a kekulization failure) cannot be queried: such children and pool members are dropped before the oracle
 sees them, and ``train/unwritable_fraction`` says how many children were. Children are drawn until ``batch_size``
 writable ones are there or ``batch_size * max_tries_factor`` crossovers were tried.
 
@@ -72,9 +72,10 @@ class GraphGAConfig(BestOfNConfig):
         check(self.max_tries_factor >= 1, "max_tries_factor must be >= 1")
 
 
-def writable_tokens(smiles: str) -> list[int] | None:
-    """The SELFIES backbone's token ids of a molecule (kekulized canonical SMILES -> SELFIES), padded to L; None when
-    the space cannot write it (module docstring)."""
+def writable_tokens(smiles: str, length: int = SELFIES_LENGTH) -> list[int] | None:
+    """The SELFIES backbone's token ids of a molecule (kekulized canonical SMILES -> SELFIES), padded to ``length``
+    (the space's L: 32 for ``selfies``, 64 for ``selfies-chembl``); None when the space cannot write it (module
+    docstring)."""
     import selfies as sf
     from rdkit import Chem
 
@@ -88,14 +89,15 @@ def writable_tokens(smiles: str) -> list[int] | None:
     except Exception:  # noqa: BLE001 - selfies.EncoderError, RDKit kekulization errors
         return None
     index = {s: i for i, s in enumerate(SELFIES_ALPHABET)}
-    if len(symbols) > SELFIES_LENGTH or any(s not in index for s in symbols):
+    if len(symbols) > length or any(s not in index for s in symbols):
         return None
-    return [index[s] for s in symbols] + [0] * (SELFIES_LENGTH - len(symbols))
+    return [index[s] for s in symbols] + [0] * (length - len(symbols))
 
 
 @functools.cache
-def seed_pool(name: str) -> tuple[tuple[str, ...], int]:
-    """``(canonical SMILES the space can write, molecules read)`` of a seed pool, in file order, distinct."""
+def seed_pool(name: str, length: int = SELFIES_LENGTH) -> tuple[tuple[str, ...], int]:
+    """``(canonical SMILES a space of length ``length`` can write, molecules read)`` of a seed pool, in file order,
+    distinct."""
     from rdkit import Chem
 
 
@@ -107,7 +109,7 @@ def seed_pool(name: str) -> tuple[tuple[str, ...], int]:
     out: dict[str, None] = {}
     for smiles in raw:
         mol = mol_from_smiles(smiles)
-        if mol is not None and writable_tokens(smiles) is not None:
+        if mol is not None and writable_tokens(smiles, length) is not None:
             out.setdefault(Chem.MolToSmiles(mol), None)
     return tuple(out), len(raw)
 
@@ -131,6 +133,7 @@ class GraphGA(BestOfN):
         if not isinstance(policy.space, MoleculeSpace):
             raise ConfigError(f"method graph-ga needs the SELFIES molecule backbone; task {task.id} has samples of "
                               f"{type(policy.space).__name__}")
+        self.length = int(policy.space.length)  # L of the backbone's SELFIES strings
         self.population: list[str] = []  # canonical SMILES, best first
         self.scores: list[float] = []
 
@@ -160,7 +163,7 @@ class GraphGA(BestOfN):
                 smiles = Chem.MolToSmiles(child)
             except Exception:  # noqa: BLE001
                 continue
-            if writable_tokens(smiles) is None:
+            if writable_tokens(smiles, self.length) is None:
                 unwritable += 1
                 continue
             children.setdefault(Chem.MolToSmiles(Chem.MolFromSmiles(smiles)), None)
@@ -169,7 +172,7 @@ class GraphGA(BestOfN):
     def _queries(self, n: int, rng: random.Random) -> tuple[list[str], float]:
         """This generation's molecules to query (canonical SMILES) and the share of unwritable children."""
         if not self.population:
-            pool, _ = seed_pool(self.config.pool)
+            pool, _ = seed_pool(self.config.pool, self.length)
             return [rng.choice(pool) for _ in range(min(n, self.config.population_size))], 0.0
         queries, unwritable = self._children(n, rng)
         if not queries:  # no writable child at all: re-query the population (free under PMO accounting)
@@ -183,7 +186,7 @@ class GraphGA(BestOfN):
         rng = self._rng()
         with rdBase.BlockLogs():  # the operators try impossible valences all the time; RDKit would log each
             queries, unwritable = self._queries(n, rng)
-        tokens = torch.tensor([writable_tokens(s) for s in queries], dtype=torch.int64)
+        tokens = torch.tensor([writable_tokens(s, self.length) for s in queries], dtype=torch.int64)
         vocab = self.policy.space.vocab_size
         samples = torch.nn.functional.one_hot(tokens, vocab).permute(0, 2, 1).float().to(self.policy.stds.device)
         rewards = oracle(samples, None).detach()

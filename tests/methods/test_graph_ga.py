@@ -83,6 +83,7 @@ def test_writable_tokens():
     assert len(tokens) == 32 and Chem.MolToSmiles(mol(tokens_to_smiles(torch.tensor([tokens]))[0])) == "CCO"
     assert writable_tokens("C[N+](C)(C)C") is None  # a charge: not in the alphabet
     assert writable_tokens("C" * 40) is None  # 40 symbols > 32
+    assert writable_tokens("C" * 40, length=64) == [writable_tokens("C")[0]] * 40 + [0] * 24  # the chembl space's L
     assert writable_tokens("") is None
 
 
