@@ -49,7 +49,8 @@ pretraining process) live in ``benchsuite.domains``. Each policy carries its sam
 ``SequenceSpace`` for Ehrlich, ``MoleculeSpace`` for SELFIES; ``benchsuite.spaces``).
 
 Weights live in ``weights/<file stem>.safetensors`` with every config in the safetensors metadata; loading
-refuses a file whose recorded configs differ from the module's (``MissingWeightsError`` saying how to rebuild).
+refuses a file whose recorded configs differ from the module's (``MissingWeightsError`` saying how to rebuild)
+and one whose bytes differ from its line in ``weights/SHA256SUMS`` (``WeightsDigestError``; ``benchsuite.weights``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from torch import Tensor, nn
 from benchsuite.domains.ehrlich import EhrlichConfig, ehrlich_function
 from benchsuite.domains.molecules import SELFIES_ALPHABET, SELFIES_LENGTH, require_rdkit, sample_selfies_tokens
 from benchsuite.errors import ConfigError, MissingWeightsError
+from benchsuite.weights import check_digest, embeds
 
 from ..spaces import MoleculeSpace, SampleSpace, SequenceSpace
 from .base import DiffusionPolicy
@@ -343,6 +345,11 @@ class ShippedModel:
     def weights_path(self) -> Path:
         return WEIGHTS_DIR / f"{self.name.replace('-', '_')}.safetensors"
 
+    @property
+    def rebuild_command(self) -> str:
+        """The command that (re)trains this model and records its weights' digest."""
+        return f"{TRAIN_SCRIPT} --model {self.name}"
+
     def metadata(self) -> dict[str, str]:
         """The configs as the weights file records them (JSON strings)."""
         return {
@@ -458,14 +465,16 @@ def load_denoiser(model: ShippedModel, path: str | Path | None = None) -> Sequen
 
     Raises:
         MissingWeightsError: the file is missing, or its recorded configs differ from ``model``'s (stale).
+        WeightsDigestError: the file differs from its line in its folder's ``SHA256SUMS`` (``benchsuite.weights``).
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(model.weights_path if path is None else path)
-    rebuild = f"{TRAIN_SCRIPT} --model {model.name}"
+    rebuild = model.rebuild_command
     if not path.is_file():
         raise MissingWeightsError(f"sequence backbone weights not found at {path}; create them with: {rebuild}")
+    check_digest(path, rebuild)
     with safe_open(str(path), framework="pt") as f:
         stored = f.metadata() or {}
     expected = model.metadata()
@@ -518,6 +527,13 @@ def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained
     )
 
 
+def _shipped_files(name: str) -> list[tuple[Path, str]]:
+    """The weights file of shipped model ``name`` and the command that rebuilds it (for ``benchsuite.weights``)."""
+    model = shipped_model(name)
+    return [(model.weights_path, model.rebuild_command)]
+
+
+@embeds(lambda length=32, num_states=32, **_: _shipped_files(f"ehrlich-s{num_states}-l{length}"))
 def ehrlich_policy(length: int = 32, num_states: int = 32, num_steps: int = 20, eta: float = 1.0,
                    pretrained: bool = True, timestep_spacing: str | None = None,
                    max_timestep: int | None = None) -> DiffusionPolicy:
@@ -530,6 +546,7 @@ def ehrlich_policy(length: int = 32, num_states: int = 32, num_steps: int = 20, 
                            timestep_spacing=timestep_spacing, max_timestep=max_timestep)
 
 
+@embeds(lambda **_: _shipped_files(f"selfies-l{SELFIES_LENGTH}"))
 def selfies_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True,
                    timestep_spacing: str | None = None, max_timestep: int | None = None) -> DiffusionPolicy:
     """The model pretrained on random SELFIES (``benchsuite.domains.molecules``), ``V = len(SELFIES_ALPHABET)``,
@@ -541,6 +558,7 @@ def selfies_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = Tru
                            timestep_spacing=timestep_spacing, max_timestep=max_timestep)
 
 
+@embeds(lambda **_: _shipped_files(f"selfies-chembl-l{CHEMBL_LENGTH}"))
 def chembl_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True,
                   timestep_spacing: str | None = None, max_timestep: int | None = None) -> DiffusionPolicy:
     """The model pretrained on real molecules: the ChEMBL list of ``benchsuite.domains.chembl`` (approved drugs and a
