@@ -36,7 +36,7 @@ step), parts 1-3 with the bigram initialization 98 %; the exact HMM posterior 10
 Shipped models (``shipped_models()``), each trained by ``python scripts/train_sequence_backbone.py --model NAME``
 (deterministic: fixed seed, one thread) on sequences from its oracle's own generative process:
 
-- ``ehrlich-s32-l{32,64,128}``: feasible chains of the DMP of the Ehrlich instance with 32 states and seed 0
+- ``ehrlich-s32-l{32,64,128,256}``: feasible chains of the DMP of the Ehrlich instance with 32 states and seed 0
   (``benchsuite.domains.ehrlich``); the instance's motifs do not enter the data.
 - ``selfies-l32``: random SELFIES over ``benchsuite.domains.molecules.SELFIES_ALPHABET``
   (``sample_selfies_tokens``).
@@ -432,8 +432,10 @@ def _selfies_model() -> ShippedModel:
 def shipped_models() -> dict[str, ShippedModel]:
     """Every shipped sequence model by name."""
     # 2400 steps of 64 (about 9 epochs of the 16384 sequences): one to three CPU minutes each on one thread
+    # l256: the same 2400 steps; each step's loss averages over 64 x L tokens, so a longer chain gives every step
+    # more signal per first-order transition, not a harder problem (the DMP is a bigram chain whatever L)
     models = [_ehrlich_model(32, 32, 2400), _ehrlich_model(32, 64, 2400), _ehrlich_model(32, 128, 2400),
-              _selfies_model(), _chembl_model()]
+              _ehrlich_model(32, 256, 2400), _selfies_model(), _chembl_model()]
     return {m.name: m for m in models}
 
 
@@ -539,7 +541,7 @@ def ehrlich_policy(length: int = 32, num_states: int = 32, num_steps: int = 20, 
                    max_timestep: int | None = None) -> DiffusionPolicy:
     """The model pretrained on the DMP of the Ehrlich instance (``num_states``, ``length``, seed 0).
 
-    Shipped: ``num_states=32`` with ``length`` 32, 64 or 128. Rewards: ``Ehrlich(num_states, dim=length,
+    Shipped: ``num_states=32`` with ``length`` 32, 64, 128 or 256. Rewards: ``Ehrlich(num_states, dim=length,
     num_motifs=4, motif_length=4, quantization=4, seed=0)`` (the task cards ``ehrlich-s32-l*-v0``).
     """
     return sequence_policy(f"ehrlich-s{num_states}-l{length}", num_steps=num_steps, eta=eta, pretrained=pretrained,
