@@ -13,7 +13,6 @@ one raises ``ConfigError`` naming the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import typing
@@ -23,8 +22,9 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, clip, clip_repr
-from .registry import METHODS
+from .errors import ConfigError, MissingWeightsError, clip, clip_repr
+from .registry import BACKBONES, METHODS
+from .weights import weights_digest
 from .tasks import (_NO, MAX_INTEGER, MAX_SEED, Task, _coerce, _convert, apply_task_overrides, check_task_settings,
                     data_dir, load_spec, preset_file, read_yaml)
 
@@ -288,23 +288,33 @@ def resolve_file(path: Path, output_root: str | None = None) -> RunConfig:
     return config
 
 
-@functools.cache
-def _shipped_weights_digest() -> str:
-    """SHA-256 over the package's shipped weight files (names and contents), once per process."""
-    h = hashlib.sha256()
-    for path in sorted((Path(__file__).resolve().parent / "policies" / "weights").glob("*.safetensors")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+def backbone_digest(spec) -> str:
+    """The digest of the embedded weights files ``spec``'s backbone loads with the card's sampler settings
+    (``benchsuite.weights.weights_digest``, 64 hex digits; each file checked against ``SHA256SUMS``), or "" for a
+    backbone without embedded weights (Stable Diffusion, plugins). Recorded with every run as ``backbone_digest``.
+
+    Raises:
+        WeightsDigestError: a file differs from its manifest line. MissingWeightsError: a file is missing.
+    """
+    files = getattr(BACKBONES.load(spec.backbone), "embedded_weights", None)
+    if files is None:
+        return ""
+    pairs = list(files(**dict(spec.sampler)))
+    for path, rebuild in pairs:
+        if not Path(path).is_file():
+            raise MissingWeightsError(f"embedded weights of backbone {spec.backbone!r} not found at {path}; "
+                                      f"create them with: {rebuild}")
+    return weights_digest(pairs)
 
 
 def task_digest(spec) -> str:
     """What a run's results depend on beyond its config: the parsed task card (``TaskSpec`` without its source
-    path and its report-side fields, which are left out of its repr) and, for the embedded backbones, the shipped
-    weights. 12 hex digits."""
+    path and its report-side fields, which are left out of its repr) and, for the embedded backbones, the digest of
+    the weights files the card's backbone loads (``backbone_digest``: retraining one backbone changes the run ids of
+    its own cards only). 12 hex digits."""
     card = dataclasses.replace(spec, source="")
     # the accounting is out of TaskSpec's repr (the cards without it keep their digests) but part of what a run does
     accounting = "" if card.accounting is None else repr(card.accounting)
     protocol = "" if card.protocol is None else repr(card.protocol)  # the same for the two evaluation sets
-    blob = repr(card).encode() + accounting.encode() + protocol.encode() + _shipped_weights_digest().encode()
+    blob = repr(card).encode() + accounting.encode() + protocol.encode() + backbone_digest(spec).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

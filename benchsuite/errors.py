@@ -72,6 +72,11 @@ class MissingWeightsError(BenchsuiteError):
     """A model file is not where it should be. The message names the file and how to obtain it."""
 
 
+class WeightsDigestError(BenchsuiteError):
+    """An embedded weights file is not the one its folder's digest manifest (``SHA256SUMS``) records: corrupted,
+    edited, or retrained without the manifest. The message names the file and how to restore or rebuild it."""
+
+
 class BudgetExhausted(BenchsuiteError):
     """A query would take the oracle past its budget. Nothing was charged and nothing was evaluated."""
 

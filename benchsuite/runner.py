@@ -39,7 +39,7 @@ import torch
 
 from . import distributed
 from .budget import QueryLog
-from .config import RunConfig, config_yaml
+from .config import RunConfig, backbone_digest, config_yaml
 from .errors import ConfigError, RunLockedError, StopRun, WriteFailedError, clip
 from .evaluation import cost_metrics, evaluate
 from .export import export_finished
@@ -468,7 +468,9 @@ class RunLoop:
         self.log.start_run(experiment=config.task, run_name=f"{config.method}-seed{config.seed}",
                            run_key=config.run_id, params=params,
                            tags={**run_tags(), "task": config.task, "method": config.method,
-                                 "seed": str(config.seed), "run_id": config.run_id},
+                                 "seed": str(config.seed), "run_id": config.run_id,
+                                 # the embedded weights the task's backbone loaded (benchsuite.weights)
+                                 "backbone_digest": backbone_digest(self.task.spec)},
                            resume_step=resume_step)
         self.last_checkpoint = time.perf_counter()
         if progress and self.rank == 0:

@@ -14,16 +14,27 @@ first, which looks, in this order, at:
    ``BENCHSUITE_ALLOW_DOWNLOADS=1``) and ``HF_HUB_OFFLINE`` is not set; the file is stored under the weights dir.
 
 When none applies, ``MissingWeightsError`` names the file, where it was looked for and how to get it.
+
+The weights that ship inside the package (``benchsuite/policies/weights/``) are pinned by a digest manifest,
+``SHA256SUMS`` in the same folder, one ``<sha256>  <file name>`` line per file as ``sha256sum`` writes it (so
+``cd benchsuite/policies/weights && sha256sum -c SHA256SUMS`` verifies them by hand). The loaders refuse a file
+that does not match its line (``check_digest``: ``WeightsDigestError``, exit code 2 at the command line), the
+training scripts rewrite the lines of what they write (``record_digests``), and a run records the digest of its
+backbone's files (``weights_digest``; the ``backbone_digest`` tag and the task digest of its run id), so that a
+task id's meaning is pinned to its weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from .errors import BenchsuiteError, MissingWeightsError
+from .errors import BenchsuiteError, MissingWeightsError, WeightsDigestError
 
 DOWNLOADS_ENV = "BENCHSUITE_ALLOW_DOWNLOADS"
 WEIGHTS_DIR_ENV = "BENCHSUITE_WEIGHTS_DIR"
@@ -272,3 +283,114 @@ def fetch_weights_main(names: list[str], allow_download: bool) -> int:
             print(f"benchsuite: error: {exc}", file=sys.stderr)
             status = 2
     return status
+
+
+# --- digests of the embedded weights (the files that ship inside the package) -------------------------------------
+EMBEDDED_WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "policies" / "weights"
+"""The package's folder of embedded weights (the digits and sequence backbones, the digits consistency model, the
+ChEMBL prior's data card and figure)."""
+
+MANIFEST_NAME = "SHA256SUMS"
+"""The digest manifest of a weights folder: ``<sha256>  <file name>`` per file, sorted by name."""
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime_ns) -> sha256, per process
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (remembered per process while its size and mtime stay the same)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, str]:
+    """File name -> hex SHA-256 from ``folder/SHA256SUMS``; ``{}`` when the folder has no manifest.
+
+    Raises:
+        WeightsDigestError: a line is not ``<64 hex digits>  <name>``.
+    """
+    manifest = Path(folder) / MANIFEST_NAME
+    if not manifest.is_file():
+        return {}
+    out = {}
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or not name or any(c not in "0123456789abcdef" for c in digest):
+            raise WeightsDigestError(f"{manifest}, line {number}: expected '<sha256>  <file name>', got {line[:80]!r}; "
+                                     f"restore the manifest (git checkout -- {manifest}) or rerun the training script")
+        out[name.removeprefix("*")] = digest  # sha256sum -b writes '*name'
+    return out
+
+
+def record_digests(*paths: str | os.PathLike) -> list[Path]:
+    """Write the digests of ``paths`` (files just written) into the manifest of each one's folder, creating it when
+    absent; the other lines stay as they are (a file this call did not write keeps the digest it was shipped with,
+    so a corrupted neighbour is still refused). Returns the manifests written. The training scripts call this."""
+    folders: dict[Path, list[Path]] = {}
+    for path in map(Path, paths):
+        folders.setdefault(path.resolve().parent, []).append(path)
+    for folder, files in folders.items():
+        entries = read_manifest(folder)
+        entries.update({f.name: sha256_file(f) for f in files})
+        text = "".join(f"{digest}  {name}\n" for name, digest in sorted(entries.items()))
+        (folder / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    return [folder / MANIFEST_NAME for folder in folders]
+
+
+def check_digest(path: str | os.PathLike, rebuild: str) -> str:
+    """The SHA-256 of weights file ``path``, checked against the manifest of its folder when that folder has one
+    (the package's folder always does; a file written elsewhere without one is taken as it is).
+
+    Args:
+        rebuild: the command that recreates the file (and records its digest), for the message.
+
+    Raises:
+        WeightsDigestError: the file differs from its manifest line, or the manifest has no line for it.
+    """
+    path = Path(path)
+    manifest = read_manifest(path.parent)
+    digest = sha256_file(path)
+    if not manifest:
+        return digest
+    where = path.parent / MANIFEST_NAME
+    if path.name not in manifest:
+        raise WeightsDigestError(f"{path} has no digest in {where}; rerun {rebuild} (it records the digest), "
+                                 f"or remove the file if it does not belong there")
+    if manifest[path.name] != digest:
+        raise WeightsDigestError(f"{path} does not match its digest in {where} (sha256 {digest[:12]}..., recorded "
+                                 f"{manifest[path.name][:12]}...): the file is corrupted or was changed; restore it "
+                                 f"(git checkout -- {path}) or rerun {rebuild}, which records the new digest")
+    return digest
+
+
+def weights_digest(files: Iterable[tuple[str | os.PathLike, str]]) -> str:
+    """What a run records of its backbone's embedded weights: the hex SHA-256 of their manifest lines
+    (``<sha256>  <name>\\n``, each file checked by ``check_digest`` first, sorted by name), so that ``grep -E
+    'name1|name2' SHA256SUMS | sha256sum`` reproduces it. ``files``: (path, rebuild command) pairs; none gives ""."""
+    lines = sorted((Path(p).name, check_digest(p, rebuild)) for p, rebuild in files)
+    if not lines:
+        return ""
+    return hashlib.sha256("".join(f"{digest}  {name}\n" for name, digest in lines).encode()).hexdigest()
+
+
+Factory = TypeVar("Factory", bound=Callable[..., Any])
+
+
+def embeds(weights: Callable[..., Iterable[tuple[Path, str]]]) -> Callable[[Factory], Factory]:
+    """Decorator of a backbone factory: ``weights(**sampler)`` gives the embedded files its policy loads, as
+    (path, rebuild command) pairs, from the factory's keyword arguments (a card's sampler settings; it takes
+    ``**_`` for the ones it does not need). ``benchsuite.config.backbone_digest`` reads it; a factory without it
+    (Stable Diffusion, whose weights are downloaded, and plugins) records no digest."""
+
+    def mark(factory: Factory) -> Factory:
+        factory.embedded_weights = weights  # type: ignore[attr-defined]
+        return factory
+
+    return mark

@@ -59,6 +59,7 @@ from benchsuite.domains.molecules import (  # noqa: E402
     tokens_to_smiles,
 )
 from benchsuite.policies.sequence import load_denoiser, sequence_policy, shipped_model, tokens  # noqa: E402
+from benchsuite.weights import record_digests  # noqa: E402
 
 MODEL = f"selfies-chembl-l{CHEMBL_LENGTH}"
 COUNTS = CHEMBL_DATA.parent / "chembl_selfies.counts.json"
@@ -344,6 +345,7 @@ def main() -> None:
     write_card(card, counts, {"steps": model.train.steps, "batch_size": model.train.batch_size, "seconds": seconds,
                               "final_loss": final_loss, "params": sum(v.numel() for v in state.values())},
                reports, props, out.with_suffix(".png").name)
+    record_digests(card, out.with_suffix(".png"))  # beside the weights' own line (written by train_and_save)
     print(f"wrote {card} and {out.with_suffix('.png')}", flush=True)
 
 

@@ -29,6 +29,7 @@ from benchsuite.policies.consistency import (
     metadata,
 )
 from benchsuite.policies.digits import DIGITS_SCHEDULER_CONFIG, load_digits_images, load_digits_unet, training_batch
+from benchsuite.weights import record_digests
 
 
 def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
@@ -98,6 +99,7 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(args.out), metadata=metadata(dict(CONSISTENCY_TRAIN_CONFIG, steps=args.steps),
                                                           final_loss))
+        record_digests(args.out)  # the folder's SHA256SUMS: the loaders refuse a file that differs from it
         print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.2f} MB) in {time.perf_counter() - start:.1f} s, "
               f"final loss {final_loss:.5f}")
     if args.out == CONSISTENCY_WEIGHTS_PATH:

@@ -34,6 +34,7 @@ from benchsuite.policies.digits import (
     load_digits_images,
     training_batch,
 )
+from benchsuite.weights import record_digests
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -113,6 +114,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(args.out), metadata=metadata)
+    record_digests(args.out)  # the folder's SHA256SUMS: the loaders refuse a file that differs from it
     size_mb = args.out.stat().st_size / 2**20
     print(f"wrote {args.out} ({size_mb:.2f} MB) in {seconds:.1f} s, final loss {final_loss:.4f}")
 

@@ -10,7 +10,8 @@ from the oracle's own generative process (feasible DMP chains for Ehrlich, the r
 molecules), as ``V x L`` one-hot relaxations in [-1, 1]. The CRF pairwise potential starts at the data's log
 bigram frequencies (``TrainConfig.pair_smoothing``). Loss: cross-entropy of the denoiser's logits against
 the clean tokens at a uniformly drawn timestep (x0-parameterized denoiser, see ``sequence.py``). The output
-file's metadata records the configs (what ``load_denoiser`` checks) plus the final loss.
+file's metadata records the configs (what ``load_denoiser`` checks) plus the final loss; its SHA-256 goes into the
+folder's ``SHA256SUMS`` (``benchsuite.weights.record_digests``), which the loaders check.
 
 ``--eval N`` (default 256) samples N sequences from the trained policy (20 DDIM steps, eta 1, seed 1234) and
 prints the oracle statistics: feasibility rate and value of the samples against those of the training data.
@@ -40,6 +41,7 @@ from benchsuite.policies.sequence import (
     shipped_models,
     token_probabilities,
 )
+from benchsuite.weights import record_digests
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -114,6 +116,7 @@ def train_and_save(model: ShippedModel, out_dir: Path | None = None
     metadata = {**model.metadata(), "final_loss": json.dumps(final_loss), "train_seconds": f"{seconds:.1f}",
                 "torch_version": torch.__version__}
     save_file(state, str(out), metadata=metadata)
+    record_digests(out)  # the folder's SHA256SUMS: the loaders refuse a file that differs from it
     return out, state, final_loss, seconds
 
 

@@ -27,7 +27,6 @@ of the teacher's weights, and loading refuses a file whose teacher differs from 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import MissingWeightsError
+from ..weights import check_digest, sha256_file
 from .digits import (DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG, NULL_CLASS, WEIGHTS_PATH, config_to_json,
                      load_digits_unet)
 
@@ -96,7 +96,7 @@ class DigitsConsistencyModel(nn.Module):
 
 def teacher_digest() -> str:
     """SHA-256 (16 hex digits) of the shipped backbone's weight file: the teacher a consistency model belongs to."""
-    return hashlib.sha256(Path(WEIGHTS_PATH).read_bytes()).hexdigest()[:16]
+    return sha256_file(WEIGHTS_PATH)[:16]
 
 
 def build_consistency_model() -> DigitsConsistencyModel:
@@ -112,6 +112,7 @@ def load_consistency_model(path: str | Path | None = None) -> DigitsConsistencyM
 
     Raises:
         MissingWeightsError: the file is missing, or it was distilled from other backbone weights (stale).
+        WeightsDigestError: the file differs from its line in its folder's ``SHA256SUMS``.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -119,6 +120,7 @@ def load_consistency_model(path: str | Path | None = None) -> DigitsConsistencyM
     path = Path(CONSISTENCY_WEIGHTS_PATH if path is None else path)
     if not path.is_file():
         raise MissingWeightsError(f"digits consistency model not found at {path}; create it with: {TRAIN_SCRIPT}")
+    check_digest(path, TRAIN_SCRIPT)
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
     if meta.get("teacher_digest") != teacher_digest():

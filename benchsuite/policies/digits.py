@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from benchsuite.errors import MissingWeightsError
+from benchsuite.weights import check_digest
 
 if TYPE_CHECKING:
     from diffusers import UNet2DModel
@@ -137,6 +138,7 @@ def load_digits_unet(path: str | Path | None = None) -> UNet2DModel:
     Raises:
         MissingWeightsError: the file does not exist, or its recorded model config differs from
             ``DIGITS_UNET_CONFIG`` (stale weights). The message says how to regenerate it.
+        WeightsDigestError: the file differs from its line in its folder's ``SHA256SUMS``.
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -144,6 +146,7 @@ def load_digits_unet(path: str | Path | None = None) -> UNet2DModel:
     path = Path(WEIGHTS_PATH if path is None else path)
     if not path.is_file():
         raise MissingWeightsError(f"digits backbone weights not found at {path}; create them with: {TRAIN_SCRIPT}")
+    check_digest(path, TRAIN_SCRIPT)
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
     stored = metadata.get("unet_config")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from torch import Tensor, nn
 
 from ..spaces import ImageSpace
+from ..weights import embeds
+from . import consistency, digits
 from .base import DiffusionPolicy
 from .consistency import load_consistency_model
 from .digits import DIGITS_SCHEDULER_CONFIG, DIGITS_UNET_CONFIG, NULL_CLASS, load_digits_unet
@@ -32,6 +36,15 @@ def _to_unit_interval(x0: Tensor) -> Tensor:
     return ((x0 + 1) / 2).clamp(0, 1)
 
 
+def digits_weights(consistency_model: bool = True, **_: object) -> list[tuple[Path, str]]:
+    """The embedded files ``digits_policy`` loads (with the commands that rebuild them)."""
+    files = [(digits.WEIGHTS_PATH, digits.TRAIN_SCRIPT)]
+    if consistency_model:
+        files.append((consistency.CONSISTENCY_WEIGHTS_PATH, consistency.TRAIN_SCRIPT))
+    return files
+
+
+@embeds(digits_weights)
 def digits_policy(num_steps: int = 20, eta: float = 1.0, guidance_scale: float = 1.0,
                   timestep_spacing: str = "trailing", max_timestep: int | None = None,
                   steps_offset: int | None = None, consistency_model: bool = True) -> DiffusionPolicy:

@@ -36,7 +36,7 @@ step), parts 1-3 with the bigram initialization 98 %; the exact HMM posterior 10
 Shipped models (``shipped_models()``), each trained by ``python scripts/train_sequence_backbone.py --model NAME``
 (deterministic: fixed seed, one thread) on sequences from its oracle's own generative process:
 
-- ``ehrlich-s32-l{32,64,128}``: feasible chains of the DMP of the Ehrlich instance with 32 states and seed 0
+- ``ehrlich-s32-l{32,64,128,256}``: feasible chains of the DMP of the Ehrlich instance with 32 states and seed 0
   (``benchsuite.domains.ehrlich``); the instance's motifs do not enter the data.
 - ``selfies-l32``: random SELFIES over ``benchsuite.domains.molecules.SELFIES_ALPHABET``
   (``sample_selfies_tokens``).
@@ -49,7 +49,8 @@ pretraining process) live in ``benchsuite.domains``. Each policy carries its sam
 ``SequenceSpace`` for Ehrlich, ``MoleculeSpace`` for SELFIES; ``benchsuite.spaces``).
 
 Weights live in ``weights/<file stem>.safetensors`` with every config in the safetensors metadata; loading
-refuses a file whose recorded configs differ from the module's (``MissingWeightsError`` saying how to rebuild).
+refuses a file whose recorded configs differ from the module's (``MissingWeightsError`` saying how to rebuild)
+and one whose bytes differ from its line in ``weights/SHA256SUMS`` (``WeightsDigestError``; ``benchsuite.weights``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from torch import Tensor, nn
 from benchsuite.domains.ehrlich import EhrlichConfig, ehrlich_function
 from benchsuite.domains.molecules import SELFIES_ALPHABET, SELFIES_LENGTH, require_rdkit, sample_selfies_tokens
 from benchsuite.errors import ConfigError, MissingWeightsError
+from benchsuite.weights import check_digest, embeds
 
 from ..spaces import MoleculeSpace, SampleSpace, SequenceSpace
 from .base import DiffusionPolicy
@@ -343,6 +345,11 @@ class ShippedModel:
     def weights_path(self) -> Path:
         return WEIGHTS_DIR / f"{self.name.replace('-', '_')}.safetensors"
 
+    @property
+    def rebuild_command(self) -> str:
+        """The command that (re)trains this model and records its weights' digest."""
+        return f"{TRAIN_SCRIPT} --model {self.name}"
+
     def metadata(self) -> dict[str, str]:
         """The configs as the weights file records them (JSON strings)."""
         return {
@@ -422,8 +429,10 @@ def _selfies_model() -> ShippedModel:
 def shipped_models() -> dict[str, ShippedModel]:
     """Every shipped sequence model by name."""
     # 2400 steps of 64 (about 9 epochs of the 16384 sequences): one to three CPU minutes each on one thread
+    # l256: the same 2400 steps; each step's loss averages over 64 x L tokens, so a longer chain gives every step
+    # more signal per first-order transition, not a harder problem (the DMP is a bigram chain whatever L)
     models = [_ehrlich_model(32, 32, 2400), _ehrlich_model(32, 64, 2400), _ehrlich_model(32, 128, 2400),
-              _selfies_model(), _chembl_model()]
+              _ehrlich_model(32, 256, 2400), _selfies_model(), _chembl_model()]
     return {m.name: m for m in models}
 
 
@@ -455,14 +464,16 @@ def load_denoiser(model: ShippedModel, path: str | Path | None = None) -> Sequen
 
     Raises:
         MissingWeightsError: the file is missing, or its recorded configs differ from ``model``'s (stale).
+        WeightsDigestError: the file differs from its line in its folder's ``SHA256SUMS`` (``benchsuite.weights``).
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     path = Path(model.weights_path if path is None else path)
-    rebuild = f"{TRAIN_SCRIPT} --model {model.name}"
+    rebuild = model.rebuild_command
     if not path.is_file():
         raise MissingWeightsError(f"sequence backbone weights not found at {path}; create them with: {rebuild}")
+    check_digest(path, rebuild)
     with safe_open(str(path), framework="pt") as f:
         stored = f.metadata() or {}
     expected = model.metadata()
@@ -515,18 +526,26 @@ def sequence_policy(name: str, num_steps: int = 20, eta: float = 1.0, pretrained
     )
 
 
+def _shipped_files(name: str) -> list[tuple[Path, str]]:
+    """The weights file of shipped model ``name`` and the command that rebuilds it (for ``benchsuite.weights``)."""
+    model = shipped_model(name)
+    return [(model.weights_path, model.rebuild_command)]
+
+
+@embeds(lambda length=32, num_states=32, **_: _shipped_files(f"ehrlich-s{num_states}-l{length}"))
 def ehrlich_policy(length: int = 32, num_states: int = 32, num_steps: int = 20, eta: float = 1.0,
                    pretrained: bool = True, timestep_spacing: str | None = None,
                    max_timestep: int | None = None) -> DiffusionPolicy:
     """The model pretrained on the DMP of the Ehrlich instance (``num_states``, ``length``, seed 0).
 
-    Shipped: ``num_states=32`` with ``length`` 32, 64 or 128. Rewards: ``Ehrlich(num_states, dim=length,
+    Shipped: ``num_states=32`` with ``length`` 32, 64, 128 or 256. Rewards: ``Ehrlich(num_states, dim=length,
     num_motifs=4, motif_length=4, quantization=4, seed=0)`` (the task cards ``ehrlich-s32-l*-v0``).
     """
     return sequence_policy(f"ehrlich-s{num_states}-l{length}", num_steps=num_steps, eta=eta, pretrained=pretrained,
                            timestep_spacing=timestep_spacing, max_timestep=max_timestep)
 
 
+@embeds(lambda **_: _shipped_files(f"selfies-l{SELFIES_LENGTH}"))
 def selfies_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True,
                    timestep_spacing: str | None = None, max_timestep: int | None = None) -> DiffusionPolicy:
     """The model pretrained on random SELFIES (``benchsuite.domains.molecules``), ``V = len(SELFIES_ALPHABET)``,
@@ -538,6 +557,7 @@ def selfies_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = Tru
                            timestep_spacing=timestep_spacing, max_timestep=max_timestep)
 
 
+@embeds(lambda **_: _shipped_files(f"selfies-chembl-l{CHEMBL_LENGTH}"))
 def chembl_policy(num_steps: int = 20, eta: float = 1.0, pretrained: bool = True,
                   timestep_spacing: str | None = None, max_timestep: int | None = None) -> DiffusionPolicy:
     """The model pretrained on real molecules: the ChEMBL list of ``benchsuite.domains.chembl`` (approved drugs and a

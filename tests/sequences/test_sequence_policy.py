@@ -33,8 +33,9 @@ from benchsuite.tasks import load_spec
 SEQUENCE_TASKS = ["ehrlich-s32-l32-v0", "ehrlich-s32-l64-v0", "ehrlich-s32-l128-v0", "selfies-qed-v0"]
 
 # Share of feasible samples of the shipped models, measured by scripts/train_sequence_backbone.py (256 samples,
-# 20 DDIM steps, eta 1, seed 1234): 0.984 (L=32), 0.980 (L=64), 0.977 (L=128). Thresholds keep slack.
-MIN_FEASIBLE = {"ehrlich-s32-l32": 0.9, "ehrlich-s32-l64": 0.9, "ehrlich-s32-l128": 0.9}
+# 20 DDIM steps, eta 1, seed 1234): 0.984 (L=32), 0.980 (L=64), 0.977 (L=128) when trained; rerun on the committed
+# files with torch 2.13: 0.984, 0.992, 0.973 and 0.980 (L=256, README table). Thresholds keep slack.
+MIN_FEASIBLE = {"ehrlich-s32-l32": 0.9, "ehrlich-s32-l64": 0.9, "ehrlich-s32-l128": 0.9, "ehrlich-s32-l256": 0.9}
 
 
 def test_relaxation_decoder_and_tokens_round_trip():
