@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from benchsuite.testing import deterministic
@@ -24,6 +25,7 @@ def _fresh_process_run() -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # multi-process: fresh interpreters, about 11 s
 def test_same_seed_same_results_in_fresh_processes():
     a, b = _fresh_process_run(), _fresh_process_run()
     assert a["rewards"] == b["rewards"] and len(a["rewards"]) == 96

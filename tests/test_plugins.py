@@ -173,6 +173,7 @@ def test_example_in_list_and_show(example):
     assert "oracle: pixel-contrast v0" in _cli("show", example).stdout
 
 
+@pytest.mark.slow  # multi-process: two worker processes, about 18 s
 def test_example_run_and_sweep_with_two_workers(example, tmp_path):
     out = _cli("run", "--task", example, "--method", "rwr", "--budget", "64", "--no-mlflow", "--no-progress",
                "--output", str(tmp_path))
@@ -185,6 +186,7 @@ def test_example_run_and_sweep_with_two_workers(example, tmp_path):
         assert f"{example} rwr seed {seed}: FINISHED" in out.stdout
 
 
+@pytest.mark.slow  # multi-process: two tuning workers, about 13 s
 def test_example_tune_with_two_workers_exports_beside_the_projects_presets(example, tmp_path):
     baselines = tmp_path / "baselines"
     baselines.mkdir()

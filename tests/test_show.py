@@ -64,4 +64,7 @@ def test_a_task_shows_its_card_settings_and_what_supersedes_it(capsys):
 def test_unknown_name_is_one_line_listing_valid_names(capsys):
     assert main(["show", "nope"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown name 'nope'" in err and "ddpo" in err and "toy-brightness-v0" in err
+    assert err.count("\n") == 1 and "unknown name 'nope'" in err and "ddpo" in err and "benchsuite list" in err
+    assert main(["show", "toy-brightnes-v0"]) == 2  # a typo: the nearest cards are named, the rest counted
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "toy-brightness-v0" in err and "others that `benchsuite list` shows" in err

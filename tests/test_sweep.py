@@ -28,6 +28,7 @@ def _runs(uri, experiment):
     return client.search_runs([exp.experiment_id], max_results=1000)
 
 
+@pytest.mark.slow  # multi-process: two worker processes, about 20 s
 def test_parallel_sweep_nests_children_and_rerun_skips_finished(tmp_path):
     spec = SweepSpec(name="toy-grid", tasks=(TOY,), methods=("pretrained", "ddpo"), seeds=(0, 1), budget=64)
     tracking = _tracking(tmp_path)

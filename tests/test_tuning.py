@@ -144,6 +144,7 @@ def test_multi_objective_front_is_non_dominated(tmp_path, baselines):
     assert yaml.safe_load(path.read_text()) == front[-1].params
 
 
+@pytest.mark.slow  # multi-process: two workers on one journal, about 9 s
 def test_parallel_workers_share_one_journal_study(tmp_path):
     tuner = Tuner(_spec(tmp_path, n_trials=4, budget=64, prune=False))
     report = tuner.tune(2)

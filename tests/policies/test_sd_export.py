@@ -52,6 +52,7 @@ def tiny_sd_task(tmp_path_factory, monkeypatch):
     tasks._cards.cache_clear()
 
 
+@pytest.mark.slow  # about 20 s on 2 cores: a tiny SD run, its LoRA export and a diffusers reload
 def test_finished_sd_run_lora_loads_with_diffusers_and_reproduces_the_trained_unet(tiny_sd_task, tmp_path):
     from diffusers import StableDiffusionPipeline
 
