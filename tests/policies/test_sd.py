@@ -330,8 +330,12 @@ def _methods():
     return [m for m in METHODS.builtin_names() if getattr(METHODS.load(m), "contract_task", None) is None]
 
 
-# best-of-n (2 s) keeps the SD path in the default tier; the fine-tuners (10-20 s each on 2 cores) run in the slow tier
-@pytest.mark.parametrize("method", [pytest.param(m, marks=() if m == "best-of-n" else pytest.mark.slow)
+# the methods that fine-tune nothing (2 s each) keep the SD path in the default tier; the fine-tuners (10-20 s each
+# on 2 cores) run in the slow tier
+FAST_ON_SD = ("best-of-n", "bo", "pretrained")
+
+
+@pytest.mark.parametrize("method", [pytest.param(m, marks=() if m in FAST_ON_SD else pytest.mark.slow)
                                     for m in _methods()])
 def test_every_method_runs_end_to_end_on_tiny_sd(method, sd_dirs, tasks_dir, tmp_path):
     from benchsuite.config import resolve
