@@ -20,7 +20,7 @@ import textwrap
 from pathlib import Path
 
 from ._version import __version__
-from .errors import BenchsuiteError, clip, clip_repr
+from .errors import BenchsuiteError, choices_listing, clip, clip_repr
 from .files import describe_os_error
 from .registry import BACKBONES, METHODS, check_plugins, plugins
 
@@ -380,8 +380,9 @@ def _cmd_show(args) -> int:
     else:
         if any(p.name == args.name and p.group == METHODS.group for p in plugins()):
             METHODS.check(args.name)  # a broken plugin method: its own one-line problem
-        raise BenchsuiteError(f"unknown name {clip_repr(args.name)}; choose a method ({', '.join(METHODS.names())}) "
-                              f"or a task ({', '.join(task_specs())})")
+        raise BenchsuiteError(f"unknown name {clip_repr(args.name)}; choose a method "
+                              f"({choices_listing(args.name, METHODS.names())}) or a task "
+                              f"({choices_listing(args.name, list(task_specs()))})")
     return 0
 
 

@@ -60,12 +60,18 @@ class UnknownNameError(ConfigError):
 
     def __init__(self, kind: str, name: str, choices: list[str]):
         self.kind, self.name, self.choices = kind, name, sorted(choices)
-        listing = ", ".join(map(clip, self.choices))
-        if len(listing) > MAX_CHOICES:  # a long registry (the PMO oracles): the nearest names and where the rest are
-            near = difflib.get_close_matches(str(name)[:MAX_ECHO], self.choices, n=5, cutoff=0.4)
-            listing = (f"{', '.join(near)}, or one of the {len(self.choices) - len(near)} others" if near
-                       else f"one of the {len(self.choices)}") + " that `benchsuite list` shows"
-        super().__init__(f"unknown {kind} {clip_repr(name)}; choose one of: {listing}")
+        super().__init__(f"unknown {kind} {clip_repr(name)}; choose one of: {choices_listing(name, self.choices)}")
+
+
+def choices_listing(name: str, choices: list[str]) -> str:
+    """``choices`` joined by commas; for a long registry (the PMO oracles, the task cards) the names nearest to
+    ``name`` and where the rest are listed, so that the message stays one short line."""
+    listing = ", ".join(map(clip, choices))
+    if len(listing) <= MAX_CHOICES:
+        return listing
+    near = difflib.get_close_matches(str(name)[:MAX_ECHO], choices, n=5, cutoff=0.4)
+    return (f"{', '.join(near)}, or one of the {len(choices) - len(near)} others" if near
+            else f"one of the {len(choices)}") + " that `benchsuite list` shows"
 
 
 class MissingWeightsError(BenchsuiteError):

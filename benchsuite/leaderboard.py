@@ -49,6 +49,7 @@ from .errors import BenchsuiteError, ConfigError
 from .files import atomic_write_text
 from .registry import METHODS
 from .report import DIRTY, current_commit, final_grids, load_runs, write_report
+from .report.bbo import read_bbo_runs, write_bbo_report
 from .report.labels import REFERENCE_METHODS, report_task
 from .report.tables import run_values
 from .runner import run as run_one
@@ -498,8 +499,6 @@ def report_bbo(spec: LeaderboardSpec, methods: list[str], out: Path, allow_dirty
     """The report of a tier ranked by ``auc-top10`` (``benchsuite.report.bbo``): AUC top-10 per PMO oracle beside
     PMO's published values, holo-bench's numbers on the Ehrlich cards, top-k curves; plus ``cost.md``. The whole
     seeds the spec fixes and each task's methods only; refused on a dirty run or tree unless ``allow_dirty``."""
-    from .report.bbo import read_bbo_runs, write_bbo_report
-
     per_run, curves = read_bbo_runs(out, tasks=spec.task_ids)
     if per_run.empty:
         raise BenchsuiteError(f"no finished runs of {spec.id} in {out / 'runs'}; run 'benchsuite leaderboard run "
@@ -560,8 +559,6 @@ def verify(spec: LeaderboardSpec, out: Path, scratch: Path, rtol: float = 1e-6) 
         run_one(resolve(v.task, v.method, seed=v.seed, budget=spec.budget_for(v.task),
                         eval_fractions=spec.eval_fractions, output_root=str(scratch)))
     if bbo:
-        from .report.bbo import read_bbo_runs
-
         fresh = read_bbo_runs(scratch)[0]
     else:
         tidy = load_runs(scratch, tasks=sorted({v.task for v in spec.verify}))

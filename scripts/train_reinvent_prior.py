@@ -35,6 +35,7 @@ from train_sequence_backbone import lr_factor  # noqa: E402
 
 from benchsuite.domains.chembl import CHEMBL_DATA, canonical_smiles, chembl_rows, chembl_tokens, sample_report  # noqa: E402
 from benchsuite.domains.molecules import tanimoto_diversity, tokens_to_smiles  # noqa: E402
+from benchsuite.weights import record_digests  # noqa: E402
 from benchsuite.policies.selfies_rnn import (  # noqa: E402
     PRIOR_WEIGHTS,
     RnnConfig,
@@ -191,6 +192,7 @@ def main() -> None:
     figure(props, fig, colours=colours, title=f"{NAME}: properties of {args.samples:,} samples vs its training "
                                               f"molecules and the diffusion prior's samples")
     write_card(out.with_suffix(".md"), cfg, info, reports, props, fig.name)
+    record_digests(out, out.with_suffix(".md"), fig)  # the folder's SHA256SUMS: the loader refuses a file that differs
     print(f"wrote {out.with_suffix('.md')} and {fig}", flush=True)
 
 

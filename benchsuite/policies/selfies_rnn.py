@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from benchsuite.domains.chembl import CHEMBL_DATA, CHEMBL_LENGTH
 from benchsuite.domains.molecules import SELFIES_ALPHABET
 from benchsuite.errors import MissingWeightsError
+from benchsuite.weights import check_digest
 
 END = 0
 """The end token (= the space's padding ``[nop]``)."""
@@ -169,6 +170,7 @@ def load_prior(path: str | Path | None = None) -> SelfiesRNN:
 
     Raises:
         MissingWeightsError: the file is missing, or its recorded configs or data differ from this code's (stale).
+        WeightsDigestError: the file differs from its folder's ``SHA256SUMS`` line (or the line is missing).
     """
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -178,6 +180,7 @@ def load_prior(path: str | Path | None = None) -> SelfiesRNN:
         raise MissingWeightsError(f"REINVENT prior weights not found at {path}; create them with: {TRAIN_SCRIPT}")
     with safe_open(str(path), framework="pt") as f:
         stored = f.metadata() or {}
+    check_digest(path, TRAIN_SCRIPT)  # the package's copy must be the one its SHA256SUMS line records
     stale = [k for k, v in prior_metadata().items() if stored.get(k) != v]
     if stale:
         raise MissingWeightsError(f"stale REINVENT prior weights at {path} (recorded {', '.join(stale)} differ); "

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..metrics.pmo import PMO_FREQ
+from ..tasks import load_spec
 from .plots import _ordered, _save, _setup, _t_bounds, method_colors
 from .stats import t_interval
 
@@ -81,8 +82,6 @@ POOL_NOTE = ("What the setups explain. PMO's optimizers start from ZINC 250k (ab
 
 def _oracle(task: str) -> str:
     """The PMO oracle of a task (TDC name), from its card's oracle reward; the task id when there is no card."""
-    from ..tasks import load_spec
-
     try:
         name = load_spec(task).oracle.name
     except Exception:  # noqa: BLE001 - a task only the data knows
@@ -91,8 +90,6 @@ def _oracle(task: str) -> str:
 
 
 def _freq(task: str) -> int:
-    from ..tasks import load_spec
-
     try:
         accounting = load_spec(task).accounting
     except Exception:  # noqa: BLE001
