@@ -101,6 +101,7 @@ def test_list_shows_each_broken_plugin_as_one_line_and_everything_else(broken_si
     assert "[does not load]" not in out.stdout
 
 
+@pytest.mark.slow  # multi-process: CLI subprocesses, about 8 s
 def test_a_broken_plugin_is_its_one_line_error_and_the_rest_runs(broken_site, tmp_path):
     out = _cli("run", "--task", "toy-brightness-v0", "--method", "needs-dep", "--no-mlflow", env=broken_site)
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
@@ -162,6 +163,7 @@ def example():
     return "example-toy-contrast-v0"
 
 
+@pytest.mark.slow  # multi-process: CLI subprocesses, about 5 s
 def test_example_in_list_and_show(example):
     out = _cli("list")
     assert out.returncode == 0, out.stderr
@@ -198,6 +200,7 @@ def test_example_tune_with_two_workers_exports_beside_the_projects_presets(examp
     assert {"lr", "temperature"} <= set(tuned)  # the search space the plugin ships
 
 
+@pytest.mark.slow  # multi-process: CLI subprocesses, about 8 s
 def test_example_ask_tell(example, tmp_path):
     """One batch (the plugin's preset for the tiny backbone: 32) asked in one process, told in another, which
     restores the plugin's method from the session and finishes the budget."""

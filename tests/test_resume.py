@@ -198,6 +198,7 @@ def test_checkpoints_at_evaluation_points_and_on_the_time_cadence(tmp_path, monk
     assert saved == list(range(0, 321, batch))
 
 
+@pytest.mark.slow  # about 12 s: a run, a stop and a resume with MLflow
 def test_resume_replays_the_steps_after_the_last_checkpoint_and_logs_each_once(tmp_path, monkeypatch):
     """Checkpoints only at evaluation points: a crash 3 steps after one replays those steps exactly, and neither
     the JSONL file nor MLflow ends up with a step twice (the failed run flushed its buffered logs of them)."""

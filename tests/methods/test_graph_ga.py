@@ -103,6 +103,7 @@ def test_refuses_a_sequence_task_in_one_line():
         run(resolve("toy-ehrlich-v0", "graph-ga", budget=200), write=False)
 
 
+@pytest.mark.slow  # about 10 s: the pool is sampled from the ChEMBL backbone
 def test_start_population_comes_from_the_pool():
     from benchsuite.config import resolve
     from benchsuite.methods.graph_ga import seed_pool
