@@ -4,7 +4,8 @@ A method's settings resolve in this order, later wins:
 1. the method's ``Config`` dataclass field defaults (the paper's values, documented per field);
 2. ``baselines/<method>/defaults.yaml``, section ``common`` then the task's backbone section (``digits``...):
    the suite's translation of the paper's values to each backbone;
-3. ``baselines/<method>/tuned/<task>.yaml`` if it exists (written by ``benchsuite tune``);
+3. ``baselines/<method>/tuned/<task>.yaml`` if it exists (written by ``benchsuite tune``), or instead a named
+   preset ``tuned/<preset>.yaml`` (``resolve(preset=...)``: a leaderboard's list of tasks tuned by PMO's protocol);
 4. overrides from the command line (``--set method.lr=1e-4``).
 Every key is checked against the dataclass fields and every value against the field's type and range; a bad
 one raises ``ConfigError`` naming the key and what is allowed.
@@ -56,9 +57,10 @@ def parse_overrides(items: list[str] | None, task: bool = False) -> dict[str, An
     return (out, task_out) if task else out
 
 
-def preset_layers(method: str, backbone: str, task_id: str, tuned: bool = True) -> list[tuple[str, dict[str, Any]]]:
+def preset_layers(method: str, backbone: str, task_id: str, tuned: bool = True,
+                  preset: str | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The (source, values) layers from ``baselines/`` that apply to this method on this task, in order; ``tuned``:
-    with the task's exported tuned preset, when there is one."""
+    with the task's exported tuned preset (or the named ``preset``'s instead), when there is one."""
     folder = data_dir("baselines") / method
     layers: list[tuple[str, dict[str, Any]]] = []
     defaults = preset_file(method, "defaults.yaml")
@@ -69,7 +71,7 @@ def preset_layers(method: str, backbone: str, task_id: str, tuned: bool = True) 
         for section in ("common", backbone):
             if section in raw:
                 layers.append((f"{defaults}[{section}]", raw[section]))
-    tuned_file = folder / "tuned" / f"{task_id}.yaml"
+    tuned_file = folder / "tuned" / f"{preset or task_id}.yaml"
     if tuned and tuned_file.exists():
         raw = read_yaml(tuned_file, "preset") or {}
         if not isinstance(raw, dict):
@@ -172,11 +174,13 @@ class RunConfig:
 
 def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
             overrides: dict[str, Any] | None = None, task_overrides: dict[str, Any] | None = None,
-            overrides_source: str = "--set", tuned_presets: bool = True, **kwargs: Any) -> RunConfig:
+            overrides_source: str = "--set", tuned_presets: bool = True, preset: str | None = None,
+            **kwargs: Any) -> RunConfig:
     """Validate names and values and build the ``RunConfig``; writes nothing. Raises ``ConfigError``.
 
     ``tuned_presets=False`` leaves out ``baselines/<method>/tuned/<task>.yaml`` (the settings a result measured at
-    the hand-set presets was run with, e.g. scripts/fidelity.py's claims).
+    the hand-set presets was run with, e.g. scripts/fidelity.py's claims); ``preset`` takes the tuned preset
+    ``baselines/<method>/tuned/<preset>.yaml`` instead of the task's (a leaderboard list's, ``benchsuite.leaderboard``).
 
     ``overrides`` are method settings (errors name them after ``overrides_source``); ``task_overrides`` change the
     task card for this run (``{"sampler.num_steps": 50}``, see ``benchsuite.tasks.apply_task_overrides``).
@@ -188,7 +192,7 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {clip_repr(seed)}")
     budget = spec.default_budget if budget is None else budget
-    layers = preset_layers(method, spec.backbone, task, tuned=tuned_presets)
+    layers = preset_layers(method, spec.backbone, task, tuned=tuned_presets, preset=preset)
     if overrides:
         layers.append((overrides_source, overrides))
     mcfg = build_method_config(method_cls.Config, layers)

@@ -109,6 +109,11 @@ class LeaderboardSpec:
             ``pmo/auc_top10``: the black-box tier, whose cards use PMO accounting).
         budget: None: every card's own ``default_budget`` (``--budget default``, e.g. PMO's 10,000).
         trials: Optuna trials per (task, method) study.
+        tune_on: ``(list name, tasks)`` pairs of a spec with named method lists tuned by PMO's protocol (Gao et al.
+            2022; mol_opt tunes each method once, on zaleplon_mpo and perindopril_mpo, by the mean AUC top-10 over
+            them, and uses that preset on all 23 oracles): one study per (list, method) whose objective is the
+            mean over the list's tuning tasks; its best trial is ``baselines/<method>/tuned/<id>-<list>.yaml``,
+            the preset of every run of that list (``preset_name``). Empty: one study per (task, method).
         verify: the runs the verify stage reruns.
         changes: what this version changed.
         source: the file.
@@ -123,6 +128,7 @@ class LeaderboardSpec:
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
     headline: str = "matched-drift"
     trials: int = 8
+    tune_on: tuple[tuple[str, tuple[str, ...]], ...] = ()
     verify: tuple[VerifyRun, ...] = ()
     changes: str = ""
     source: str = field(default="", compare=False)
@@ -150,6 +156,19 @@ class LeaderboardSpec:
             return list(methods)
         listed = set(resolve_methods(dict(self.groups)[group]))
         return [m for m in methods if m in listed]
+
+    def preset_name(self, task: str) -> str | None:
+        """The named preset the runs of ``task`` take (``tune_on``: ``<id>-<list>``), or None: the task's own
+        tuned preset, when there is one (``benchsuite.config.resolve``)."""
+        group = next(t.methods for t in self.tasks if t.id == task)
+        return f"{self.id}-{group}" if group in dict(self.tune_on) else None
+
+    def config(self, task: str, method: str, seed: int, output_root: Path):
+        """The ``RunConfig`` of one run of the tier (the run and verify stages): the tier's budget and evaluation
+        points, and the tier's presets."""
+        preset = self.preset_name(task)
+        return resolve(task, method, seed=seed, budget=self.budget_for(task), eval_fractions=self.eval_fractions,
+                       output_root=str(output_root), preset=preset)
 
     def budget_for(self, task: str) -> int:
         """Oracle queries of every run of ``task``: the tier's budget, or the card's default (``budget`` None)."""
@@ -209,7 +228,8 @@ def parse_leaderboard(path: Path) -> LeaderboardSpec:
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{source}: not a readable YAML leaderboard spec ({type(exc).__name__}); fix the file") from None
+        raise ConfigError(f"{source}: not a readable YAML leaderboard spec ({type(exc).__name__}); "
+                          "fix the file") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: a leaderboard spec is a mapping (id, tasks, budget, ...)")
     unknown = sorted(set(map(str, raw)) - _KEYS)
@@ -276,6 +296,10 @@ def parse_leaderboard(path: Path) -> LeaderboardSpec:
     trials = tuning.get("trials", 8) if isinstance(tuning, dict) else None
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ConfigError(f"{source}: tuning.trials must be a positive integer")
+    unknown = sorted(map(str, set(tuning) - {"trials", "tasks"}))
+    if unknown:
+        raise ConfigError(f"{source}: unknown tuning keys {unknown} (allowed: trials, tasks)")
+    tune_on = _parse_tune_on(source, tuning.get("tasks"), groups)
     verify = []
     for entry in raw.get("verify", []) or []:
         if not isinstance(entry, dict) or set(entry) != {"task", "method", "seed"}:
@@ -287,8 +311,25 @@ def parse_leaderboard(path: Path) -> LeaderboardSpec:
                            budget=budget, eval_fractions=tuple(float(f) for f in fractions),
                            methods=tuple(str(m) for m in methods),
                            groups=tuple((str(k), tuple(map(str, v))) for k, v in groups.items()),
-                           headline=str(headline), trials=trials, verify=tuple(verify),
+                           headline=str(headline), trials=trials, tune_on=tune_on, verify=tuple(verify),
                            changes=str(raw.get("changes", "")), source=source)
+
+
+def _parse_tune_on(source: str, on, groups: dict) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``tuning.tasks``: every method list -> the tasks its methods are tuned on (``LeaderboardSpec.tune_on``)."""
+    if on is None:
+        return ()
+    if not groups:
+        raise ConfigError(f"{source}: tuning.tasks needs named method lists (methods as a mapping)")
+    if not isinstance(on, dict) or sorted(map(str, on)) != sorted(map(str, groups)):
+        raise ConfigError(f"{source}: tuning.tasks maps every method list ({', '.join(map(str, groups))}) to the tasks "
+                          "its methods are tuned on")
+    for group, tasks in on.items():
+        if not isinstance(tasks, list) or not tasks or len(set(map(str, tasks))) != len(tasks):
+            raise ConfigError(f"{source}: tuning.tasks.{group} must be a non-empty list of distinct task ids")
+        for task in tasks:
+            load_spec(str(task))  # an unknown task: the registry's one-line error with close names
+    return tuple((str(g), tuple(map(str, t))) for g, t in on.items())
 
 
 def with_budget(spec: LeaderboardSpec, budget: str | None) -> LeaderboardSpec:
@@ -339,44 +380,67 @@ def tuning_objective(task: str, method: str, headline: str = "matched-drift") ->
     return primary if method in REFERENCE_METHODS or spec.drift_budget is None else primary + MATCHED
 
 
-def tune(spec: LeaderboardSpec, methods: list[str], out: Path, workers: int) -> Path:
-    """The tuning stage (resumable): one study per (task, method) with something to tune; writes ``tuning.csv``
-    and ``tuning.md`` in ``out``. Returns the markdown summary's path."""
-    import optuna  # optional-weight: only the tuning stage needs it
+def studies(spec: LeaderboardSpec, methods: list[str], out: Path) -> list[tuple[str, TuneSpec]]:
+    """The tuning stage's studies, as ``(label, TuneSpec)``: one per (task, method) with something to tune, the
+    label the task; or with ``tune_on`` one per (method list, method) on the list's tuning tasks, the label the
+    preset it exports (``<id>-<list>``)."""
+    if spec.tune_on:
+        units = [(f"{spec.id}-{group}", tasks, next(t.id for t in spec.tasks if t.methods == group))
+                 for group, tasks in spec.tune_on]
+    else:
+        units = [(task, (task,), task) for task in spec.task_ids]
+    found = []
+    for label, tasks, member in units:
+        for method in spec.task_methods(member, methods):
+            params = tune_params(method)
+            if params == ():
+                continue
+            group = len(tasks) > 1 or label != tasks[0]
+            found.append((label, TuneSpec(
+                task=tasks[0], also_on=tasks[1:], method=method, n_trials=spec.trials, params=params,
+                objectives=(tuning_objective(tasks[0], method, spec.headline),), budget=spec.budget_for(tasks[0]),
+                seed=TUNING_SEED, eval_fractions=spec.eval_fractions, output_root=str(out),
+                # the reward scale exists on the methods that weigh a reward against a KL term
+                overrides=(("reward_norm", "running"),) if _has_field(method, "reward_norm") else (),
+                preset_name=label if group else None,
+                study_name=f"{method}--{label}--{tuning_objective(tasks[0], method, spec.headline).replace('/', '_')}"
+                if group else None,
+                storage=str(out / "journals" / f"{method}--{label}.log"))))
+    return found
 
+
+def tuning_folder(spec: LeaderboardSpec) -> Path:
+    """The studies' default folder: ``results/leaderboard/tuning`` (shared by the tiers whose presets are per task),
+    or ``tuning-<name>`` for a tier tuned by ``tune_on`` (its presets are its own)."""
+    return RESULTS / ("tuning" if not spec.tune_on else f"tuning-{spec.name}")
+
+
+def tune(spec: LeaderboardSpec, methods: list[str], out: Path, workers: int) -> Path:
+    """The tuning stage (resumable): the studies of ``studies``; writes ``tuning.csv`` and ``tuning.md`` in ``out``.
+    Returns the markdown summary's path."""
+    import optuna  # optional-weight: only the tuning stage needs it
 
     rows = []
     start = time.perf_counter()
     (out / "journals").mkdir(parents=True, exist_ok=True)
-    for task in spec.task_ids:
-        for method in spec.task_methods(task, methods):
-            params = tune_params(method)
-            if params == ():
-                continue
-            study = TuneSpec(task=task, method=method, n_trials=spec.trials, params=params,
-                             objectives=(tuning_objective(task, method, spec.headline),),
-                             budget=spec.budget_for(task), seed=TUNING_SEED,
-                             eval_fractions=spec.eval_fractions, output_root=str(out),
-                             # the reward scale exists on the methods that weigh a reward against a KL term
-                             overrides=(("reward_norm", "running"),) if _has_field(method, "reward_norm") else (),
-                             storage=str(out / "journals" / f"{method}--{task}.log"))
-            tuner = Tuner(study)
-            began = time.perf_counter()
-            # resumable: trials left RUNNING by a killed stage are stale (no other tuner shares the journal)
-            report = tuner.tune(workers, retry_interrupted=True)
-            loaded = optuna.load_study(study_name=tuner.study_name, storage=tuner.storage())
-            trials = loaded.get_trials(deepcopy=False)
-            trial_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
-                          if t.datetime_complete is not None and t.datetime_start is not None)
-            best = loaded.best_trial
-            tuner.export(loaded)
-            rows.append({"task": task, "method": method, "objective": tuner.metrics[0], "trials": len(trials),
-                         "pruned": report.states.get("PRUNED", 0), "failed": report.states.get("FAIL", 0),
-                         "best": best.value, "best_trial": best.number,
-                         "params": json.dumps(best.params, sort_keys=True), "cpu_s": round(trial_s, 1),
-                         "wall_s": round(time.perf_counter() - began, 1)})
-            print(f"{task} {method}: best {best.value:.5g} (trial {best.number}) {best.params}; "
-                  f"{report.states} {trial_s:.0f} trial-s", flush=True)
+    for label, study in studies(spec, methods, out):
+        tuner = Tuner(study)
+        began = time.perf_counter()
+        # resumable: trials left RUNNING by a killed stage are stale (no other tuner shares the journal)
+        report = tuner.tune(workers, retry_interrupted=True)
+        loaded = optuna.load_study(study_name=tuner.study_name, storage=tuner.storage())
+        trials = loaded.get_trials(deepcopy=False)
+        trial_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                      if t.datetime_complete is not None and t.datetime_start is not None)
+        best = loaded.best_trial
+        tuner.export(loaded)
+        rows.append({"task": label, "method": study.method, "objective": tuner.metrics[0], "trials": len(trials),
+                     "pruned": report.states.get("PRUNED", 0), "failed": report.states.get("FAIL", 0),
+                     "best": best.value, "best_trial": best.number,
+                     "params": json.dumps(best.params, sort_keys=True), "cpu_s": round(trial_s, 1),
+                     "wall_s": round(time.perf_counter() - began, 1)})
+        print(f"{label} {study.method}: best {best.value:.5g} (trial {best.number}) {best.params}; "
+              f"{report.states} {trial_s:.0f} trial-s", flush=True)
     table = pd.DataFrame(rows)
     if (out / "tuning.csv").exists():  # a stage of some tasks keeps every other study's row
         kept = pd.read_csv(out / "tuning.csv")
@@ -393,15 +457,27 @@ def _has_field(method: str, name: str) -> bool:
 
 def write_tuning_summary(spec: LeaderboardSpec, table, out: Path, wall: float, workers: int, machine: str = "") -> Path:
     """``tuning.md``: generated from ``tuning.csv`` (never edited by hand); ``machine``: what else the machine ran."""
-    lines = ["# Tuning of the leaderboard presets", "",
-             f"Written by `benchsuite leaderboard tune --tier {spec.name}` (spec {spec.id}): {spec.trials} Optuna "
-             f"trials (TPE, median pruning) per (task, method), tuning seed {TUNING_SEED}, {spec.budget} queries per "
-             f"trial, evaluations at {list(spec.eval_fractions)} of the budget. Objective per task, read on the "
-             "card's selection set: the headline at matched drift (path KL within the card's drift budget and its "
-             "judges within their tolerance), at full budget for a method that fine-tunes nothing. Search "
-             "dimensions: `Method.tune_params` of each method. Best trials exported to "
-             "`baselines/<method>/tuned/<task>.yaml`; journals in `journals/`.", "",
-             f"Cost: {table.cpu_s.sum() / 60:.1f} trial-minutes in all (the summed wall time of the single-threaded "
+    if spec.tune_on:
+        how = ("one study per (method list, method) by PMO's protocol (each method tuned once on its list's "
+               f"tuning tasks, the objective the mean of {spec.headline} over them: "
+               + "; ".join(f"{g}: {', '.join(t)}" for g, t in spec.tune_on)
+               + "), best trials exported to `baselines/<method>/tuned/<spec id>-<list>.yaml`, the preset of every "
+               "run of the list")
+        lines = ["# Tuning of the leaderboard presets", "",
+                 f"Written by `benchsuite leaderboard tune --tier {spec.name}` (spec {spec.id}): {spec.trials} Optuna "
+                 f"trials (TPE, no pruning) per study, {how}; tuning seed {TUNING_SEED} (never a reported seed), "
+                 f"{spec.budget} queries per trial and task. Search dimensions: `Method.tune_params` of each method. "
+                 "Journals in `journals/`.", ""]
+    else:
+        lines = ["# Tuning of the leaderboard presets", "",
+                 f"Written by `benchsuite leaderboard tune --tier {spec.name}` (spec {spec.id}): {spec.trials} Optuna "
+                 f"trials (TPE, median pruning) per (task, method), tuning seed {TUNING_SEED}, {spec.budget} "
+                 f"queries per trial, evaluations at {list(spec.eval_fractions)} of the budget. Objective per "
+                 "task, read on the card's selection set: the headline at matched drift (path KL within the card's "
+                 "drift budget and its judges within their tolerance), at full budget for a method that fine-tunes "
+                 "nothing. Search dimensions: `Method.tune_params` of each method. Best trials exported to "
+                 "`baselines/<method>/tuned/<task>.yaml`; journals in `journals/`.", ""]
+    lines += [f"Cost: {table.cpu_s.sum() / 60:.1f} trial-minutes in all (the summed wall time of the single-threaded "
              f"trial processes), the last stage {wall / 60:.1f} min wall with {workers} workers"
              + (f"; {machine}" if machine else "") + ".", "",
              "| task | method | objective | trials | pruned | failed | best | best parameters | trial s |",
@@ -432,8 +508,7 @@ def check_clean(allow_dirty: bool) -> str:
 def run_configs(spec: LeaderboardSpec, methods: list[str], seed: int, out: Path, tasks: list[str] | None = None):
     """The run configs of one seed: every task of the tier that has the seed, times ``methods``."""
 
-    return [resolve(task, method, seed=seed, budget=spec.budget_for(task), eval_fractions=spec.eval_fractions,
-                    output_root=str(out))
+    return [spec.config(task, method, seed, out)
             for task in (tasks or spec.task_ids) if seed in spec.seeds(task)
             for method in spec.task_methods(task, methods)]
 
@@ -556,8 +631,7 @@ def verify(spec: LeaderboardSpec, out: Path, scratch: Path, rtol: float = 1e-6) 
     committed = pd.read_csv(committed_path)
 
     for v in spec.verify:
-        run_one(resolve(v.task, v.method, seed=v.seed, budget=spec.budget_for(v.task),
-                        eval_fractions=spec.eval_fractions, output_root=str(scratch)))
+        run_one(spec.config(v.task, v.method, v.seed, scratch))
     if bbo:
         fresh = read_bbo_runs(scratch)[0]
     else:
@@ -597,7 +671,7 @@ def main(args) -> int:
         print(describe(spec, methods, out))
         return 0
     if args.stage == "tune":
-        path = tune(spec, methods, Path(args.tuning_out) if args.tuning_out else RESULTS / "tuning", args.workers)
+        path = tune(spec, methods, Path(args.tuning_out) if args.tuning_out else tuning_folder(spec), args.workers)
         print(path.read_text())
         return 0
     if args.stage == "run":
@@ -638,7 +712,12 @@ def describe(spec: LeaderboardSpec, methods: list[str], out: Path) -> str:
     lines.append("  tasks (seeds fixed before any run):")
     lines += [f"    {t.id}: {t.seeds} seeds" + (f", methods {t.methods}" if t.methods else "") for t in spec.tasks]
     runs = sum(t.seeds * len(spec.task_methods(t.id, methods)) for t in spec.tasks)
-    lines.append(f"  runs: {runs}; tuning: {spec.trials} trials per (task, method) with something to tune")
+    if spec.tune_on:
+        lines.append(f"  runs: {runs}; tuning: {spec.trials} trials per (method list, method) with something to tune, "
+                     "on the list's tuning tasks (PMO's protocol; the mean objective over them):")
+        lines += [f"    {g}: {', '.join(t)} -> preset {spec.id}-{g}" for g, t in spec.tune_on]
+    else:
+        lines.append(f"  runs: {runs}; tuning: {spec.trials} trials per (task, method) with something to tune")
     lines += [f"    {m}: {', '.join(p) if p else 'every field of its search space'}"
               for m in methods if (p := tune_params(m)) != ()]
     if spec.changes:

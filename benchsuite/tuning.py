@@ -92,6 +92,8 @@ SURPLUS_ATTR = "benchsuite.surplus"
 """Trial user attribute: True on a trial created past the last slot (it fails at once and runs nothing)."""
 MLFLOW_RUN_ATTR = "benchsuite.mlflow_run_id"
 """Trial user attribute: the MLflow run id of the trial's run."""
+PER_TASK_ATTR = "benchsuite.per_task"
+"""Trial user attribute of a study on several tasks (``TuneSpec.also_on``): task -> its objective values."""
 
 _TYPES = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "categorical": {"choices"}}
 _OBJECTIVE_STATS = ("mean", "median", "top10")
@@ -212,7 +214,9 @@ def objective_metric(name: str, task: str) -> str:
     drift (``MATCHED``; the card must state a ``drift_budget``); ``found`` = ``query/top10_mean``, the mean of the
     10 best oracle values found (the black-box track's headline); ``diversity`` = ``eval/diversity``; otherwise
     ``eval/<judge>_{mean,median,top10}``, ``eval/diversity``, ``eval/vendi``, ``query/top10_mean`` or
-    ``query/best`` as given, any ``eval/`` one with the ``.matched`` suffix. All objectives are maximised."""
+    ``query/best`` as given, any ``eval/`` one with the ``.matched`` suffix, and on a card with PMO accounting
+    (``accounting: pmo``) ``pmo/auc_top{1,10,100}`` and ``pmo/top{1,10,100}`` (PMO's AUC top-k of the charged
+    queries; the black-box tier's objective). All objectives are maximised."""
     spec = load_spec(task)
     reward = f"eval/{spec.gold_judge or spec.primary_judge}_mean"
     aliases = {"reward": reward, "matched": reward + MATCHED, "found": "query/top10_mean",
@@ -220,6 +224,8 @@ def objective_metric(name: str, task: str) -> str:
     metric = aliases.get(name, name)
     allowed = [f"eval/{judge}_{stat}" for judge, _ in spec.judges for stat in _OBJECTIVE_STATS]
     allowed += ["eval/diversity", "eval/vendi", "query/top10_mean", "query/best"]
+    if getattr(spec.accounting, "mode", None) == "pmo":
+        allowed += [f"pmo/{kind}{k}" for kind in ("auc_top", "top") for k in (1, 10, 100)]
     base = metric.removesuffix(MATCHED)
     if base not in allowed or (metric != base and not base.startswith("eval/")):
         raise ConfigError(f"objective {name!r} is not a metric to maximise on {task}; use reward, matched, found, "
@@ -285,6 +291,13 @@ class TuneSpec:
         max_retry: retries of a trial whose worker died.
         eval_fractions: fractions of the budget at which every trial evaluates (the pruner's steps, and the points
             a ``.matched`` objective chooses among); None: the runner's default (0, 0.1, ..., 1).
+        also_on: further tasks that every trial also runs, with the same parameters, seed and budget; each
+            objective is the mean of its values over ``task`` and these (the study then has no pruning). PMO's
+            protocol (Gao et al. 2022; mol_opt's ``hparam_tune``): each method is tuned once on zaleplon_mpo and
+            perindopril_mpo by the mean AUC top-10 and that preset is used on every oracle.
+        preset_name: the exported preset is ``baselines/<method>/tuned/<preset_name>.yaml``; None: ``<task>``
+            (the file ``benchsuite.config.resolve`` layers over the defaults of that task). A study ``also_on``
+            other tasks names a preset that the runs of a group of tasks take (``benchsuite.leaderboard``).
     """
 
     task: str
@@ -305,6 +318,13 @@ class TuneSpec:
     heartbeat_interval: int = 30
     max_retry: int = 3
     eval_fractions: tuple[float, ...] | None = None
+    also_on: tuple[str, ...] = ()
+    preset_name: str | None = None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Every task a trial runs: ``task``, then ``also_on``."""
+        return (self.task, *self.also_on)
 
 
 @dataclass
@@ -343,12 +363,12 @@ class _SurplusTrial(Exception):
     """A trial was created after the last slot was taken (a race between workers); it runs nothing."""
 
 
-def _trial_config(spec: TuneSpec, study_dir: Path, overrides: dict[str, Any]) -> RunConfig:
-    """The run config of a trial of ``spec`` with the method settings ``overrides``, its folder under
-    ``study_dir``."""
+def _trial_config(spec: TuneSpec, study_dir: Path, overrides: dict[str, Any], task: str | None = None) -> RunConfig:
+    """The run config of a trial of ``spec`` on ``task`` (None: ``spec.task``) with the method settings
+    ``overrides``, its folder under ``study_dir``."""
     extra = {} if spec.eval_fractions is None else {"eval_fractions": spec.eval_fractions}
-    return resolve(spec.task, spec.method, seed=spec.seed, budget=spec.budget, overrides=overrides,
-                   output_root=str(study_dir), **extra)
+    return resolve(task or spec.task, spec.method, seed=spec.seed, budget=spec.budget, overrides=overrides,
+                   output_root=str(study_dir), preset=spec.preset_name, **extra)
 
 
 @dataclass(frozen=True)
@@ -391,7 +411,16 @@ class StudyPlan:
                 raise ConfigError(f"{label} must be an integer >= {low}, got {value!r}")
         if not spec.objectives:
             raise ConfigError("a study needs at least one objective")
+        if not isinstance(spec.also_on, tuple) or not all(isinstance(t, str) for t in spec.also_on):
+            raise ConfigError(f"also_on must be a tuple of task ids, got {spec.also_on!r}")
+        if len(set(spec.tasks)) != len(spec.tasks):
+            raise ConfigError(f"a study's tasks repeat: {list(spec.tasks)}")
         metrics = tuple(objective_metric(o, spec.task) for o in spec.objectives)
+        for task in spec.also_on:  # the mean over tasks needs one metric on every task
+            theirs = tuple(objective_metric(o, task) for o in spec.objectives)
+            if theirs != metrics:
+                raise ConfigError(f"objectives {list(spec.objectives)} mean {list(metrics)} on {spec.task} but "
+                                  f"{list(theirs)} on {task}; name the metrics")
         if len(set(metrics)) != len(metrics):
             raise ConfigError(f"objectives repeat a metric: {list(metrics)}")
         short = "+".join(m.removeprefix("eval/").replace("/", "_") for m in metrics)
@@ -405,20 +434,33 @@ class StudyPlan:
         fixed = [d.name for d in space if d.name in overrides]
         if fixed:
             raise ConfigError(f"{', '.join(fixed)} is both tuned and fixed by an override; drop one")
+        for task in spec.also_on:  # one backbone's search space for every task of the study
+            if load_spec(task).backbone != load_spec(spec.task).backbone:
+                if load_search_space(spec.method, spec.params, load_spec(task).backbone) != space:
+                    raise ConfigError(f"{spec.method}'s search space differs between {spec.task} and {task}")
+            _trial_config(spec, study_dir, overrides, task)
         for dim in space:  # every bound must make a valid config, or trials would fail one by one
             for value in dim.extremes():
-                _trial_config(spec, study_dir, {**overrides, dim.name: value})
+                for task in spec.tasks:
+                    _trial_config(spec, study_dir, {**overrides, dim.name: value}, task)
+        if spec.preset_name is not None and not _STUDY_NAME.match(spec.preset_name):
+            raise ConfigError(f"preset name {spec.preset_name!r} must use only letters, digits, '.', '_', '+' and '-'")
         storage_url, storage_label = _storage_location(spec.storage, study_dir.with_name(study_name + ".log"))
         return cls(spec, metrics, study_name, study_dir, base, space, storage_url, storage_label)
 
     @property
     def pruning(self) -> bool:
         """Whether trials are pruned: asked for, and a single objective (Optuna's pruners are single-objective)."""
-        return self.spec.prune and len(self.metrics) == 1
+        return self.spec.prune and len(self.metrics) == 1 and not self.spec.also_on
 
-    def config(self, overrides: dict[str, Any]) -> RunConfig:
-        """The run config of a trial with the method settings ``overrides``."""
-        return _trial_config(self.spec, self.study_dir, overrides)
+    def config(self, overrides: dict[str, Any], task: str | None = None) -> RunConfig:
+        """The run config of a trial on ``task`` (None: the study's first) with the method settings ``overrides``."""
+        return _trial_config(self.spec, self.study_dir, overrides, task)
+
+    @property
+    def preset_path(self) -> Path:
+        """Where ``export_preset`` writes: ``baselines/<method>/tuned/<preset_name or task>.yaml``."""
+        return data_dir("baselines") / self.spec.method / "tuned" / f"{self.spec.preset_name or self.spec.task}.yaml"
 
     @property
     def fingerprint(self) -> str:
@@ -429,6 +471,7 @@ class StudyPlan:
             "overrides": sorted(map(list, self.spec.overrides)),
             # only when set: studies from before the field keep their fingerprint
             **({} if self.spec.eval_fractions is None else {"eval_fractions": list(self.base.eval_fractions)}),
+            **({"also_on": list(self.spec.also_on)} if self.spec.also_on else {}),
         }, sort_keys=True, default=str)
 
 
@@ -622,19 +665,26 @@ class TrialObjective:
         trial.set_user_attr(WORKER_ATTR, f"{socket.gethostname()}:{os.getpid()}")
         if trial.user_attrs.get(INTERRUPTED_ATTR):  # a retry inherits its predecessor's attributes
             trial.set_user_attr(INTERRUPTED_ATTR, False)
-        config = plan.config({**dict(plan.spec.overrides), **{d.name: d.suggest(trial) for d in plan.space}})
-        trial.set_user_attr(RUN_ATTR, config.run_id)
-        tracker = (None if self.tracking is None
-                   else _TrialTracker(self.tracking, self.parent_run_id, trial, plan.study_name))
-        card = load_spec(plan.spec.task)
-        try:
-            result = _run_when_free(trial, config, tracker, self.reporter(trial, config, card))
-        except StopRun as stop:
-            raise optuna.TrialPruned(str(stop)) from None
-        except KeyboardInterrupt:
-            trial.set_user_attr(INTERRUPTED_ATTR, True)  # Optuna fails the trial; a rerun may retry it
-            raise
-        values = [objective_value(m, result.curve, card.drift_budget, card.judge_tolerance) for m in plan.metrics]
+        params = {**dict(plan.spec.overrides), **{d.name: d.suggest(trial) for d in plan.space}}
+        per_task = []
+        for i, task in enumerate(plan.spec.tasks):  # one task, or the tasks whose mean is the objective
+            config = plan.config(params, task)
+            trial.set_user_attr(RUN_ATTR if i == 0 else f"{RUN_ATTR}.{task}", config.run_id)
+            tracker = (None if self.tracking is None else
+                       _TrialTracker(self.tracking, self.parent_run_id, trial, plan.study_name, task if i else None))
+            card = load_spec(task)
+            try:
+                result = _run_when_free(trial, config, tracker, self.reporter(trial, config, card))
+            except StopRun as stop:
+                raise optuna.TrialPruned(str(stop)) from None
+            except KeyboardInterrupt:
+                trial.set_user_attr(INTERRUPTED_ATTR, True)  # Optuna fails the trial; a rerun may retry it
+                raise
+            per_task.append([objective_value(m, result.curve, card.drift_budget, card.judge_tolerance)
+                             for m in plan.metrics])
+        if len(per_task) > 1:
+            trial.set_user_attr(PER_TASK_ATTR, {t: v for t, v in zip(plan.spec.tasks, per_task)})
+        values = [math.fsum(column) / len(column) for column in zip(*per_task)]
         return values[0] if len(values) == 1 else values
 
     def reporter(self, trial: optuna.Trial, config: RunConfig, card) -> Callable[[int, dict[str, float]], None]:
@@ -708,9 +758,11 @@ def export_preset(plan: StudyPlan, study, trial_number: int | None = None) -> Pa
               f"{datetime.now(UTC).date().isoformat()}: study {plan.study_name},\n"
               f"# trial {trial.number} ({rank}): {scores};\n"
               f"# budget {plan.base.budget}, training seed {spec.seed}, storage {plan.storage_label}.\n"
-              f"# `benchsuite run` layers it over baselines/{spec.method}/defaults.yaml "
-              f"for {spec.task}.\n")
-    path = data_dir("baselines") / spec.method / "tuned" / f"{spec.task}.yaml"
+              + (f"# `benchsuite run` layers it over baselines/{spec.method}/defaults.yaml for {spec.task}.\n"
+                 if spec.preset_name is None else
+                 f"# The mean objective over {', '.join(spec.tasks)}; the runs that name preset {spec.preset_name} "
+                 f"take it\n# over baselines/{spec.method}/defaults.yaml (benchsuite.leaderboard).\n"))
+    path = plan.preset_path
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, header + yaml.safe_dump(values, sort_keys=True))
     return path
@@ -900,15 +952,18 @@ class _TrialTracker(MlflowTracker):
     the study and trial. Its run id is stored on the trial, so that a retry which cannot resume its
     predecessor's run (killed before its first checkpoint) closes that run as KILLED."""
 
-    def __init__(self, tracking: tuple[str, str], parent_run_id: str | None, trial, study_name: str):
-        """Log to ``tracking = (uri, artifact_root)`` under ``parent_run_id`` for ``trial`` of ``study_name``."""
+    def __init__(self, tracking: tuple[str, str], parent_run_id: str | None, trial, study_name: str,
+                 task: str | None = None):
+        """Log to ``tracking = (uri, artifact_root)`` under ``parent_run_id`` for ``trial`` of ``study_name``;
+        ``task``: the run of a further task of a study ``also_on`` several (named ``trial-<number>-<task>``)."""
         super().__init__(tracking[0], Path(tracking[1]), parent_run_id)
         self._trial = trial
         self._study_name = study_name
+        self._suffix = "" if task is None else f"-{task}"
 
     def start_run(self, *, experiment, run_name, run_key, params, tags, resume_step=None) -> None:
         """Open the run as ``MlflowTracker`` does, under the trial's name and tags."""
-        name = f"trial-{self._trial.number}"
+        name = f"trial-{self._trial.number}{self._suffix}"
         extra = {"benchsuite.study": self._study_name, "benchsuite.trial": str(self._trial.number),
                  "mlflow.runName": name}
         super().start_run(experiment=experiment, run_name=name, run_key=run_key, params=params,
@@ -916,7 +971,8 @@ class _TrialTracker(MlflowTracker):
         client = self._client()
         for key, value in extra.items():  # a reopened run (a retry resuming a checkpoint) takes the retry's tags
             client.set_tag(self.run_id, key, value)
-        previous = self._trial.user_attrs.get(MLFLOW_RUN_ATTR)
+        attr = MLFLOW_RUN_ATTR + self._suffix.replace("-", ".", 1)
+        previous = self._trial.user_attrs.get(attr)
         if previous not in (None, self.run_id) and client.get_run(previous).info.status == "RUNNING":
             client.set_terminated(previous, "KILLED")
-        self._trial.set_user_attr(MLFLOW_RUN_ATTR, self.run_id)
+        self._trial.set_user_attr(attr, self.run_id)

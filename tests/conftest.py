@@ -10,6 +10,19 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture
+def baselines(tmp_path, monkeypatch):
+    """A private copy of baselines/ without its tuned presets (exports go there, not into the repository)."""
+    import shutil
+    from pathlib import Path
+
+    folder = tmp_path / "baselines"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "baselines", folder,
+                    ignore=shutil.ignore_patterns("tuned"))
+    monkeypatch.setenv("BENCHSUITE_BASELINES_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
 def generator():
     return torch.Generator().manual_seed(0)
 

@@ -89,6 +89,10 @@ def tier(leaderboard_spec):
     ({"methods": ["screening"]}, "not a mapping of named lists"),
     ({"methods": {"molecules": []}}, "non-empty lists"),
     ({"tasks": {PMO_TASK: {"seeds": 2, "methods": "molecules", "budget": 3}}}, "unknown keys"),
+    ({"tuning": {"trials": 2, "tasks": {"molecules": [PMO_TASK]}}}, "maps every method list"),
+    ({"tuning": {"trials": 2, "tasks": {"molecules": [], "sequences": [GRID_TASK]}}}, "non-empty list"),
+    ({"tuning": {"trials": 2, "tasks": {"molecules": ["nope-v0"], "sequences": [GRID_TASK]}}}, "nope-v0"),
+    ({"tuning": {"trials": 2, "on": {}}}, "unknown tuning keys"),
 ])
 def test_a_malformed_bbo_spec_is_one_line(tier, changes, message):
     with pytest.raises(ConfigError, match=message) as info:
@@ -158,3 +162,56 @@ def test_the_report_on_a_tiny_run_folder(tier, tmp_path):
     before = text
     bbo.rebuild_bbo_report(out)
     assert (out / "bbo.md").read_text() == before
+
+
+def test_the_bbo_tier_is_tuned_by_pmos_protocol(tmp_path):
+    """One study per (method list, method), on the list's tuning tasks (PMO's: zaleplon and perindopril MPO), whose
+    best trial is the preset of every run of the list; the fine-tuning tiers keep one study per (task, method)."""
+    spec = lb.load_leaderboard("bbo")
+    on = dict(spec.tune_on)
+    assert on["molecules"] == ("selfies-chembl-pmo-zaleplon-mpo-v0", "selfies-chembl-pmo-perindopril-mpo-v0")
+    assert set(on) == {g for g, _ in spec.groups} and all(set(t) <= set(spec.task_ids) for t in on.values())
+    studies = lb.studies(spec, spec.method_names(), tmp_path)
+    labels = {label for label, _ in studies}
+    assert labels == {"bbo-v1-molecules", "bbo-v1-sequences"}
+    for label, study in studies:
+        group = label.removeprefix("bbo-v1-")
+        assert study.tasks == on[group] and study.preset_name == label and study.method in dict(spec.groups)[group]
+        assert study.objectives == ("pmo/auc_top10",) and study.seed == lb.TUNING_SEED and study.budget == spec.budget
+    assert sum(s.method == "graph-ga" for _, s in studies) == 1
+    assert lb.Tuner(next(s for _, s in studies if s.method == "graph-ga")).pruning is False
+    assert spec.preset_name(PMO_TASK) == "bbo-v1-molecules" and spec.preset_name(GRID_TASK) == "bbo-v1-sequences"
+    assert lb.tuning_folder(spec) == lb.RESULTS / "tuning-bbo"
+    core = lb.load_leaderboard("core")
+    assert lb.tuning_folder(core) == lb.RESULTS / "tuning" and core.preset_name(core.task_ids[0]) is None
+    assert all(s.preset_name is None and not s.also_on and label == s.task
+               for label, s in lb.studies(core, core.method_names(), tmp_path))
+
+
+def test_a_list_is_tuned_once_and_its_preset_serves_every_task_of_it(tier, tmp_path, baselines):
+    """End to end on two Ehrlich grid cards with the sequence GA: the study's trials run both cards, each trial's
+    value is the mean of the two runs' AUC top-10, and the run stage's configs of both cards (a tuning card and
+    one that was not tuned on) take the exported preset, while a card's own tuned file is ignored."""
+    import optuna
+    import yaml
+
+    other = "ehrlich-grid-l32-c4-k4-v0"
+    spec = tier(tasks={GRID_TASK: {"seeds": 2, "methods": "sequences"}, other: {"seeds": 2, "methods": "sequences"}},
+                methods={"sequences": ["sequence-ga"]}, budget=256,
+                tuning={"trials": 2, "tasks": {"sequences": [GRID_TASK]}})
+    out = tmp_path / "tuning"
+    summary = lb.tune(spec, ["sequence-ga"], out, workers=1)
+    table = pd.read_csv(out / "tuning.csv")
+    assert table[["task", "method", "trials"]].values.tolist() == [["mini-v1-sequences", "sequence-ga", 2]]
+    assert "PMO's protocol" in summary.read_text()
+    study = optuna.load_study(study_name="sequence-ga--mini-v1-sequences--pmo_auc_top10",
+                              storage=lb.Tuner(lb.studies(spec, ["sequence-ga"], out)[0][1]).storage())
+    for trial in study.trials:
+        run = out / "optuna" / study.study_name / "runs" / trial.user_attrs["benchsuite.run_id"]
+        assert trial.value == pytest.approx(json.loads((run / "summary.json").read_text())["final"]["pmo/auc_top10"])
+    preset = baselines / "sequence-ga" / "tuned" / "mini-v1-sequences.yaml"
+    assert yaml.safe_load(preset.read_text()) == study.best_trial.params
+    (baselines / "sequence-ga" / "tuned" / f"{other}.yaml").write_text("batch_size: 17\n")
+    for config in lb.run_configs(spec, ["sequence-ga"], 0, tmp_path / "runs"):
+        values = dict(config.method_config)
+        assert all(values[k] == pytest.approx(v) for k, v in study.best_trial.params.items()), config.task

@@ -3,7 +3,6 @@ trials at equal query counts, multi-objective studies give a non-dominated front
 and `run` picks it up, MLflow shows every trial under one parent, and bad input is refused before anything is
 written."""
 
-import shutil
 from pathlib import Path
 
 import optuna
@@ -20,15 +19,6 @@ from benchsuite.tracking import default_tracking_uri
 ROOT = Path(__file__).resolve().parents[1]
 TOY = "toy-brightness-v0"
 SPACE = ("lr", "kl_coef", "discount")
-
-
-@pytest.fixture
-def baselines(tmp_path, monkeypatch):
-    """A private copy of baselines/ (exports go there, not into the repository)."""
-    folder = tmp_path / "baselines"
-    shutil.copytree(ROOT / "baselines", folder, ignore=shutil.ignore_patterns("tuned"))
-    monkeypatch.setenv("BENCHSUITE_BASELINES_DIR", str(folder))
-    return folder
 
 
 def _spec(root, **kwargs):
@@ -295,3 +285,58 @@ def test_a_backbone_section_of_the_search_space_replaces_its_entries(tmp_path, m
     (folder / "search_space.yaml").write_text("digits:\n  lr: 3\n")
     with pytest.raises(ConfigError, match="backbone section"):
         load_search_space("sqdf", backbone="digits")
+
+
+def test_a_study_on_several_tasks_scores_each_trial_by_the_mean_over_them(tmp_path, baselines):
+    """PMO's protocol (``also_on``): every trial runs each task with the same parameters and seed; its value is the
+    mean of the tasks' objective values, each read back from its own run folder; the best trial is exported under
+    the study's preset name, which a run takes only when it names the preset."""
+    import json
+
+    from benchsuite.tuning import PER_TASK_ATTR, RUN_ATTR
+
+    other = "toy-online-v0"
+    tuner = Tuner(_spec(tmp_path, n_trials=2, budget=64, also_on=(other,), preset_name="toys", study_name="two"))
+    assert tuner.metrics == ("eval/brightness_mean",) and not tuner.pruning
+    assert json.loads(tuner.fingerprint)["also_on"] == [other]
+    tuner.tune(1)
+    study = _study(tuner)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    for trial in study.trials:
+        finals = []
+        for task, attr in ((TOY, RUN_ATTR), (other, f"{RUN_ATTR}.{other}")):
+            summary = json.loads((tuner.study_dir / "runs" / trial.user_attrs[attr] / "summary.json").read_text())
+            assert summary["config"]["task"] == task and summary["status"] == "FINISHED"
+            finals.append(summary["final"]["eval/brightness_mean"])
+        assert trial.user_attrs[PER_TASK_ATTR] == {TOY: [pytest.approx(finals[0])], other: [pytest.approx(finals[1])]}
+        assert trial.value == pytest.approx((finals[0] + finals[1]) / 2)
+    path = tuner.export(study)
+    assert path == baselines / "sqdf" / "tuned" / "toys.yaml"
+    assert yaml.safe_load(path.read_text()) == study.best_trial.params
+    assert "mean objective over toy-brightness-v0, toy-online-v0" in path.read_text()
+    named = dict(resolve(other, "sqdf", preset="toys").method_config)
+    assert all(named[k] == pytest.approx(v) for k, v in study.best_trial.params.items())
+    assert dict(resolve(other, "sqdf").method_config) != named, "without the preset's name, the defaults"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"also_on": ("toy-selfies-chembl-qed-v0",)}, "mean .* on toy-brightness-v0 but"),
+    ({"also_on": (TOY,)}, "tasks repeat"),
+    ({"also_on": "toy-online-v0"}, "tuple of task ids"),
+    ({"also_on": ("no-such-task-v0",)}, "no-such-task-v0"),
+    ({"objectives": ("pmo/auc_top10",)}, "not a metric to maximise on toy-brightness-v0"),
+    ({"preset_name": "../escape"}, "preset name"),
+])
+def test_a_bad_multi_task_study_is_refused_before_anything_is_written(tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        Tuner(_spec(tmp_path, **kwargs))
+    assert "\n" not in str(info.value) and not any(tmp_path.iterdir())
+
+
+def test_pmo_metrics_are_objectives_on_cards_with_pmo_accounting():
+    from benchsuite.tuning import objective_metric
+
+    assert objective_metric("pmo/auc_top10", "selfies-chembl-pmo-zaleplon-mpo-v0") == "pmo/auc_top10"
+    assert objective_metric("pmo/top100", "ehrlich-grid-l32-c2-k4-v0") == "pmo/top100"
+    with pytest.raises(ConfigError, match="not a metric to maximise"):
+        objective_metric("pmo/auc_top10", "selfies-chembl-qed-v1")
