@@ -322,7 +322,7 @@ class AskTellSession:
                                        f"saved), but {describe_os_error(exc)}; the next ask writes told.csv again") \
                     from exc
             if ask is None and self.finished:  # the budget is spent: export the trained weights, as a run does
-                export_finished(self.config, self.policy, self.folder, "FINISHED")
+                export_finished(self.config, self.policy, self.folder, "FINISHED", self.method)
         return {"queries_used": float(self.used + (0 if ask is None else sum(len(r) for _, r in answers))),
                 "batch_mean": values.mean().item(), "batch_max": values.max().item(),
                 "best_so_far": told_scores.max().item()}

@@ -116,6 +116,9 @@ class RunConfig:
             written before it existed; their run ids are unchanged.
         task_overrides: changes to the task card for this run as sorted ``("sampler.num_steps", 50)`` pairs
             (``benchsuite.tasks.apply_task_overrides``); part of the run id when present.
+        method_digest: the digest of the weights files the method itself ships and loads (``method_digest``:
+            REINVENT's prior), so that retraining them gives the method's runs new ids. Empty for every method
+            without such files: then it is left out of the run id and of ``to_dict``, and their ids are unchanged.
     """
 
     task: str
@@ -128,11 +131,14 @@ class RunConfig:
     device: str = "cpu"
     task_digest: str = ""
     task_overrides: tuple[tuple[str, Any], ...] = ()
+    method_digest: str = ""
     output_root: str = field(default="results", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["method_config"] = dict(self.method_config)
+        if not d["method_digest"]:  # a method without weights of its own: its runs' files and ids stay as they were
+            d.pop("method_digest")
         return d
 
     @property
@@ -213,7 +219,7 @@ def resolve(task: str, method: str, seed: int = 0, budget: int | None = None,
                      method_config=tuple(sorted(dataclasses.asdict(mcfg).items())),
                      eval_fractions=tuple(sorted(set(fractions) | {0.0, 1.0})),
                      task_digest=task_digest(spec), task_overrides=tuple(sorted(task_overrides.items())),
-                     **kwargs)
+                     method_digest=method_digest(method_cls), **kwargs)
 
 
 def field_docs(config_cls: type) -> dict[str, str]:
@@ -285,10 +291,12 @@ def resolve_file(path: Path, output_root: str | None = None) -> RunConfig:
                          output_root=str(output_root or raw.get("output_root") or "results"))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    written = raw.get("task_digest") or config.task_digest
-    if written != config.task_digest:
-        raise ConfigError(f"{path}: written for task digest {written}, but the card of {config.task} (or the shipped "
-                          f"weights) now gives {config.task_digest}; print the config again with --print-config")
+    for key, source in (("task_digest", f"the card of {config.task} (or the shipped weights) now gives"),
+                        ("method_digest", f"the weights method {config.method} ships now give")):
+        written, now = raw.get(key) or getattr(config, key), getattr(config, key)
+        if written != now:
+            raise ConfigError(f"{path}: written for {key.replace('_', ' ')} {written}, but {source} {now or 'none'}; "
+                              "print the config again with --print-config")
     return config
 
 
@@ -303,11 +311,26 @@ def backbone_digest(spec) -> str:
     files = getattr(BACKBONES.load(spec.backbone), "embedded_weights", None)
     if files is None:
         return ""
-    pairs = list(files(**dict(spec.sampler)))
+    return _embedded_digest(files(**dict(spec.sampler)), f"backbone {spec.backbone!r}")
+
+
+def method_digest(method_cls) -> str:
+    """The digest of the embedded weights files the method loads itself (``Method.embedded_weights``: REINVENT's
+    prior; as ``backbone_digest`` for a backbone's), or "" for a method without any (every other one), which leaves
+    its run ids as they were. Recorded in the run's config as ``method_digest``.
+
+    Raises:
+        WeightsDigestError: a file differs from its manifest line. MissingWeightsError: a file is missing.
+    """
+    return _embedded_digest(method_cls.embedded_weights(), f"method {method_cls.name!r}")
+
+
+def _embedded_digest(files, owner: str) -> str:
+    """``weights_digest`` of the (path, rebuild command) pairs ``files`` of ``owner``, after checking each exists."""
+    pairs = list(files)
     for path, rebuild in pairs:
         if not Path(path).is_file():
-            raise MissingWeightsError(f"embedded weights of backbone {spec.backbone!r} not found at {path}; "
-                                      f"create them with: {rebuild}")
+            raise MissingWeightsError(f"embedded weights of {owner} not found at {path}; create them with: {rebuild}")
     return weights_digest(pairs)
 
 

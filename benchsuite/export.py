@@ -11,10 +11,14 @@
 
   applies the fine-tuned adapter.
 
-Only methods that train the policy export (``Method.trains_policy``: not ``pretrained``, ``best-of-n`` or ``bo``,
-whose product is the pretrained model or a set of samples), and only the process that writes the run folder
-(rank 0 under a distributed launch). Files are written atomically (``benchsuite.files.atomic_write_bytes``; diffusers'
-LoRA file: a temporary folder, then ``os.replace``).
+- A method that trains a model of its own instead of the policy (``Method.exported_model``: REINVENT's agent): that
+  model's ``state_dict`` under the file name the method gives (``agent.safetensors``), with the metadata its loader
+  checks (``selfies_rnn.load_prior`` reloads REINVENT's).
+
+Only methods that train the policy (``Method.trains_policy``) or a model of their own (``Method.exported_model``)
+export: not ``pretrained``, ``best-of-n`` or ``bo``, whose product is the pretrained model or a set of samples; and
+only the process that writes the run folder (rank 0 under a distributed launch). Files are written atomically
+(``benchsuite.files.atomic_write_bytes``; diffusers' LoRA file: a temporary folder, then ``os.replace``).
 """
 
 from __future__ import annotations
@@ -56,11 +60,9 @@ def save_weights(policy, folder: str | os.PathLike, metadata: dict[str, str] | N
             LoRA file holds its own (the LoRA config).
     """
     folder = Path(folder)
-    state = {k: v.detach().cpu().contiguous() for k, v in policy.trainable_state_dict().items()}  # off the GPU
+    state = _on_cpu(policy.trainable_state_dict())
     if not _is_sd(policy):
-        from safetensors.torch import save
-
-        return atomic_write_bytes(folder / MODEL_FILE, save(state, metadata={"format": "pt", **(metadata or {})}))
+        return _write_safetensors(folder / MODEL_FILE, state, metadata)
     from diffusers import StableDiffusionPipeline
 
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as tmp:  # diffusers writes the file itself
@@ -71,6 +73,18 @@ def save_weights(policy, folder: str | os.PathLike, metadata: dict[str, str] | N
         target = folder / LORA_FILE
         os.replace(Path(tmp) / LORA_FILE, target)
     return target
+
+
+def _on_cpu(state: dict) -> dict:
+    """``state``'s tensors detached, on the CPU (off the GPU) and contiguous, as safetensors writes them."""
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def _write_safetensors(path: Path, state: dict, metadata: dict[str, str] | None) -> Path:
+    """Write ``state`` to ``path`` as safetensors (atomically), ``metadata`` in its header; returns ``path``."""
+    from safetensors.torch import save
+
+    return atomic_write_bytes(path, save(state, metadata={"format": "pt", **(metadata or {})}))
 
 
 def load_weights(policy, folder: str | os.PathLike) -> Path:
@@ -104,12 +118,17 @@ def load_weights(policy, folder: str | os.PathLike) -> Path:
     return path
 
 
-def export_finished(config, policy, run_dir: Path | None, status: str) -> Path | None:
-    """The runner's end-of-run hook: when a run that trains its policy has ``status`` FINISHED and this process
-    writes the run folder, save the policy's weights there (``save_weights``). Returns the file, or None."""
+def export_finished(config, policy, run_dir: Path | None, status: str, method=None) -> Path | None:
+    """The runner's end-of-run hook: when a run has ``status`` FINISHED and this process writes the run folder, save
+    there the policy's weights of a method that trains it (``save_weights``), or else the model of ``method``'s own
+    that it exports (``Method.exported_model``; ``method``: the run's ``Method``). Returns the file, or None."""
     if run_dir is None or status != "FINISHED" or not distributed.is_main_process():
         return None
-    if not METHODS.load(config.method).trains_policy:
+    run = {"run_id": config.run_id, "task": config.task, "method": config.method}
+    if METHODS.load(config.method).trains_policy:
+        return save_weights(policy, run_dir, metadata=run)
+    own = None if method is None else method.exported_model()
+    if own is None:
         return None
-    return save_weights(policy, run_dir, metadata={"run_id": config.run_id, "task": config.task,
-                                                   "method": config.method})
+    name, module, metadata = own
+    return _write_safetensors(Path(run_dir) / name, _on_cpu(module.state_dict()), {**metadata, **run})

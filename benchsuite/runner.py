@@ -626,7 +626,7 @@ class RunLoop:
                 self.log.end_run(status)
             finally:
                 if self.run_dir is not None:  # the summary is written last: it is what marks a run finished
-                    export_finished(self.config, self.policy, self.run_dir, status)  # weights diffusers can load
+                    export_finished(self.config, self.policy, self.run_dir, status, self.method)  # the trained weights
                     _write_run_files(result, status, self.used())
         return result
 

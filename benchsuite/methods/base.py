@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 import math
 from dataclasses import dataclass
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -275,6 +276,21 @@ class Method(ABC):
             self.optimizer.load_state_dict(state["optimizer"])
         if self.reward_scale is not None:
             self.reward_scale.load_state_dict(state["reward_scale"])
+
+    @classmethod
+    def embedded_weights(cls) -> tuple[tuple[Path, str], ...]:
+        """The weights files shipped with the package that the method itself loads (REINVENT's prior), as (path,
+        rebuild command) pairs like a backbone factory's ``embedded_weights``. Their digest enters the run id
+        (``benchsuite.config.method_digest``), so that retraining one gives the method's runs new ids. Default: none
+        (the run id is what it was before methods could declare any)."""
+        return ()
+
+    def exported_model(self) -> tuple[str, torch.nn.Module, dict[str, str]] | None:
+        """A model of the method's own that it trains instead of the policy (REINVENT's agent), which the end of a
+        finished run writes into the run folder (``benchsuite.export.export_finished``): the file name, the module
+        (its ``state_dict``, written with safetensors) and the metadata strings its loader checks. None (the
+        default): the method's product is the policy (exported when ``trains_policy``) or a set of samples."""
+        return None
 
     def eval_samples(self, conditions: torch.Tensor | None, n: int) -> tuple[torch.Tensor, float] | None:
         """For methods whose product is a set of samples rather than a policy (best-of-N): the ``n`` images to

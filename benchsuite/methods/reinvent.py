@@ -6,7 +6,11 @@ code is ours.
 The prior is not the task's diffusion backbone: it is a GRU language model trained on the same ChEMBL molecules in the
 same token space (``benchsuite.policies.selfies_rnn``, data card ``policies/weights/selfies_chembl_gru.md``), so its
 samples are samples of the task and every reward, judge and metric applies unchanged. The diffusion policy is never
-touched (``trains_policy = False``: no online rounds, nothing to export); the method's product is its agent.
+touched (``trains_policy = False``: no online rounds, no policy to export); the method's product is its agent, which a
+finished run writes into its folder as ``agent.safetensors`` (``AGENT_FILE``: the agent's weights with the prior's
+metadata, so that ``selfies_rnn.load_prior(<run folder>/agent.safetensors)`` loads it). The prior is the method's, not
+the card's: its digest enters the run id of ``reinvent`` runs (``Reinvent.embedded_weights``), so that a retrained
+prior never reuses a run made with the old one.
 
 One step (mol_opt's loop):
 
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,9 +63,13 @@ from ..budget import BudgetedOracle
 from ..domains.chembl import canonical_smiles
 from ..domains.molecules import tokens_to_smiles
 from ..errors import ConfigError
-from ..policies.selfies_rnn import load_prior, log_likelihood, token_kl
+from ..policies.selfies_rnn import (PRIOR_WEIGHTS, TRAIN_SCRIPT, load_prior, log_likelihood, prior_metadata,
+                                    token_kl)
 from ..spaces import MoleculeSpace
 from .base import Method, MethodConfig, check
+
+AGENT_FILE = "agent.safetensors"
+"""The trained agent a finished run exports (``Reinvent.exported_model``), in the prior's format."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +173,7 @@ class Reinvent(Method):
     marker = "p"
     leaderboard = False  # the black-box tier compares the field's optimizers (issue 24)
     tune_params = ("sigma", "lr", "replay")
-    trains_policy = False  # it trains its own agent, never the diffusion policy (no online rounds, no export)
+    trains_policy = False  # it trains its own agent, never the diffusion policy (no online rounds; the agent exports)
     Config = ReinventConfig
     config: ReinventConfig
     contract_task = "toy-selfies-chembl-qed-v0"
@@ -185,6 +194,15 @@ class Reinvent(Method):
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=self.config.lr)
         self.memory = ReplayBuffer(self.config.replay_capacity, prior.config.length)
         self.eval_generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+
+    @classmethod
+    def embedded_weights(cls) -> tuple[tuple[Path, str], ...]:
+        """The shipped prior: its digest enters the run id (the method's weights, not the card's)."""
+        return ((PRIOR_WEIGHTS, TRAIN_SCRIPT),)
+
+    def exported_model(self) -> tuple[str, torch.nn.Module, dict[str, str]]:
+        """The trained agent, with the prior's metadata (``load_prior`` checks it and reloads the file)."""
+        return AGENT_FILE, self.agent, prior_metadata()
 
     def one_hot(self, tokens: Tensor) -> Tensor:
         """``B x L`` token ids -> the space's ``B x V x L`` samples, on the policy's device."""

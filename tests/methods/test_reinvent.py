@@ -169,3 +169,56 @@ def test_refuses_a_task_outside_its_prior_in_one_line():
     with pytest.raises(ConfigError, match="selfies-chembl backbone") as info:
         run(resolve("toy-selfies-qed-v0", "reinvent", budget=64), write=False)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.usefixtures("rdkit")
+def test_a_finished_run_exports_its_trained_agent_which_load_prior_reloads(tmp_path):
+    from safetensors import safe_open
+
+    from benchsuite.config import resolve
+    from benchsuite.methods.reinvent import AGENT_FILE
+    from benchsuite.policies.selfies_rnn import load_prior
+    from benchsuite.runner import CHECKPOINT, run
+
+    config = resolve("toy-selfies-chembl-qed-v0", "reinvent", budget=8, eval_fractions=(0.0, 1.0),
+                     overrides={"batch_size": 8, "replay": 0}, output_root=str(tmp_path))
+    result = run(config)
+    path = result.run_dir / AGENT_FILE
+    assert sorted(p.name for p in result.run_dir.glob("*.safetensors")) == [AGENT_FILE]  # no policy weights
+    with safe_open(path, "pt") as f:
+        assert f.metadata()["run_id"] == config.run_id and f.metadata()["method"] == "reinvent"
+    exported = load_prior(path).state_dict()  # the prior's loader: it checks the configs and data the file records
+    # the agent as the run ended: the method's state in the checkpoint of the last evaluation
+    trained = torch.load(result.run_dir / CHECKPOINT, weights_only=True)["method"]["agent"]
+    prior = load_prior().state_dict()
+    assert exported.keys() == trained.keys() == prior.keys()
+    assert all(torch.equal(exported[k], trained[k]) for k in trained)
+    assert not all(torch.equal(exported[k], prior[k]) for k in prior)
+
+
+@pytest.mark.usefixtures("rdkit")
+def test_the_priors_digest_enters_the_run_ids_of_reinvent_only(tmp_path, monkeypatch):
+    from benchsuite.config import config_yaml, resolve, resolve_file
+    from benchsuite.errors import ConfigError
+    from benchsuite.methods.reinvent import Reinvent
+    from benchsuite.policies.selfies_rnn import PRIOR_WEIGHTS, TRAIN_SCRIPT
+    from benchsuite.weights import weights_digest
+
+    before = resolve("toy-selfies-chembl-qed-v0", "reinvent", budget=64)
+    ddpo = resolve("digits-jpeg-compress-v1", "ddpo")
+    assert before.method_digest == weights_digest([(PRIOR_WEIGHTS, TRAIN_SCRIPT)])
+    # a method without weights of its own: nothing added to its config's dict, so its hash and run id are as before
+    assert ddpo.method_digest == "" and "method_digest" not in ddpo.to_dict()
+    written = tmp_path / "run.yaml"
+    written.write_text(config_yaml(before))
+    assert resolve_file(written).run_id == before.run_id
+
+    retrained = tmp_path / PRIOR_WEIGHTS.name  # another prior (its digest is all that counts here)
+    retrained.write_bytes(PRIOR_WEIGHTS.read_bytes() + b"\0")
+    monkeypatch.setattr(Reinvent, "embedded_weights", classmethod(lambda cls: ((retrained, TRAIN_SCRIPT),)))
+    after = resolve("toy-selfies-chembl-qed-v0", "reinvent", budget=64)
+    assert after.method_digest != before.method_digest and after.run_id != before.run_id
+    assert resolve("digits-jpeg-compress-v1", "ddpo").run_id == ddpo.run_id
+    with pytest.raises(ConfigError, match="written for method digest") as info:  # a config of the old prior's run
+        resolve_file(written)
+    assert "\n" not in str(info.value)
