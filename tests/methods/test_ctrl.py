@@ -266,6 +266,7 @@ def test_step_gradients_sum_to_the_full_loss_gradient():
     torch.testing.assert_close(per_step.sum(0), full, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow  # 11 s: the digits backbone's full grid
 def test_no_sampler_step_dominates_the_gradient_on_the_v1_digits_grid():
     """The review's finding on the trailing grid of the -v0 cards (step 0: 74 % of the weight, 82 % of the
     parameter gradient, pointing against the rest), and that the log-SNR grid of the -v1 cards removes it. After

@@ -93,7 +93,8 @@ def _distinct_samplers():
     for tid in _current_embedded_cards():
         spec = task_specs()[tid]
         seen.setdefault((spec.backbone, spec.sampler, spec.eval_conditions is None), tid)
-    return sorted(seen.values())
+    # the longest sequence backbone (L = 256, 10 s) in the slow tier
+    return [pytest.param(t, marks=pytest.mark.slow) if "l256" in t else t for t in sorted(seen.values())]
 
 
 def _shares(task_id, batch=64):
@@ -113,6 +114,7 @@ def test_no_step_of_a_current_embedded_sampler_holds_most_of_the_path_kl(task_id
         assert (eps / eps.sum()).max().item() <= MAX_EPS_SHARE
 
 
+@pytest.mark.slow  # 8 s
 def test_the_superseded_v0_digits_grid_fails_the_bound():
     """The measure can fail: the trailing grid of digits-jpeg-compress-v0 puts almost all of it on the last step."""
     policy, shares = _shares("digits-jpeg-compress-v0")
