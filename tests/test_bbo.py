@@ -72,7 +72,7 @@ def test_the_full_pmo_budget_is_an_override_of_the_same_spec():
 
 BASE = {"id": "mini-v1", "budget": 200, "eval_fractions": [0, 1], "headline": "auc-top10",
         "tasks": {PMO_TASK: {"seeds": 2, "methods": "molecules"}, GRID_TASK: {"seeds": 2, "methods": "sequences"}},
-        "methods": {"molecules": ["screening", "graph-ga"], "sequences": ["screening", "sequence-ga"]}}
+        "methods": {"molecules": ["screening", "graph-ga"], "sequences": ["screening", "sequence-ga", "ddpo"]}}
 
 
 @pytest.fixture
@@ -123,13 +123,13 @@ def _fake_run(root: Path, task: str, method: str, seed: int, values: list[float]
 
 def _fake_tier(root: Path) -> None:
     rng = np.random.default_rng(0)
-    for method, shift in (("screening", 0.0), ("graph-ga", 0.2), ("sequence-ga", 0.1)):
+    for method, shift in (("screening", 0.0), ("graph-ga", 0.2), ("sequence-ga", 0.1), ("ddpo", 0.15)):
         for seed in (0, 1, 2):  # seed 2 lies outside the spec's two seeds: left out of the report
             values = np.clip(rng.uniform(0, 0.6, 250) + shift * np.linspace(0, 1, 250), 0, 1).tolist()
             from benchsuite.metrics.pmo import pmo_summary
 
             final = {f"pmo/{k}": v for k, v in pmo_summary(values, budget=250).items()}
-            if method != "sequence-ga":
+            if method not in ("sequence-ga", "ddpo"):
                 _fake_run(root, PMO_TASK, method, seed, values, final)
             if method != "graph-ga":
                 solved = seed == 0 and method == "sequence-ga"
@@ -148,7 +148,7 @@ def test_the_report_on_a_tiny_run_folder(tier, tmp_path):
     result = lb.report(spec, spec.method_names(), out, allow_dirty=True)
     text = (out / "bbo.md").read_text()
     per_run = pd.read_csv(out / "per_run.csv")
-    assert set(per_run["seed"]) == {0, 1} and len(per_run) == 8  # 2 PMO methods x 2 seeds + 2 grid methods x 2
+    assert set(per_run["seed"]) == {0, 1} and len(per_run) == 10  # 2 PMO methods x 2 seeds + 3 grid methods x 2
     assert "| qed | " in text and "0.941" in text and "REINVENT (PMO)" in text  # the published columns
     row = next(line for line in text.splitlines() if line.startswith("| qed |"))
     mine = per_run[(per_run.task == PMO_TASK) & (per_run.method == "graph-ga")]["pmo/auc_top10"]
@@ -156,6 +156,10 @@ def test_the_report_on_a_tiny_run_folder(tier, tmp_path):
     grid_row = next(line for line in text.splitlines() if line.startswith(f"| {GRID_TASK} | sequence-ga"))
     assert "| 0.50 | 120 |" in grid_row  # solve rate 1 of 2 seeds, median queries to solve over the solved
     assert len(result["figures"]) == 3 and all(p.is_file() for p in result["figures"])
+    pairs = pd.read_csv(out / "paired_differences.csv")  # ddpo on the grid card against its two baselines
+    assert pairs[["task", "method", "baseline", "seeds"]].values.tolist() == [
+        [GRID_TASK, "ddpo", "screening", 2], [GRID_TASK, "ddpo", "sequence-ga", 2]]
+    assert "| Ehrlich grid (1) | ddpo | screening |" in text
     assert (out / "cost.md").is_file() and (out / "topk_curves.csv").is_file()
     curves = pd.read_csv(out / "topk_curves.csv")
     assert curves.groupby(["task", "method", "seed"])["calls"].max().eq(250).all()  # the cache hit is not a call
@@ -215,3 +219,19 @@ def test_a_list_is_tuned_once_and_its_preset_serves_every_task_of_it(tier, tmp_p
     for config in lb.run_configs(spec, ["sequence-ga"], 0, tmp_path / "runs"):
         values = dict(config.method_config)
         assert all(values[k] == pytest.approx(v) for k, v in study.best_trial.params.items()), config.task
+
+
+def test_paired_differences_by_hand():
+    """Each non-baseline method minus each baseline of the task's kind, paired by seed (t(0.975, 2) = 4.303)."""
+    per_run = pd.DataFrame({"task": PMO_TASK, "seed": [0, 1, 2] * 3,
+                            "method": ["ddpo"] * 3 + ["screening"] * 3 + ["graph-ga"] * 3,
+                            "pmo/auc_top10": [0.5, 0.6, 0.7, 0.4, 0.4, 0.4, 0.1, 0.2, 0.3]})
+    pairs = bbo.paired_differences(per_run, ["screening", "graph-ga", "ddpo"]).set_index("baseline")
+    assert list(pairs.index) == ["screening", "graph-ga"] and set(pairs.method) == {"ddpo"}
+    half = 4.302652729911275 * 0.1 / np.sqrt(3)  # differences 0.1, 0.2, 0.3: sd 0.1
+    assert pairs.loc["screening", "difference"] == pytest.approx(0.2)
+    assert pairs.loc["screening", ["low", "high"]].tolist() == pytest.approx([0.2 - half, 0.2 + half])
+    assert pairs.loc["screening", "sign"] == 0 and pairs.loc["graph-ga", "sign"] == 1  # 0.4 on every seed
+    text = bbo.paired_markdown(pairs.reset_index())
+    assert "| PMO oracles (1) | ddpo | graph-ga | 1 | 0 | 0 | +0.400 |" in text
+    assert "| qed | ddpo | +0.200 [-0.048, +0.448] | +0.400 [+0.400, +0.400]* |" in text

@@ -10,6 +10,11 @@ two frames alone (so the committed CSVs regenerate the report without the run fo
   published values beside (``PUBLISHED_AUC_TOP10``), the sums over the oracles present, and a note on what our
   smaller pool and budget explain; per Ehrlich card the simple regret, feasible fraction, solve rate and queries to
   solve (holo-bench's numbers) and the AUC top-10; what each run cost.
+- ``bbo.md`` also pairs, per task and seed, each method that is not one of the field's baselines (the diffusion
+  fine-tuners, BO) with each baseline of the task's kind (``BASELINES``: screening, Graph GA and REINVENT on the PMO
+  oracles; screening and the sequence GA on the Ehrlich cards): the mean AUC top-10 difference with its paired 95%
+  t-interval, a count of the tasks where it is above, below or not separated from the baseline, and
+  ``paired_differences.csv`` with every pair.
 - ``bbo.json`` (title, budget, method order: what ``rebuild_bbo_report`` needs besides the CSVs),
   ``auc_top10.csv`` (mean, interval, seeds per task and method), ``per_run.csv`` (every final ``pmo/*`` value of every
   run), ``topk_curves.csv`` (top-1 and top-10 mean of the charged values every ``freq`` charged calls).
@@ -29,7 +34,7 @@ from ..errors import ConfigError
 from ..metrics.pmo import PMO_FREQ
 from ..tasks import load_spec
 from .plots import _ordered, _save, _setup, _t_bounds, method_colors
-from .stats import t_interval
+from .stats import paired_t_interval, t_interval
 
 RUN_KEYS = ["task", "method", "seed"]
 
@@ -68,6 +73,12 @@ per-oracle values were not found in a source we could read: Gao et al.'s sums as
 COUNTERPART = {"screening": "screening", "graph-ga": "Graph GA", "reinvent": "REINVENT", "bo": "GP BO",
                "sequence-ga": "SELFIES GA"}
 """Our method -> the published method it stands beside (the same idea, not the same code or starting pool)."""
+
+BASELINES = {"pmo": ("screening", "graph-ga", "reinvent"), "ehrlich": ("screening", "sequence-ga")}
+"""The field's baselines each other method of a task is paired with, by kind of task (``paired_differences``)."""
+BLACK_BOX = ("screening", "graph-ga", "sequence-ga", "reinvent")
+"""The field's black-box baselines; every other method of the tier (the diffusion fine-tuners, BO) is paired with
+the ``BASELINES`` of its task."""
 
 POOL_NOTE = ("What the setups explain. PMO's optimizers start from ZINC 250k (about 250,000 molecules, SMILES of any "
              "length and charge) and spend 10,000 calls; ours start from the ChEMBL SELFIES prior (2,911 molecules in "
@@ -234,6 +245,51 @@ def ehrlich_table(per_run: pd.DataFrame, methods: list[str]) -> tuple[str, pd.Da
     return "\n".join(lines), board
 
 
+def paired_differences(per_run: pd.DataFrame, methods: list[str], metric: str = "pmo/auc_top10") -> pd.DataFrame:
+    """Per task, every method outside ``BLACK_BOX`` minus every baseline of the task's kind (``BASELINES``), paired
+    by seed (the seeds both ran): mean, 95% paired t-interval, seeds, and ``sign`` +1 / -1 where the interval
+    excludes 0 (0: not separated)."""
+    rows = []
+    for task in sorted(per_run["task"].unique()):
+        table = per_run[per_run["task"] == task].pivot_table(index="seed", columns="method", values=metric)
+        kind = "ehrlich" if is_ehrlich(per_run, task) else "pmo"
+        for method in [m for m in methods if m in table.columns and m not in BLACK_BOX]:
+            for base in [b for b in BASELINES[kind] if b in table.columns]:
+                both = table[[method, base]].dropna()
+                mean, lo, hi = paired_t_interval(both[method], both[base])
+                sign = 1 if lo > 0 else -1 if hi < 0 else 0
+                rows.append({"task": task, "kind": kind, "method": method, "baseline": base, "seeds": len(both),
+                             "difference": mean, "low": lo, "high": hi, "sign": sign})
+    return pd.DataFrame(rows, columns=["task", "kind", "method", "baseline", "seeds", "difference", "low", "high",
+                                       "sign"])
+
+
+def paired_markdown(pairs: pd.DataFrame) -> str:
+    """The paired section of ``bbo.md``: a count per (method, baseline) over the tasks of each kind, then every
+    task's differences (rows task x method, one column per baseline)."""
+    if pairs.empty:
+        return ""
+    lines = ["| tasks | method | baseline | above | not separated | below | mean difference |",
+             "|---|---|---|---|---|---|---|"]
+    for (kind, method, base), g in pairs.groupby(["kind", "method", "baseline"], sort=False):
+        lines.append(f"| {'PMO oracles' if kind == 'pmo' else 'Ehrlich grid'} ({len(g)}) | {method} | {base} | "
+                     f"{(g.sign > 0).sum()} | {(g.sign == 0).sum()} | {(g.sign < 0).sum()} | "
+                     f"{g.difference.mean():+.3f} |")
+    for kind, frame in pairs.groupby("kind", sort=False):
+        bases = [b for b in BASELINES[kind] if b in set(frame.baseline)]
+        lines += ["", "| task | method | " + " | ".join(f"minus {b}" for b in bases) + " |",
+                  "|---|---|" + "---|" * len(bases)]
+        for (task, method), g in frame.groupby(["task", "method"], sort=False):
+            cells = []
+            for b in bases:
+                r = g[g.baseline == b]
+                cells.append("–" if r.empty else
+                             f"{r.difference.iloc[0]:+.3f} [{r.low.iloc[0]:+.3f}, {r.high.iloc[0]:+.3f}]"
+                             + ("*" if r.sign.iloc[0] else ""))
+            lines.append(f"| {_oracle(task) if kind == 'pmo' else task} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot_topk(curves: pd.DataFrame, task: str, path: Path) -> Path:
     """Top-10 and top-1 mean of the charged values against oracle calls, one line per method (mean over seeds with
     its 95% t-band)."""
@@ -311,6 +367,13 @@ def write_bbo_report(per_run: pd.DataFrame, curves: pd.DataFrame, out: Path | st
                   "fraction: the share of queries above the infeasible value; solve rate: the share of seeds that "
                   "queried the optimum 1.0; median queries to solve over the seeds that solved. A repeated sequence "
                   "is free here (PMO accounting); holo-bench charges it.", "", ehrlich_md, ""]
+    pairs = paired_differences(per_run, methods)
+    if len(pairs):
+        lines += ["## Paired differences: the other methods against the field's baselines", "",
+                  "AUC top-10 of a method minus a baseline's on the same task, paired by seed: the mean difference "
+                  "and its 95% paired Student-t interval over the seeds; * where the interval excludes 0. The "
+                  "counts say on how many tasks the method is above, not separated from, or below the baseline.", "",
+                  paired_markdown(pairs), ""]
     cost = per_run.groupby("method")["wall_time_s"].agg(["count", "mean", "sum"])
     lines += ["## Cost", "", "| method | runs | mean s/run | total s |", "|---|---|---|---|"]
     lines += [f"| {m} | {int(r['count'])} | {r['mean']:.1f} | {r['sum']:.0f} |" for m, r in cost.iterrows()]
@@ -323,9 +386,10 @@ def write_bbo_report(per_run: pd.DataFrame, curves: pd.DataFrame, out: Path | st
     board.to_csv(out / "auc_top10.csv", index=False)
     per_run.sort_values(RUN_KEYS).to_csv(out / "per_run.csv", index=False)
     curves.to_csv(out / "topk_curves.csv", index=False)
+    pairs.to_csv(out / "paired_differences.csv", index=False)
     settings = {"title": title, "budget": budget, "methods": methods}
     (out / "bbo.json").write_text(json.dumps(settings, indent=1) + "\n")
-    return {"pmo": pmo_board, "ehrlich": ehrlich_board, "figures": figures}
+    return {"pmo": pmo_board, "ehrlich": ehrlich_board, "pairs": pairs, "figures": figures}
 
 
 def rebuild_bbo_report(folder: Path | str) -> dict:
