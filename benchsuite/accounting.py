@@ -146,6 +146,11 @@ class PmoOracle(BudgetedOracle):
         return len(self._keys)
 
     @property
+    def last_charged(self) -> np.ndarray | None:
+        """Which samples of the last call were charged (new distinct valid keys); None before the first call."""
+        return self._charged[-1] if self._charged else None
+
+    @property
     def exhausted(self) -> bool:
         """True once the budget is spent or ``free_limit`` free answers were given (sticky)."""
         return self._used >= self.budget or self._free >= self.free_limit

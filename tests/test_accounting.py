@@ -46,11 +46,12 @@ def test_canonical_keys():
 def test_hand_counted_sequence_with_repeats_and_invalid_molecules():
     reward = StubMoleculeReward()
     oracle = PmoOracle(reward, budget=4, spec=AccountingSpec(mode="pmo", freq=2))
+    assert oracle.last_charged is None
     # A, B, A written otherwise, empty | B, C, empty, C | D
     out1 = oracle(tokens("CCO", "c1ccccc1", "OCC", ""))
     assert oracle.used == 2 and not oracle.exhausted
     out2 = oracle(tokens("c1ccccc1", "CCN", "", "NCC"))
-    assert oracle.used == 3
+    assert oracle.used == 3 and oracle.last_charged.tolist() == [False, True, False, False]
     out3 = oracle(tokens("OC(C)=O"))
     assert oracle.used == 4 and oracle.exhausted
     assert out1.tolist() == pytest.approx([0.2, 0.4, 0.2, 0.0])

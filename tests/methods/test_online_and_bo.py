@@ -188,3 +188,25 @@ def test_sequence_evaluation_measures_novelty_against_the_training_set():
     assert 0.0 <= metrics["eval/novelty_frac"] <= 1.0 and 0.0 <= metrics["eval/novelty_hamming"] <= 1.0
     # sampled sequences of length 32 over 32 states are almost never copies of one of 16384 training sequences
     assert metrics["eval/novelty_frac"] > 0.9 and metrics["eval/novelty_hamming"] > 0.0
+
+
+def test_under_pmo_accounting_the_surrogate_fits_only_the_charged_samples():
+    """A round's repeats and invalid samples (free under PMO accounting) add nothing to the surrogate, and a round
+    that charged nothing keeps the last fit; with every sample charged (the default) all of them are added."""
+    from benchsuite.runner import build_method
+    from benchsuite.tasks import make_task
+
+    task = make_task("toy-online-v0")
+    config = resolve("toy-online-v0", "ddpo", seed=0, budget=64)
+    method = build_method(config, task, task.make_policy(), torch.Generator().manual_seed(0))
+    x, y = torch.rand(6, 1, 8, 8), torch.linspace(0, 1, 6)
+    conds = torch.arange(6) % 3
+    assert np.isfinite(method._learn(x, conds, y, None)) and len(method.surrogate.rewards) == 6
+    weights = [p.clone() for p in method.surrogate.members.parameters()]
+    assert np.isnan(method._learn(x, conds, y, np.zeros(6, dtype=bool)))  # all free: no data, no refit
+    assert len(method.surrogate.rewards) == 6
+    assert all(torch.equal(a, b) for a, b in zip(weights, method.surrogate.members.parameters()))
+    charged = np.array([True, False, True, False, False, False])
+    assert np.isfinite(method._learn(x + 1, conds, y + 1, charged))
+    assert method.surrogate.rewards.tolist() == pytest.approx([*y.tolist(), 1.0, 1.4])
+    assert method.surrogate.conditions.tolist() == [*conds.tolist(), 0, 2]
