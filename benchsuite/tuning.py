@@ -566,6 +566,9 @@ class StudyBuilder:
 
         plan = self.plan
         try:
+            # joining an existing study writes nothing (a journal would record every create attempt)
+            if plan.study_name in optuna.study.get_all_study_names(storage):
+                raise optuna.exceptions.DuplicatedStudyError(plan.study_name)
             study = optuna.create_study(storage=storage, study_name=plan.study_name,
                                         directions=["maximize"] * len(plan.metrics))
             study.set_user_attr(SPEC_ATTR, plan.fingerprint)

@@ -340,3 +340,12 @@ def test_pmo_metrics_are_objectives_on_cards_with_pmo_accounting():
     assert objective_metric("pmo/top100", "ehrlich-grid-l32-c2-k4-v0") == "pmo/top100"
     with pytest.raises(ConfigError, match="not a metric to maximise"):
         objective_metric("pmo/auc_top10", "selfies-chembl-qed-v1")
+
+
+def test_rejoining_a_finished_study_leaves_its_journal_as_it_was(tmp_path, baselines):
+    tuner = Tuner(_spec(tmp_path, n_trials=1, budget=32, prune=False))
+    tuner.tune(1)
+    journal = Path(tuner.storage_url)
+    before = journal.read_bytes()
+    report = Tuner(_spec(tmp_path, n_trials=1, budget=32, prune=False)).tune(1, retry_interrupted=True)
+    assert report.complete and journal.read_bytes() == before
