@@ -652,7 +652,8 @@ CLAIMS = [
     Claim("vard-efficiency", "VARD (arXiv 2505.15791; reconstructed)",
           "reaches a given reward in fewer queries than DDPO, varies less across seeds, and works with a "
           "non-differentiable reward (JPEG)", {"vard": arm(DIGITS, "vard"), "ddpo": DDPO, "pretrained": PRETRAINED},
-          check_vard),
+          check_vard, notes="at the hand-set presets, untuned, at full budget (DDPO without a KL term, VARD on the raw "
+                            "reward); vard-matched is the comparison on equal terms"),
     Claim("ctrl-steps", "Score as Action (arXiv 2502.01819; reconstructed)",
           "comparable results at 20, 50 and 100 sampler steps; better than DDPO at equal queries",
           {"CTRL, 20 steps": arm(DIGITS, "ctrl"),
@@ -661,7 +662,8 @@ CLAIMS = [
            "ddpo": DDPO, "pretrained": PRETRAINED}, check_ctrl_steps,
           figure=lambda c, p: plot_curves_by_arm(c, ["CTRL, 20 steps", "CTRL, 50 steps", "CTRL, 100 steps", "ddpo"],
                                                  {JPEG: "eval reward (-JPEG kB)", KL: "path KL"}, p),
-          notes="the log-SNR grid from t = 951 with 50 and 100 steps (task override sampler.num_steps)"),
+          notes="the log-SNR grid from t = 951 with 50 and 100 steps (task override sampler.num_steps); at the "
+                "hand-set presets, untuned, at full budget; ctrl-matched is the comparison on equal terms"),
     Claim("vard-matched", "VARD (arXiv 2505.15791; reconstructed)",
           "better than DDPO at equal queries, and works with a non-differentiable reward (JPEG): rerun with the "
           "tuned presets, compared at matched drift",
