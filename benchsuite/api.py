@@ -155,6 +155,9 @@ class FinishedRun:
         policy: the trained ``DiffusionPolicy`` in eval mode, its weights loaded from the exported file; for
             methods that do not train (pretrained, best-of-n, bo) the pretrained policy.
         weights: the exported weights file that was loaded, or None (a method that does not train).
+        sampler: for a method that trains a model of its own instead of the policy (REINVENT's agent:
+            ``Method.exported_sampler``), ``(n, generator) -> samples`` of that model, which ``sample`` draws
+            from; None: ``sample`` draws from ``policy``.
     """
 
     run_dir: Path
@@ -162,6 +165,7 @@ class FinishedRun:
     summary: dict[str, Any]
     policy: Any
     weights: Path | None
+    sampler: Any = None
 
     @property
     def final(self) -> dict[str, float | None]:
@@ -195,13 +199,18 @@ class FinishedRun:
         conds = None if conditions is None else torch.as_tensor(conditions, dtype=torch.int64)
         batch = len(conds) if conds is not None else (n or spec.eval_samples_per_condition)
         generator = torch.Generator().manual_seed(spec.eval_seed if seed is None else seed)
+        if self.sampler is not None:  # the method's own model (it takes no conditions)
+            if conds is not None:
+                raise ConfigError(f"{self.config.method} samples unconditionally; pass n, not conditions")
+            return self.sampler(batch, generator)
         traj, _ = self.policy.rollout(conds, generator, batch=batch)
         return self.policy.decode(traj.x0)
 
 
 def load_run(run_dir: str | os.PathLike, device: str = "cpu") -> FinishedRun:
     """A finished run's config, summary and trained policy (rebuilt from the config, the exported weights loaded:
-    ``model.safetensors``, or the diffusers LoRA file of a Stable Diffusion run).
+    ``model.safetensors``, or the diffusers LoRA file of a Stable Diffusion run); for a method that trains a model of
+    its own instead (REINVENT's ``agent.safetensors``), that model, which ``FinishedRun.sample`` draws from.
 
     Raises:
         ConfigError: not a run folder, an unreadable summary, a run that did not finish, or a task card that changed
@@ -227,14 +236,16 @@ def load_run(run_dir: str | os.PathLike, device: str = "cpu") -> FinishedRun:
                           f"run's {config.task_digest}): its policy cannot be rebuilt as it was")
     policy = BACKBONES.make(spec.backbone, **dict(spec.sampler)).to(device)
     weights = None
-    if METHODS.load(config.method).trains_policy:
+    method = METHODS.load(config.method)
+    sampler = method.exported_sampler(folder, device)
+    if method.trains_policy:
         try:
             weights = load_weights(policy, folder)
         except MissingWeightsError:
             raise MissingWeightsError(
                 f"run {config.run_id} has no exported weights (it finished before runs exported them); write them "
                 f"by resuming it: benchsuite.run(benchsuite.load_config('{folder}'), resume=True)") from None
-    return FinishedRun(folder, config, summary, policy.eval(), weights)
+    return FinishedRun(folder, config, summary, policy.eval(), weights, sampler)
 
 
 def load_config(run_dir: str | os.PathLike) -> RunConfig:

@@ -292,6 +292,13 @@ class Method(ABC):
         default): the method's product is the policy (exported when ``trains_policy``) or a set of samples."""
         return None
 
+    @classmethod
+    def exported_sampler(cls, run_dir: Path, device: str = "cpu"):
+        """A sampler of the model ``exported_model`` wrote into the finished ``run_dir``: a callable
+        ``(n, generator) -> n`` decoded samples in the policy space's format (``benchsuite.load_run`` samples it
+        instead of the policy). None (the default): the method exports no model of its own."""
+        return None
+
     def eval_samples(self, conditions: torch.Tensor | None, n: int) -> tuple[torch.Tensor, float] | None:
         """For methods whose product is a set of samples rather than a policy (best-of-N): the ``n`` images to
         judge for these eval ``conditions`` and the KL to report for them. None (the default) means the runner

@@ -62,7 +62,7 @@ from torch import Tensor
 from ..budget import BudgetedOracle
 from ..domains.chembl import canonical_smiles
 from ..domains.molecules import tokens_to_smiles
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingWeightsError
 from ..policies.selfies_rnn import (PRIOR_WEIGHTS, TRAIN_SCRIPT, load_prior, log_likelihood, prior_metadata,
                                     token_kl)
 from ..spaces import MoleculeSpace
@@ -164,6 +164,11 @@ def molecule_keys(tokens: Tensor) -> list[str]:
     return [canonical_smiles(s) or f"invalid:{s}" for s in tokens_to_smiles(tokens)]
 
 
+def to_one_hot(tokens: Tensor, vocab: int) -> Tensor:
+    """``B x L`` token ids -> the sequence space's ``B x V x L`` one-hot samples (float)."""
+    return torch.nn.functional.one_hot(tokens, vocab).permute(0, 2, 1).float()
+
+
 class Reinvent(Method):
     """REINVENT: a GRU prior's agent trained on the augmented likelihood, with replay of the best molecules."""
 
@@ -204,10 +209,20 @@ class Reinvent(Method):
         """The trained agent, with the prior's metadata (``load_prior`` checks it and reloads the file)."""
         return AGENT_FILE, self.agent, prior_metadata()
 
+    @classmethod
+    def exported_sampler(cls, run_dir: Path, device: str = "cpu"):
+        """The exported agent (``load_prior`` checks the file), drawing one-hot ``n x V x L`` sequences."""
+        path = Path(run_dir) / AGENT_FILE
+        if not path.is_file():
+            raise MissingWeightsError(f"run folder {run_dir} has no {AGENT_FILE} (the run finished before runs "
+                                      f"exported the agent); write it by resuming the run: benchsuite.run("
+                                      f"benchsuite.load_config('{run_dir}'), resume=True)")
+        agent = load_prior(path).to(device).eval()
+        return lambda n, generator: to_one_hot(agent.sample(n, generator), agent.config.vocab_size).to(device)
+
     def one_hot(self, tokens: Tensor) -> Tensor:
         """``B x L`` token ids -> the space's ``B x V x L`` samples, on the policy's device."""
-        vocab = self.prior.config.vocab_size
-        return torch.nn.functional.one_hot(tokens, vocab).permute(0, 2, 1).float().to(self.device)
+        return to_one_hot(tokens, self.prior.config.vocab_size).to(self.device)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         c = self.config
