@@ -30,6 +30,9 @@ DIGITS_V2 = "digits-jpeg-compress-v2"
 """The core leaderboard's JPEG card (two evaluation sets, drift budget 8 nats with a class-judge tolerance): the
 claims rerun with the tuned presets at matched drift use it at the leaderboard's budget and evaluation points."""
 CORE_BUDGET, CORE_FRACTIONS, CORE_SEEDS = 512, (0.0, 0.25, 0.5, 1.0), (0, 1, 2, 3, 4)
+CURRENT_CARDS = (DIGITS_V2, "digits-classifier-v2", EHRLICH, "ehrlich-s32-l128-v2", "selfies-chembl-qed-v1")
+"""The measurements' cards: the current version of each embedded backbone's cards (the sampler grids are compared on
+them by overriding the card's own grid; the -v0 cards' tables are in git history)."""
 DIGITS_BUDGET = 1024
 FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DENSE = tuple(i / 10 for i in range(11))
@@ -49,13 +52,14 @@ def measure_sampler() -> list[str]:
              "log-SNR from 951 (digits v1)": {"timestep_spacing": "logsnr", "max_timestep": 951}}
     rows = ["| task | grid | first t | last t | largest step share: per eps change | per random parameter change "
             "(step) | last step | pretrained primary judge | second judge |", "|---|---|---|---|---|---|---|---|---|"]
-    for task_id in ("digits-jpeg-compress-v0", "digits-classifier-v0", "ehrlich-s32-l32-v0", "ehrlich-s32-l128-v0",
-                    "selfies-qed-v0"):
+    for task_id in CURRENT_CARDS:
         task = make_task(task_id)
         for label, over in grids.items():
             if task.spec.backbone != "digits" and "steps_offset" in over:
                 continue  # the sequence backbones take no steps_offset (their config fixes trailing spacing)
-            policy = BACKBONES.make(task.spec.backbone, **{**dict(task.spec.sampler), **over})
+            own = {k: v for k, v in dict(task.spec.sampler).items()  # the card's grid out: the backbone's default
+                   if k not in ("timestep_spacing", "max_timestep", "steps_offset")}  # (trailing from 999) or `over`
+            policy = BACKBONES.make(task.spec.backbone, **{**own, **over})
             conds = task.eval_conditions()
             n = len(conds) if conds is not None else task.spec.eval_samples_per_condition
             traj, _ = policy.rollout(conds, torch.Generator().manual_seed(task.spec.eval_seed), batch=n)
@@ -84,7 +88,7 @@ def measure_draft_k() -> list[str]:
 
     ks = (1, 2, 3, 5, 8, 10, 15, 20)
     rows = ["| backbone (task) | " + " | ".join(f"K = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
-    for task_id in (DIGITS, "ehrlich-s32-l32-v0", "ehrlich-s32-l128-v0", "selfies-qed-v0"):
+    for task_id in (DIGITS_V2, EHRLICH, "ehrlich-s32-l128-v2", "selfies-chembl-qed-v1"):
         task = make_task(task_id)
         info = dataclasses.replace(task.info, oracle_differentiable=True)
         cells = []
@@ -297,14 +301,14 @@ def plot_sampler_shares(shares, path: Path) -> Path:
     """Per-step share of the path KL under random parameter changes, one panel per backbone task."""
     from benchsuite.report.plots import _save
 
-    tasks = ["digits-jpeg-compress-v0", "ehrlich-s32-l32-v0"]
+    tasks = [DIGITS_V2, EHRLICH]
     grids = list(dict.fromkeys(shares.grid))
     colors = dict(zip(grids, ["#0072B2", "#D55E00", "#009E73", "#CC79A7"]))  # one colour per grid in both panels
     fig, axes = _axes(2, height=2.4)
     for ax, task in zip(axes[0], tasks):
         for grid, part in shares[shares.task == task].groupby("grid", sort=False):
             ax.plot(part.step, part.share, marker="o", markersize=2.5, linewidth=1, label=grid, color=colors[grid])
-        ax.set_title({"digits-jpeg-compress-v0": "digits backbone", "ehrlich-s32-l32-v0": "sequence backbone "
+        ax.set_title({DIGITS_V2: "digits backbone", EHRLICH: "sequence backbone "
                       "(Ehrlich L = 32)"}[task], fontsize=8)
         ax.set_xlabel("sampler step (0 = from noise)")
         ax.set_ylabel("share of the path KL")
