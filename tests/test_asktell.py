@@ -206,10 +206,15 @@ def test_sigkill_during_ask_tell_loses_nothing(tmp_path):
     rng = np.random.default_rng(0)
     kills = 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the kill windows scale with the uninterrupted loop's time on this machine under its load now (start included):
+    # fixed windows (1.5-4 s) let a loaded machine's restarts spend each window starting up, and the loop never ended
+    began = time.perf_counter()
+    subprocess.run([sys.executable, str(script), str(tmp_path / "uninterrupted")], env=env, check=True, timeout=600)
+    whole = time.perf_counter() - began
     for _ in range(40):
         proc = subprocess.Popen([sys.executable, str(script), str(folder)], env=env)
         try:
-            proc.wait(timeout=float(rng.uniform(1.5, 4.0)))
+            proc.wait(timeout=float(rng.uniform(0.45, 0.75)) * whole)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
