@@ -365,3 +365,13 @@ def test_the_report_panel_of_a_task_comes_from_its_backbones_sample_space():
     # a report.json saved before grid_panel (its "sequences" flag) reads as the same panels
     old = {"id": "t", "headline": "h", "judges": ["h"], "metrics": ["h"], "judge_rewards": [], "sequences": True}
     assert ReportTask.from_json(old).grid_panel == "rows"
+
+
+def test_one_hot_tokens_inverts_the_sequence_spaces_tokens():
+    from benchsuite.spaces import SequenceSpace, one_hot_tokens
+
+    space = SequenceSpace(vocab_size=5, length=4)
+    tokens = torch.tensor([[0, 4, 2, 2], [3, 1, 0, 4]])
+    samples = one_hot_tokens(tokens, 5)
+    space.check(samples)  # B x V x L float
+    assert torch.equal(space.tokens(samples), tokens) and samples.sum(1).eq(1).all()

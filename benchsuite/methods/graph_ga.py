@@ -44,7 +44,7 @@ from .best_of_n import BestOfN, BestOfNConfig
 from ..domains.molecules import SELFIES_ALPHABET, SELFIES_LENGTH, mol_from_smiles
 from ..domains.molecules import mol_from_smiles, tokens_to_smiles
 from ..domains.molecules import sample_selfies_tokens
-from ..spaces import MoleculeSpace
+from ..spaces import MoleculeSpace, one_hot_tokens
 from ..domains import graph_ga
 
 POOLS = ("chembl-drugs", "prior")
@@ -187,8 +187,7 @@ class GraphGA(BestOfN):
         with rdBase.BlockLogs():  # the operators try impossible valences all the time; RDKit would log each
             queries, unwritable = self._queries(n, rng)
         tokens = torch.tensor([writable_tokens(s, self.length) for s in queries], dtype=torch.int64)
-        vocab = self.policy.space.vocab_size
-        samples = torch.nn.functional.one_hot(tokens, vocab).permute(0, 2, 1).float().to(self.policy.stds.device)
+        samples = one_hot_tokens(tokens, self.policy.space.vocab_size).to(self.policy.stds.device)
         rewards = oracle(samples, None).detach()
         self.keep(samples, None, rewards)
         merged = dict(zip(self.population, self.scores))

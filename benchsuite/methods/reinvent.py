@@ -65,7 +65,7 @@ from ..domains.molecules import tokens_to_smiles
 from ..errors import ConfigError, MissingWeightsError
 from ..policies.selfies_rnn import (PRIOR_WEIGHTS, TRAIN_SCRIPT, load_prior, log_likelihood, prior_metadata,
                                     token_kl)
-from ..spaces import MoleculeSpace
+from ..spaces import MoleculeSpace, one_hot_tokens
 from .base import Method, MethodConfig, check
 
 AGENT_FILE = "agent.safetensors"
@@ -164,11 +164,6 @@ def molecule_keys(tokens: Tensor) -> list[str]:
     return [canonical_smiles(s) or f"invalid:{s}" for s in tokens_to_smiles(tokens)]
 
 
-def to_one_hot(tokens: Tensor, vocab: int) -> Tensor:
-    """``B x L`` token ids -> the sequence space's ``B x V x L`` one-hot samples (float)."""
-    return torch.nn.functional.one_hot(tokens, vocab).permute(0, 2, 1).float()
-
-
 class Reinvent(Method):
     """REINVENT: a GRU prior's agent trained on the augmented likelihood, with replay of the best molecules."""
 
@@ -218,11 +213,11 @@ class Reinvent(Method):
                                       f"exported the agent); write it by resuming the run: benchsuite.run("
                                       f"benchsuite.load_config('{run_dir}'), resume=True)")
         agent = load_prior(path).to(device).eval()
-        return lambda n, generator: to_one_hot(agent.sample(n, generator), agent.config.vocab_size).to(device)
+        return lambda n, generator: one_hot_tokens(agent.sample(n, generator), agent.config.vocab_size).to(device)
 
     def one_hot(self, tokens: Tensor) -> Tensor:
         """``B x L`` token ids -> the space's ``B x V x L`` samples, on the policy's device."""
-        return to_one_hot(tokens, self.prior.config.vocab_size).to(self.device)
+        return one_hot_tokens(tokens, self.prior.config.vocab_size).to(self.device)
 
     def step(self, oracle: BudgetedOracle) -> dict[str, float]:
         c = self.config

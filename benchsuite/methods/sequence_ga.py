@@ -41,6 +41,7 @@ from torch import Tensor
 
 from ..budget import BudgetedOracle
 from ..errors import ConfigError
+from ..spaces import one_hot_tokens
 from .base import Method, check
 from .best_of_n import BestOfN, BestOfNConfig
 
@@ -143,7 +144,7 @@ class SequenceGA(BestOfN):
 
     def one_hot(self, tokens: Tensor) -> Tensor:
         """``B x L`` token ids -> ``B x V x L`` one-hot samples, as the backbone decodes."""
-        return torch.nn.functional.one_hot(tokens, self.vocab_size).permute(0, 2, 1).float()
+        return one_hot_tokens(tokens, self.vocab_size)
 
     @torch.no_grad()
     def _start(self, n: int) -> Tensor:

@@ -197,12 +197,12 @@ def test_a_finished_run_exports_its_trained_agent_which_load_prior_reloads(tmp_p
     # load_run samples the trained agent, not the card's diffusion prior
     import benchsuite
     from benchsuite.errors import ConfigError, MissingWeightsError
-    from benchsuite.methods.reinvent import to_one_hot
+    from benchsuite.spaces import one_hot_tokens
 
     done = benchsuite.load_run(result.run_dir)
     drawn = done.sample(n=5, seed=3)
     agent = load_prior(path)
-    expected = to_one_hot(agent.sample(5, torch.Generator().manual_seed(3)), agent.config.vocab_size)
+    expected = one_hot_tokens(agent.sample(5, torch.Generator().manual_seed(3)), agent.config.vocab_size)
     assert drawn.shape == expected.shape and torch.equal(drawn, expected)
     with pytest.raises(ConfigError, match="unconditionally"):
         done.sample([0, 1])
