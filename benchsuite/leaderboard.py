@@ -157,11 +157,15 @@ class LeaderboardSpec:
         listed = set(resolve_methods(dict(self.groups)[group]))
         return [m for m in methods if m in listed]
 
+    def list_preset(self, group: str) -> str:
+        """The name of the preset a method list tuned by ``tune_on`` exports and its runs take: ``<id>-<list>``."""
+        return f"{self.id}-{group}"
+
     def preset_name(self, task: str) -> str | None:
-        """The named preset the runs of ``task`` take (``tune_on``: ``<id>-<list>``), or None: the task's own
+        """The named preset the runs of ``task`` take (``tune_on``: ``list_preset``), or None: the task's own
         tuned preset, when there is one (``benchsuite.config.resolve``)."""
         group = next(t.methods for t in self.tasks if t.id == task)
-        return f"{self.id}-{group}" if group in dict(self.tune_on) else None
+        return self.list_preset(group) if group in dict(self.tune_on) else None
 
     def config(self, task: str, method: str, seed: int, output_root: Path):
         """The ``RunConfig`` of one run of the tier (the run and verify stages): the tier's budget and evaluation
@@ -385,7 +389,7 @@ def studies(spec: LeaderboardSpec, methods: list[str], out: Path) -> list[tuple[
     label the task; or with ``tune_on`` one per (method list, method) on the list's tuning tasks, the label the
     preset it exports (``<id>-<list>``)."""
     if spec.tune_on:
-        units = [(f"{spec.id}-{group}", tasks, next(t.id for t in spec.tasks if t.methods == group))
+        units = [(spec.list_preset(group), tasks, next(t.id for t in spec.tasks if t.methods == group))
                  for group, tasks in spec.tune_on]
     else:
         units = [(task, (task,), task) for task in spec.task_ids]
@@ -395,16 +399,13 @@ def studies(spec: LeaderboardSpec, methods: list[str], out: Path) -> list[tuple[
             params = tune_params(method)
             if params == ():
                 continue
-            group = len(tasks) > 1 or label != tasks[0]
             found.append((label, TuneSpec(
                 task=tasks[0], also_on=tasks[1:], method=method, n_trials=spec.trials, params=params,
                 objectives=(tuning_objective(tasks[0], method, spec.headline),), budget=spec.budget_for(tasks[0]),
                 seed=TUNING_SEED, eval_fractions=spec.eval_fractions, output_root=str(out),
                 # the reward scale exists on the methods that weigh a reward against a KL term
                 overrides=(("reward_norm", "running"),) if _has_field(method, "reward_norm") else (),
-                preset_name=label if group else None,
-                study_name=f"{method}--{label}--{tuning_objective(tasks[0], method, spec.headline).replace('/', '_')}"
-                if group else None,
+                preset_name=label if spec.tune_on else None,
                 storage=str(out / "journals" / f"{method}--{label}.log"))))
     return found
 
@@ -715,7 +716,7 @@ def describe(spec: LeaderboardSpec, methods: list[str], out: Path) -> str:
     if spec.tune_on:
         lines.append(f"  runs: {runs}; tuning: {spec.trials} trials per (method list, method) with something to tune, "
                      "on the list's tuning tasks (PMO's protocol; the mean objective over them):")
-        lines += [f"    {g}: {', '.join(t)} -> preset {spec.id}-{g}" for g, t in spec.tune_on]
+        lines += [f"    {g}: {', '.join(t)} -> preset {spec.list_preset(g)}" for g, t in spec.tune_on]
     else:
         lines.append(f"  runs: {runs}; tuning: {spec.trials} trials per (task, method) with something to tune")
     lines += [f"    {m}: {', '.join(p) if p else 'every field of its search space'}"

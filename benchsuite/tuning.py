@@ -283,7 +283,7 @@ class TuneSpec:
         prune_after_trials: completed trials before the pruner may stop one.
         overrides: method settings fixed for every trial, as ``(field, value)`` pairs (exported with the best).
         storage: a PostgreSQL (or MySQL) URL, a journal file path, or None: ``<output_root>/optuna/<study>.log``.
-        study_name: None: ``<method>--<task>--<objective metrics>``.
+        study_name: None: ``<method>--<preset_name or task>--<objective metrics>``.
         output_root: the trials' run folders go to ``<output_root>/optuna/<study>/runs/``, apart from other
             runs, so that each study's runs and MLflow children are its own; retries of a trial share its folder.
         heartbeat_interval: seconds between heartbeats of a running trial (database storage); a trial without
@@ -424,7 +424,9 @@ class StudyPlan:
         if len(set(metrics)) != len(metrics):
             raise ConfigError(f"objectives repeat a metric: {list(metrics)}")
         short = "+".join(m.removeprefix("eval/").replace("/", "_") for m in metrics)
-        study_name = spec.study_name or f"{spec.method}--{spec.task}--{short}"
+        if spec.preset_name is not None and not _STUDY_NAME.match(spec.preset_name):
+            raise ConfigError(f"preset name {spec.preset_name!r} must use only letters, digits, '.', '_', '+' and '-'")
+        study_name = spec.study_name or f"{spec.method}--{spec.preset_name or spec.task}--{short}"
         if not _STUDY_NAME.match(study_name):
             raise ConfigError(f"study name {study_name!r} must use only letters, digits, '.', '_', '+' and '-'")
         study_dir = Path(spec.output_root) / "optuna" / study_name
@@ -443,8 +445,6 @@ class StudyPlan:
             for value in dim.extremes():
                 for task in spec.tasks:
                     _trial_config(spec, study_dir, {**overrides, dim.name: value}, task)
-        if spec.preset_name is not None and not _STUDY_NAME.match(spec.preset_name):
-            raise ConfigError(f"preset name {spec.preset_name!r} must use only letters, digits, '.', '_', '+' and '-'")
         storage_url, storage_label = _storage_location(spec.storage, study_dir.with_name(study_name + ".log"))
         return cls(spec, metrics, study_name, study_dir, base, space, storage_url, storage_label)
 
