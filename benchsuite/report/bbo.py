@@ -34,7 +34,8 @@ from ..errors import ConfigError
 from ..metrics.pmo import PMO_FREQ
 from ..tasks import load_spec
 from .plots import _ordered, _save, _setup, _t_bounds, method_colors
-from .stats import paired_t_interval, t_interval
+from . import tables
+from .stats import t_interval
 
 RUN_KEYS = ["task", "method", "seed"]
 
@@ -247,19 +248,20 @@ def ehrlich_table(per_run: pd.DataFrame, methods: list[str]) -> tuple[str, pd.Da
 
 def paired_differences(per_run: pd.DataFrame, methods: list[str], metric: str = "pmo/auc_top10") -> pd.DataFrame:
     """Per task, every method outside ``BLACK_BOX`` minus every baseline of the task's kind (``BASELINES``), paired
-    by seed (the seeds both ran): mean, 95% paired t-interval, seeds, and ``sign`` +1 / -1 where the interval
-    excludes 0 (0: not separated)."""
+    by seed (the seeds both ran; ``tables.paired_differences``): mean, 95% paired t-interval, seeds, and ``sign``
+    +1 / -1 where the interval excludes 0 (0: not separated)."""
+    tasks = sorted(per_run["task"].unique())
+    every = tables.paired_differences(per_run, {task: metric for task in tasks}).set_index(["task", "method", "other"])
     rows = []
-    for task in sorted(per_run["task"].unique()):
-        table = per_run[per_run["task"] == task].pivot_table(index="seed", columns="method", values=metric)
+    for task in tasks:
+        present = set(every.loc[task].index.get_level_values("method")) if task in every.index else set()
         kind = "ehrlich" if is_ehrlich(per_run, task) else "pmo"
-        for method in [m for m in methods if m in table.columns and m not in BLACK_BOX]:
-            for base in [b for b in BASELINES[kind] if b in table.columns]:
-                both = table[[method, base]].dropna()
-                mean, lo, hi = paired_t_interval(both[method], both[base])
-                sign = 1 if lo > 0 else -1 if hi < 0 else 0
-                rows.append({"task": task, "kind": kind, "method": method, "baseline": base, "seeds": len(both),
-                             "difference": mean, "low": lo, "high": hi, "sign": sign})
+        for method in [m for m in methods if m in present and m not in BLACK_BOX]:
+            for base in [b for b in BASELINES[kind] if b in present]:
+                r = every.loc[(task, method, base)]
+                sign = 1 if r.diff_lo > 0 else -1 if r.diff_hi < 0 else 0
+                rows.append({"task": task, "kind": kind, "method": method, "baseline": base, "seeds": r.seeds,
+                             "difference": r["diff"], "low": r.diff_lo, "high": r.diff_hi, "sign": sign})
     return pd.DataFrame(rows, columns=["task", "kind", "method", "baseline", "seeds", "difference", "low", "high",
                                        "sign"])
 
