@@ -242,12 +242,16 @@ def fmt(triple, digits: int = 3) -> str:
     return f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
-def diff(curves, a: str, b: str, metric: str):
+def paired(x, y):
+    """The paired t-interval of ``x - y`` (Series indexed by seed) over the seeds both have."""
     from benchsuite.report.stats import paired_t_interval
 
-    x, y = final(curves, a, metric), final(curves, b, metric)
     seeds = x.index.intersection(y.index)
     return paired_t_interval(x[seeds].values, y[seeds].values)
+
+
+def diff(curves, a: str, b: str, metric: str):
+    return paired(final(curves, a, metric), final(curves, b, metric))
 
 
 def sign(triple) -> int:
@@ -512,10 +516,7 @@ def at_drift(c, task: str, metric: str):
 
 
 def drift_diff(values, a: str, b: str):
-    from benchsuite.report.stats import paired_t_interval
-
-    seeds = values[a].index.intersection(values[b].index)
-    return paired_t_interval(values[a][seeds].values, values[b][seeds].values)
+    return paired(values[a], values[b])
 
 
 def check_vard_matched(c):
