@@ -1,6 +1,8 @@
-"""Where a leaderboard tier's time goes: the phase table of its runs, from the report's own curves.csv.
+"""Where a leaderboard tier's time goes: the phase table of its runs, from the report's own curves.csv, or from the
+run folders' summaries where the report writes no curves.csv (the bbo tier).
 
     python scripts/leaderboard_phases.py results/leaderboard/core
+    python scripts/leaderboard_phases.py results/leaderboard/bbo      # reads results/leaderboard/bbo/runs/*/summary.json
 
 Per (task, method): runs, mean wall seconds per run, and the share of each phase the runner times
 (``cost/time_<phase>_s``: ``step`` = the method's steps, queries included; ``eval`` / ``select`` = the test and
@@ -9,6 +11,7 @@ part of ``step``). The last lines sum each phase over the tier: the phases worth
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -35,6 +38,22 @@ def phase_table(curves: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return table, phases.sum()
 
 
+def costs_from_runs(folder: Path) -> pd.DataFrame:
+    """The finished runs' final ``cost/*`` values under ``folder/runs`` in curves.csv's long form (task, method, seed,
+    queries, metric, value), for ``phase_table``."""
+    rows = []
+    for path in sorted(folder.glob("runs/*/summary.json")):
+        summary = json.loads(path.read_text())
+        if summary.get("status") != "FINISHED":
+            continue
+        cfg = summary["config"]
+        for metric, value in summary.get("final", {}).items():
+            if metric.startswith("cost/"):
+                rows.append({"task": cfg["task"], "method": cfg["method"], "seed": cfg["seed"],
+                             "queries": summary.get("queries_used", 0), "metric": metric, "value": value})
+    return pd.DataFrame(rows, columns=["task", "method", "seed", "queries", "metric", "value"])
+
+
 def markdown(table: pd.DataFrame, totals: pd.Series) -> str:
     shares = [c for c in table.columns if c not in ("runs", "mean wall s")]
     lines = ["| task | method | runs | mean wall s | " + " | ".join(f"{c} %" for c in shares) + " |",
@@ -53,13 +72,18 @@ def markdown(table: pd.DataFrame, totals: pd.Series) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("report", type=Path, help="a tier's report folder (holds curves.csv)")
+    parser.add_argument("report", type=Path, help="a tier's report folder (holds curves.csv or runs/)")
     args = parser.parse_args(argv)
     path = args.report / "curves.csv"
-    if not path.is_file():
-        print(f"error: no {path}; pass a report folder written by 'benchsuite leaderboard run'", file=sys.stderr)
-        return 2
-    print(markdown(*phase_table(pd.read_csv(path))))
+    if path.is_file():
+        curves = pd.read_csv(path)
+    else:
+        curves = costs_from_runs(args.report)
+        if curves.empty:
+            print(f"error: no {path} and no finished runs under {args.report / 'runs'}; pass a report folder written "
+                  "by 'benchsuite leaderboard run'", file=sys.stderr)
+            return 2
+    print(markdown(*phase_table(curves)))
     return 0
 
 

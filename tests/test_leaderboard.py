@@ -159,6 +159,9 @@ def test_the_stages_end_to_end_on_a_toy_tier(tier, tmp_path, monkeypatch):
     assert list(table.index) == [("toy-brightness-v0", m) for m in ("best-of-n", "pretrained", "sqdf")]
     assert ((table[["eval", "step", "setup"]].sum(axis=1) - 1).abs() < 1e-9).all()
     assert table.loc[("toy-brightness-v0", "sqdf"), "step"] > 0 and "Tier:" in phases.markdown(table, totals)
+    # the same table from the run folders' summaries (the bbo tier writes no curves.csv)
+    from_runs, _ = phases.phase_table(phases.costs_from_runs(out))
+    pd.testing.assert_frame_equal(from_runs, table, check_exact=False, rtol=1e-9)
     assert lb.verify(spec, out, tmp_path / "scratch") == []
     moved = per_seed.copy()
     row = (moved.method == "sqdf") & (moved.seed == 1)
