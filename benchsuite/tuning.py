@@ -758,7 +758,7 @@ def export_preset(plan: StudyPlan, study, trial_number: int | None = None) -> Pa
     scores = ", ".join(f"{m} {v:.6g}" for m, v in zip(plan.metrics, trial.values))
     spec = plan.spec
     header = (f"# Written by `benchsuite tune` (optuna {optuna.__version__}) on "
-              f"{datetime.now(UTC).date().isoformat()}: study {plan.study_name},\n"
+              f"{_finished_on(study)}: study {plan.study_name},\n"
               f"# trial {trial.number} ({rank}): {scores};\n"
               f"# budget {plan.base.budget}, training seed {spec.seed}, storage {plan.storage_label}.\n"
               + (f"# `benchsuite run` layers it over baselines/{spec.method}/defaults.yaml for {spec.task}.\n"
@@ -769,6 +769,14 @@ def export_preset(plan: StudyPlan, study, trial_number: int | None = None) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, header + yaml.safe_dump(values, sort_keys=True))
     return path
+
+
+def _finished_on(study) -> str:
+    """The date the study's last trial finished (Optuna's record, the machine's local time), so that exporting a finished study
+    again writes the same file (today's date for a study with no finished trial)."""
+    done = [t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
+    when = max(done) if done else datetime.now(UTC)
+    return when.date().isoformat()
 
 
 def _trial_to_export(plan: StudyPlan, study, trial_number: int | None):

@@ -108,6 +108,26 @@ def test_export_writes_a_preset_that_run_picks_up(pruned_study, baselines):
     assert dict(resolve(TOY, "sqdf", overrides={"lr": 0.5}).method_config)["lr"] == 0.5, "--set still wins"
 
 
+def test_exporting_a_finished_study_again_writes_the_same_file(pruned_study, baselines, monkeypatch):
+    import datetime as dt
+
+    import benchsuite.tuning as tuning
+
+    _, _, tuner, _ = pruned_study
+    study = _study(tuner)
+    first = tuner.export(study).read_text()
+    last = max(t.datetime_complete for t in study.trials if t.datetime_complete is not None)
+    assert f"on {last.date().isoformat()}: study" in first  # the day its last trial finished
+
+    class Later(dt.datetime):  # a later day: the header must not follow the clock
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime(2099, 1, 1, tzinfo=tz)
+
+    monkeypatch.setattr(tuning, "datetime", Later)
+    assert tuner.export(study).read_text() == first
+
+
 def test_multi_objective_front_is_non_dominated(tmp_path, baselines):
     tuner = Tuner(_spec(tmp_path, n_trials=5, budget=64, objectives=("reward", "diversity")))
     assert tuner.metrics == ("eval/brightness_mean", "eval/diversity") and not tuner.pruning
