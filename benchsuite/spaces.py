@@ -196,14 +196,14 @@ class ImageSpace(SampleSpace):
 
 
 DEFAULT_SYMBOLS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+"""Symbols of sequence tokens without a domain alphabet: token i is ``DEFAULT_SYMBOLS[i]`` (its base-36 digit up to
+35, so the 32 Ehrlich states read 0..9, A..V)."""
 
 
 def one_hot_tokens(tokens: Tensor, vocab_size: int) -> Tensor:
     """``B x L`` token ids -> ``B x V x L`` one-hot float samples: the inverse of ``SequenceSpace.tokens``, for the
     methods that make sequences themselves (the GAs, REINVENT) and hand them to the oracle as the backbone would."""
     return torch.nn.functional.one_hot(tokens, vocab_size).permute(0, 2, 1).float()
-"""Symbols of sequence tokens without a domain alphabet: token i is ``DEFAULT_SYMBOLS[i]`` (its base-36 digit up to
-35, so the 32 Ehrlich states read 0..9, A..V)."""
 
 
 class SequenceSpace(SampleSpace):
