@@ -1,8 +1,8 @@
 """Where a leaderboard tier's time goes: the phase table of its runs, from the report's own curves.csv, or from the
-run folders' summaries where the report writes no curves.csv (the bbo tier).
+run folders themselves (``report.tables.load_runs``) where the report writes no curves.csv (the bbo tier).
 
     python scripts/leaderboard_phases.py results/leaderboard/core
-    python scripts/leaderboard_phases.py results/leaderboard/bbo      # reads results/leaderboard/bbo/runs/*/summary.json
+    python scripts/leaderboard_phases.py results/leaderboard/bbo      # reads results/leaderboard/bbo/runs/
 
 Per (task, method): runs, mean wall seconds per run, and the share of each phase the runner times
 (``cost/time_<phase>_s``: ``step`` = the method's steps, queries included; ``eval`` / ``select`` = the test and
@@ -11,11 +11,12 @@ part of ``step``). The last lines sum each phase over the tier: the phases worth
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
+
+from benchsuite.report.tables import load_runs
 
 OUTSIDE = ("eval", "select", "step")
 """Phases that do not overlap: with setup, they make up a run's wall time."""
@@ -36,22 +37,6 @@ def phase_table(curves: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     table.insert(0, "mean wall s", wall.groupby(level=["task", "method"]).mean())
     table.insert(0, "runs", wall.groupby(level=["task", "method"]).count())
     return table, phases.sum()
-
-
-def costs_from_runs(folder: Path) -> pd.DataFrame:
-    """The finished runs' final ``cost/*`` values under ``folder/runs`` in curves.csv's long form (task, method, seed,
-    queries, metric, value), for ``phase_table``."""
-    rows = []
-    for path in sorted(folder.glob("runs/*/summary.json")):
-        summary = json.loads(path.read_text())
-        if summary.get("status") != "FINISHED":
-            continue
-        cfg = summary["config"]
-        for metric, value in summary.get("final", {}).items():
-            if metric.startswith("cost/"):
-                rows.append({"task": cfg["task"], "method": cfg["method"], "seed": cfg["seed"],
-                             "queries": summary.get("queries_used", 0), "metric": metric, "value": value})
-    return pd.DataFrame(rows, columns=["task", "method", "seed", "queries", "metric", "value"])
 
 
 def markdown(table: pd.DataFrame, totals: pd.Series) -> str:
@@ -78,7 +63,7 @@ def main(argv=None) -> int:
     if path.is_file():
         curves = pd.read_csv(path)
     else:
-        curves = costs_from_runs(args.report)
+        curves = load_runs(args.report)  # the same tidy frame the report writes as curves.csv
         if curves.empty:
             print(f"error: no {path} and no finished runs under {args.report / 'runs'}; pass a report folder written "
                   "by 'benchsuite leaderboard run'", file=sys.stderr)
