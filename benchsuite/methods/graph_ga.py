@@ -37,15 +37,14 @@ from typing import Any
 import torch
 
 from ..budget import BudgetedOracle
+from ..domains import graph_ga
 from ..domains.chembl import chembl_rows
+from ..domains.molecules import (SELFIES_ALPHABET, SELFIES_LENGTH, mol_from_smiles, sample_selfies_tokens,
+                                 tokens_to_smiles)
 from ..errors import ConfigError
+from ..spaces import MoleculeSpace, one_hot_tokens
 from .base import Method, check
 from .best_of_n import BestOfN, BestOfNConfig
-from ..domains.molecules import SELFIES_ALPHABET, SELFIES_LENGTH, mol_from_smiles
-from ..domains.molecules import mol_from_smiles, tokens_to_smiles
-from ..domains.molecules import sample_selfies_tokens
-from ..spaces import MoleculeSpace, one_hot_tokens
-from ..domains import graph_ga
 
 POOLS = ("chembl-drugs", "prior")
 
