@@ -107,6 +107,17 @@ def test_topk_curve_by_hand():
     assert np.allclose(curve["top10"], [0.3, (0.1 + 0.5 + 0.2 + 0.9) / 4, 2.0 / 5])
 
 
+def test_topk_curve_pads_a_run_that_stopped_early_to_its_budget():
+    # five charged values of a budget of 8 (PMO accounting ended the run on free answers): points every 2 calls up
+    # to 8, the last ones repeating the run's final top-k, as PMO pads its AUC; no off-grid point at 5
+    curve = bbo.topk_curve(np.array([0.1, 0.5, 0.2, 0.9, 0.3]), freq=2, budget=8)
+    assert curve["calls"].tolist() == [2, 4, 6, 8]
+    assert curve["top1"].tolist() == [0.5, 0.9, 0.9, 0.9]
+    assert np.allclose(curve["top10"], [0.3, 1.7 / 4, 2.0 / 5, 2.0 / 5])
+    # a budget that is not a multiple of freq ends on the budget
+    assert bbo.topk_curve(np.array([0.1, 0.5, 0.2]), freq=2, budget=3)["calls"].tolist() == [2, 3]
+
+
 def _fake_run(root: Path, task: str, method: str, seed: int, values: list[float], final: dict) -> None:
     """A finished run folder as the runner writes it: summary, run record and query log (charged rows and one
     cache hit)."""
@@ -119,6 +130,17 @@ def _fake_run(root: Path, task: str, method: str, seed: int, values: list[float]
     log = pd.DataFrame({"call": range(len(values) + 1), "condition": -1, "reward": [*values, values[0]],
                         "charged": [1] * len(values) + [0], "key": [f"k{i}" for i in range(len(values))] + ["k0"]})
     log.to_csv(run_dir / "query_log.csv", index=False)
+
+
+def test_read_bbo_runs_pads_each_curve_to_its_runs_budget(tmp_path):
+    _fake_run(tmp_path, "made-up-task", "screening", 0, [0.2, 0.4, 0.1], {"pmo/auc_top10": 0.1})
+    summary_path = next(tmp_path.glob("runs/*/summary.json"))
+    summary = json.loads(summary_path.read_text())
+    summary["config"]["budget"] = 250  # 3 charged values, then the run stopped (free answers)
+    summary_path.write_text(json.dumps(summary))
+    curve = bbo.read_bbo_runs(tmp_path)[1]
+    assert curve["calls"].tolist() == [100, 200, 250]  # PMO's freq on a task without a card
+    assert curve["top1"].tolist() == [0.4, 0.4, 0.4]
 
 
 def _fake_tier(root: Path) -> None:

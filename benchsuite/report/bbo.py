@@ -17,9 +17,11 @@ two frames alone (so the committed CSVs regenerate the report without the run fo
   ``paired_differences.csv`` with every pair.
 - ``bbo.json`` (title, budget, method order: what ``rebuild_bbo_report`` needs besides the CSVs),
   ``auc_top10.csv`` (mean, interval, seeds per task and method), ``per_run.csv`` (every final ``pmo/*`` value of every
-  run), ``topk_curves.csv`` (top-1 and top-10 mean of the charged values every ``freq`` charged calls).
+  run), ``topk_curves.csv`` (top-1 and top-10 mean of the charged values every ``freq`` charged calls, a run that
+  stopped early padded to its budget as PMO pads its AUC).
 - ``figures/topk_<task>.png`` (and ``.pdf``): top-10 and top-1 mean against oracle calls, one line per method (mean
-  over seeds, 95% t-band); ``figures/topk_overview.png``: the top-10 panels of every task in one grid.
+  over seeds, 95% t-band; dashed for the methods that do not fine-tune: the field's baselines and BO);
+  ``figures/topk_overview.png``: the top-10 panels of every task in one grid.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pandas as pd
 from ..errors import ConfigError
 from ..metrics.pmo import PMO_FREQ
 from ..tasks import load_spec
+from .labels import REFERENCE_METHODS
 from .plots import _ordered, _save, _setup, _t_bounds, method_colors
 from . import tables
 from .stats import t_interval
@@ -109,18 +112,23 @@ def _freq(task: str) -> int:
     return PMO_FREQ if accounting is None else accounting.freq
 
 
-def topk_curve(values: np.ndarray, freq: int) -> pd.DataFrame:
-    """Top-1 and top-10 mean of the first ``calls`` values at every multiple of ``freq`` and at the last value.
+def topk_curve(values: np.ndarray, freq: int, budget: int | None = None) -> pd.DataFrame:
+    """Top-1 and top-10 mean of the first ``calls`` values at every multiple of ``freq``.
 
     Args:
         values: ``N`` oracle values of the charged queries, in the order they were charged (PMO's record).
         freq: calls between two points.
+        budget: the run's budget, for a finished run: the points run to it (and end on it), and a run that stopped
+            before it (PMO accounting ends a run after too many free answers) is padded with its last values, as
+            PMO pads its AUC, so that the mean over seeds at every point is over the same seeds. None: the points
+            stop at ``N``, with a last point at ``N`` itself.
 
     Returns:
-        Columns ``calls``, ``top1``, ``top10`` (mean of the best min(10, calls)).
+        Columns ``calls``, ``top1``, ``top10`` (mean of the best min(10, calls) values).
     """
     values = np.asarray(values, dtype=float)
-    points = sorted({*range(freq, len(values) + 1, freq), len(values)} - {0})
+    end = len(values) if budget is None else int(budget)
+    points = sorted({*range(freq, end + 1, freq), end} - {0})
     rows = []
     for calls in points:
         best = np.sort(values[:calls])[::-1]
@@ -132,7 +140,7 @@ def read_bbo_runs(root: Path | str, tasks: list[str] | None = None) -> tuple[pd.
     """``(per_run, curves)`` of every finished run under ``root/runs`` (of ``tasks``) that logged ``pmo/*`` metrics.
 
     ``per_run``: task, method, seed, commit, wall_time_s and every final ``pmo/*`` value; ``curves``: task, method,
-    seed and ``topk_curve`` of the run's charged values. Two finished runs of one (task, method, seed) raise
+    seed and ``topk_curve`` of the run's charged values (padded to the run's budget). Two finished runs of one (task, method, seed) raise
     ``ConfigError``, as ``load_runs`` does.
     """
     rows, curves, seen = [], [], {}
@@ -155,7 +163,7 @@ def read_bbo_runs(root: Path | str, tasks: list[str] | None = None) -> tuple[pd.
         log = pd.read_csv(path.parent / "query_log.csv")
         charged = log.loc[log["charged"].astype(bool), "reward"].to_numpy()
         if len(charged):
-            curve = topk_curve(charged, _freq(key[0]))
+            curve = topk_curve(charged, _freq(key[0]), cfg.get("budget"))
             curve["task"], curve["method"], curve["seed"] = key
             curves.append(curve)
     per_run = pd.DataFrame(rows)
@@ -292,6 +300,14 @@ def paired_markdown(pairs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _line_styles(order: list[str]) -> dict:
+    """seaborn lineplot settings: a colour per method, dashed lines for the methods that do not fine-tune (the
+    field's black-box baselines and BO), solid for the diffusion fine-tuners."""
+    dashes = {m: (4, 1.5) if m in BLACK_BOX or m in REFERENCE_METHODS else "" for m in order}
+    return {"hue": "method", "hue_order": order, "palette": method_colors(order), "style": "method",
+            "style_order": order, "dashes": dashes}
+
+
 def plot_topk(curves: pd.DataFrame, task: str, path: Path) -> Path:
     """Top-10 and top-1 mean of the charged values against oracle calls, one line per method (mean over seeds with
     its 95% t-band)."""
@@ -301,8 +317,8 @@ def plot_topk(curves: pd.DataFrame, task: str, path: Path) -> Path:
     order = _ordered(data["method"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(6.8, 2.6), layout="constrained", sharex=True)
     for ax, stat, label in zip(axes, ("top10", "top1"), ("top-10 mean", "top-1")):
-        sns.lineplot(data=data[data["statistic"] == stat], x="calls", y="value", hue="method", hue_order=order,
-                     palette=method_colors(order), errorbar=_t_bounds, linewidth=1.2, ax=ax, legend=ax is axes[0])
+        sns.lineplot(data=data[data["statistic"] == stat], x="calls", y="value", **_line_styles(order),
+                     errorbar=_t_bounds, linewidth=1.2, ax=ax, legend=ax is axes[0])
         ax.set_xlabel("oracle calls (charged)")
         ax.set_ylabel(label)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -321,8 +337,8 @@ def plot_overview(curves: pd.DataFrame, path: Path, per_row: int = 5) -> Path:
     fig, axes = plt.subplots(rows, min(per_row, len(tasks)), figsize=(1.9 * min(per_row, len(tasks)), 1.6 * rows + 0.4),
                              layout="constrained", squeeze=False)
     for ax, task in zip(axes.flat, tasks):
-        sns.lineplot(data=curves[curves["task"] == task], x="calls", y="top10", hue="method", hue_order=order,
-                     palette=method_colors(order), errorbar=None, linewidth=1.0, ax=ax, legend=ax is axes.flat[0])
+        sns.lineplot(data=curves[curves["task"] == task], x="calls", y="top10", **_line_styles(order),
+                     errorbar=None, linewidth=1.0, ax=ax, legend=ax is axes.flat[0])
         ax.set_title(_oracle(task) if not task.startswith("ehrlich") else task.removesuffix("-v0"), fontsize=6)
         ax.set_xlabel("")
         ax.set_ylabel("")
