@@ -257,3 +257,18 @@ def test_paired_differences_by_hand():
     text = bbo.paired_markdown(pairs.reset_index())
     assert "| PMO oracles (1) | ddpo | graph-ga | 1 | 0 | 0 | +0.400 |" in text
     assert "| qed | ddpo | +0.200 [-0.048, +0.448] | +0.400 [+0.400, +0.400]* |" in text
+
+
+def test_the_tiers_methods_keep_one_distinct_colour_in_every_figure():
+    # the bbo tier's figures draw 9 methods; each built-in declares its own colour, so a task's figure (7 of them on
+    # the Ehrlich cards) gives a method the colour it has in every other figure, and no two methods share one
+    from benchsuite.report.plots import method_colors
+
+    tier = ["screening", "graph-ga", "sequence-ga", "reinvent", "bo", "ddpo", "sqdf", "vard", "ctrl"]
+    everyone = method_colors(tier + ["pretrained", "best-of-n", "draft"])
+    assert len(set(everyone.values())) == len(everyone)
+    assert method_colors(["screening", "sequence-ga", "ddpo"]) == {m: everyone[m] for m in
+                                                                  ["screening", "sequence-ga", "ddpo"]}
+    styles = bbo._line_styles(["screening", "ddpo"], tier)
+    assert styles["dashes"] == {"screening": (4, 1.5), "ddpo": ""}
+    assert styles["palette"] == {"screening": everyone["screening"], "ddpo": everyone["ddpo"]}

@@ -118,7 +118,9 @@ class GraphGA(BestOfN):
 
     name = "graph-ga"
     display_name = "Graph GA"
-    colour, marker = None, "o"  # a free colour in figures (best-of-N's are not inherited: Method.IDENTITY)
+    # its own colour in every figure (from Paul Tol's colour-blind-safe set, beside the fine-tuners' Okabe-Ito
+    # colours); best-of-N's colour and marker are not inherited (Method.IDENTITY)
+    colour, marker = "#332288", "o"
     leaderboard = False  # the black-box tier compares the field's optimizers (issue 24)
     Config = GraphGAConfig
     config: GraphGAConfig

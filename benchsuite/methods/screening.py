@@ -16,5 +16,7 @@ class Screening(BestOfN):
 
     name = "screening"
     display_name = "screening"
-    colour, marker = None, "o"  # a free colour in figures (best-of-N's are not inherited: Method.IDENTITY)
+    # its own colour in every figure (from Paul Tol's colour-blind-safe set, beside the fine-tuners' Okabe-Ito
+    # colours); best-of-N's colour and marker are not inherited (Method.IDENTITY)
+    colour, marker = "#661100", "o"
     leaderboard = False  # best-of-N under PMO's name: the black-box tier compares it (issue 24)

@@ -113,7 +113,9 @@ class SequenceGA(BestOfN):
 
     name = "sequence-ga"
     display_name = "GA (holo)"
-    colour, marker = None, "o"  # a free colour in figures (best-of-N's are not inherited: Method.IDENTITY)
+    # its own colour in every figure (from Paul Tol's colour-blind-safe set, beside the fine-tuners' Okabe-Ito
+    # colours); best-of-N's colour and marker are not inherited (Method.IDENTITY)
+    colour, marker = "#117733", "o"
     leaderboard = False  # the black-box tier compares the field's optimizers (issue 24)
     Config = SequenceGAConfig
     config: SequenceGAConfig

@@ -300,11 +300,13 @@ def paired_markdown(pairs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _line_styles(order: list[str]) -> dict:
-    """seaborn lineplot settings: a colour per method, dashed lines for the methods that do not fine-tune (the
-    field's black-box baselines and BO), solid for the diffusion fine-tuners."""
+def _line_styles(order: list[str], every: list[str]) -> dict:
+    """seaborn lineplot settings for the methods ``order`` of one panel: the colours of the whole tier's methods
+    ``every`` (so a method that declares no colour keeps one colour across the tier's figures), dashed lines for the
+    methods that do not fine-tune (the field's black-box baselines and BO), solid for the diffusion fine-tuners."""
     dashes = {m: (4, 1.5) if m in BLACK_BOX or m in REFERENCE_METHODS else "" for m in order}
-    return {"hue": "method", "hue_order": order, "palette": method_colors(order), "style": "method",
+    palette = method_colors(every)
+    return {"hue": "method", "hue_order": order, "palette": {m: palette[m] for m in order}, "style": "method",
             "style_order": order, "dashes": dashes}
 
 
@@ -315,9 +317,10 @@ def plot_topk(curves: pd.DataFrame, task: str, path: Path) -> Path:
     data = curves[curves["task"] == task].melt(id_vars=[*RUN_KEYS, "calls"], value_vars=["top10", "top1"],
                                                 var_name="statistic", value_name="value")
     order = _ordered(data["method"].unique())
+    every = _ordered(curves["method"].unique())
     fig, axes = plt.subplots(1, 2, figsize=(6.8, 2.6), layout="constrained", sharex=True)
     for ax, stat, label in zip(axes, ("top10", "top1"), ("top-10 mean", "top-1")):
-        sns.lineplot(data=data[data["statistic"] == stat], x="calls", y="value", **_line_styles(order),
+        sns.lineplot(data=data[data["statistic"] == stat], x="calls", y="value", **_line_styles(order, every),
                      errorbar=_t_bounds, linewidth=1.2, ax=ax, legend=ax is axes[0])
         ax.set_xlabel("oracle calls (charged)")
         ax.set_ylabel(label)
@@ -337,7 +340,7 @@ def plot_overview(curves: pd.DataFrame, path: Path, per_row: int = 5) -> Path:
     fig, axes = plt.subplots(rows, min(per_row, len(tasks)), figsize=(1.9 * min(per_row, len(tasks)), 1.6 * rows + 0.4),
                              layout="constrained", squeeze=False)
     for ax, task in zip(axes.flat, tasks):
-        sns.lineplot(data=curves[curves["task"] == task], x="calls", y="top10", **_line_styles(order),
+        sns.lineplot(data=curves[curves["task"] == task], x="calls", y="top10", **_line_styles(order, order),
                      errorbar=None, linewidth=1.0, ax=ax, legend=ax is axes.flat[0])
         ax.set_title(_oracle(task) if not task.startswith("ehrlich") else task.removesuffix("-v0"), fontsize=6)
         ax.set_xlabel("")
