@@ -16,7 +16,7 @@ class Screening(BestOfN):
 
     name = "screening"
     display_name = "screening"
-    # its own colour in every figure (from Paul Tol's colour-blind-safe set, beside the fine-tuners' Okabe-Ito
-    # colours); best-of-N's colour and marker are not inherited (Method.IDENTITY)
-    colour, marker = "#661100", "o"
+    # its own colour in every figure (a dark grey: the prior itself, apart from every other method's hue; the
+    # pretrained model's grey is lighter); best-of-N's colour and marker are not inherited (Method.IDENTITY)
+    colour, marker = "#555555", "o"
     leaderboard = False  # best-of-N under PMO's name: the black-box tier compares it (issue 24)
