@@ -619,12 +619,18 @@ def cost_markdown(tidy, out: Path) -> str:
 
 
 # ---- verify -----------------------------------------------------------------------------------------------------
-def verify(spec: LeaderboardSpec, out: Path, scratch: Path, rtol: float = 1e-6) -> list[str]:
-    """Rerun the spec's verify slice in ``scratch`` and compare every value of its rows with the committed
-    ``<out>/per_seed.csv``. Returns the differences (empty: the committed tables still regenerate)."""
+def committed_values(spec: LeaderboardSpec, out: Path) -> Path:
+    """The committed per-run file that ``verify`` compares with: ``per_run.csv`` for a bbo tier (its report's,
+    ``benchsuite.report.bbo``), ``per_seed.csv`` for every other tier."""
+    return out / ("per_run.csv" if spec.headline == "auc-top10" else "per_seed.csv")
 
-    bbo = spec.headline == "auc-top10"  # its report's per-run file (benchsuite.report.bbo)
-    committed_path = out / ("per_run.csv" if bbo else "per_seed.csv")
+
+def verify(spec: LeaderboardSpec, out: Path, scratch: Path, rtol: float = 1e-6) -> list[str]:
+    """Rerun the spec's verify slice in ``scratch`` and compare every value of its rows with the committed file
+    (``committed_values``). Returns the differences (empty: the committed tables still regenerate)."""
+
+    bbo = spec.headline == "auc-top10"
+    committed_path = committed_values(spec, out)
     if not committed_path.is_file():
         raise BenchsuiteError(f"no committed {committed_path}; run 'benchsuite leaderboard run --tier {spec.name}'")
     if not spec.verify:
@@ -697,8 +703,7 @@ def main(args) -> int:
     if problems:
         print(f"{spec.id}: {len(problems)} committed values do not regenerate:", *problems, sep="\n  ")
         return 1
-    committed = out / ("per_run.csv" if spec.headline == "auc-top10" else "per_seed.csv")  # as verify() reads
-    print(f"{spec.id}: the verify slice ({len(spec.verify)} runs) regenerates {committed} exactly")
+    print(f"{spec.id}: the verify slice ({len(spec.verify)} runs) regenerates {committed_values(spec, out)} exactly")
     return 0
 
 

@@ -140,8 +140,8 @@ def read_bbo_runs(root: Path | str, tasks: list[str] | None = None) -> tuple[pd.
     """``(per_run, curves)`` of every finished run under ``root/runs`` (of ``tasks``) that logged ``pmo/*`` metrics.
 
     ``per_run``: task, method, seed, commit, wall_time_s and every final ``pmo/*`` value; ``curves``: task, method,
-    seed and ``topk_curve`` of the run's charged values (padded to the run's budget). Two finished runs of one (task, method, seed) raise
-    ``ConfigError``, as ``load_runs`` does.
+    seed and ``topk_curve`` of the run's charged values (padded to the run's budget). Two finished runs of one
+    (task, method, seed) raise ``ConfigError``, as ``load_runs`` does.
     """
     rows, curves, seen = [], [], {}
     for path in sorted(Path(root).glob("runs/*/summary.json")):
