@@ -12,10 +12,15 @@ from benchsuite.tasks import make_task
 
 BACKBONE_TASKS = {"digits": "digits-jpeg-compress-v1", "ehrlich": "ehrlich-s32-l32-v0", "selfies": "selfies-qed-v0"}
 FINE_TUNERS = [m for m in METHODS.builtin_names() if METHODS.load(m).trains_policy]
+DEFAULT_TIER = {(m, "digits") for m in FINE_TUNERS} | {("draft", "ehrlich")}
+"""The pairs the default test tier runs (every fine-tuner on digits, and the DRaFT-1 regression on a sequence
+backbone); the other sequence pairs (about 45 s on 2 cores) run in CI's slow step, so the default tier stays under
+5 minutes."""
 
 
-@pytest.mark.parametrize("backbone", sorted(BACKBONE_TASKS))
-@pytest.mark.parametrize("method_name", FINE_TUNERS)
+@pytest.mark.parametrize(("method_name", "backbone"), [
+    pytest.param(m, b, marks=() if (m, b) in DEFAULT_TIER else pytest.mark.slow)
+    for m in FINE_TUNERS for b in sorted(BACKBONE_TASKS)])
 def test_every_fine_tuner_moves_every_embedded_backbone(method_name, backbone):
     task_id = BACKBONE_TASKS[backbone]
     task = make_task(task_id)
