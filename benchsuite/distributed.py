@@ -37,6 +37,7 @@ with gradients several times before one backward (DRaFT with K > 1) needs ``stat
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -64,7 +65,18 @@ def accelerator():
         # identical on every process: no need to broadcast them every forward.
         _ACCELERATOR = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no",
                                    kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+        atexit.register(shutdown)
     return _ACCELERATOR
+
+
+def shutdown() -> None:
+    """Destroy the process group while the interpreter is still whole (registered with ``atexit`` when the
+    accelerator is made; a no-op when there is none). A gloo process that exits with its group alive can abort in
+    interpreter finalization ("terminate called without an active exception", SIGABRT: pytorch/pytorch#190489);
+    CI saw it once in about twenty ``--resume`` runs of tests/test_distributed_run.py. Destroying a group is local
+    to the process (no collective), so a rank that fails alone still exits."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def num_processes() -> int:

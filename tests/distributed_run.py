@@ -31,7 +31,17 @@ def crash_after(steps: int) -> None:
     DDPO.step = step
 
 
+def report_process_group_at_exit() -> None:
+    """Registered before anything imports accelerate, so it runs after benchsuite's own exit handler (LIFO)."""
+    import atexit
+
+    import torch.distributed as dist
+
+    atexit.register(lambda: print(f"process group alive at exit: {dist.is_initialized()}", file=sys.stderr, flush=True))
+
+
 if __name__ == "__main__":
+    report_process_group_at_exit()
     if os.environ.get("CRASH_AFTER"):
         crash_after(int(os.environ["CRASH_AFTER"]))
     sys.exit(main(sys.argv[1:]))
