@@ -2,6 +2,7 @@
 
 Usage:
     python scripts/train_sequence_backbone.py [--model NAME ...] [--steps N] [--out-dir DIR] [--eval N]
+    python scripts/train_sequence_backbone.py --model selfies-l32 --training-set-only
 
 Without ``--model`` every model of ``benchsuite.policies.sequence.shipped_models()`` is trained. Every setting
 comes from the model's ``ShippedModel`` entry (``TrainConfig``, ``DenoiserConfig``, the data process); the run is
@@ -15,6 +16,10 @@ folder's ``SHA256SUMS`` (``benchsuite.weights.record_digests``), which the loade
 
 ``--eval N`` (default 256) samples N sequences from the trained policy (20 DDIM steps, eta 1, seed 1234) and
 prints the oracle statistics: feasibility rate and value of the samples against those of the training data.
+
+A model whose training set is slow to draw (``STORED_TRAINING_SETS``: ``selfies-l32``) also gets that set written
+to the package's data folder, which the novelty metrics then read instead of drawing it again in every process;
+``--training-set-only`` writes just that file (a few seconds), without training.
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ from safetensors.torch import save_file
 
 from benchsuite.policies.sequence import (
     SEQUENCE_SCHEDULER_CONFIG,
+    STORED_TRAINING_SETS,
     ShippedModel,
     SequenceDenoiser,
     one_hot_relaxation,
     sequence_policy,
     shipped_models,
     token_probabilities,
+    write_training_set,
 )
 from benchsuite.weights import record_digests
 
@@ -163,11 +170,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="override the optimizer steps (changes metadata)")
     parser.add_argument("--out-dir", type=Path, default=None, help="output folder (default: the package's)")
     parser.add_argument("--eval", type=int, default=256, help="samples for the oracle report (0: none)")
+    parser.add_argument("--training-set-only", action="store_true",
+                        help="write the stored training set of each named model that has one, and train nothing")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     for name in args.model or sorted(shipped_models()):
+        if name in STORED_TRAINING_SETS and args.steps is None and args.out_dir is None:
+            print(f"{name}: wrote its training set to {write_training_set(name)}", flush=True)
+        if args.training_set_only:
+            continue
         model = shipped_models()[name]
         if args.steps is not None:
             model = replace(model, train=replace(model.train, steps=args.steps))

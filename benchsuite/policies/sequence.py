@@ -74,10 +74,7 @@ from benchsuite.weights import check_digest, embeds
 
 from ..spaces import MoleculeSpace, SampleSpace, SequenceSpace
 from .base import DiffusionPolicy
-from benchsuite.domains.chembl import CHEMBL_DATA, CHEMBL_LENGTH, chembl_rows
-from benchsuite.domains.molecules import SELFIES_ALPHABET
-from benchsuite.domains.chembl import CHEMBL_LENGTH
-from benchsuite.domains.chembl import chembl_tokens
+from benchsuite.domains.chembl import CHEMBL_DATA, CHEMBL_LENGTH, chembl_rows, chembl_tokens
 
 SEQUENCE_SCHEDULER_CONFIG: dict[str, Any] = {
     "num_train_timesteps": 1000,
@@ -443,13 +440,61 @@ def shipped_model(name: str) -> ShippedModel:
     return models[name]
 
 
+STORED_TRAINING_SETS: dict[str, Path] = {
+    "selfies-l32": Path(__file__).resolve().parents[1] / "domains" / "data" / "selfies_l32_training.npz",
+}
+"""Training sets kept on disk because drawing them is slow: ``selfies-l32``'s 16,384 molecules take about 8 s of
+selfies and RDKit work (every other model's set draws in under 4 s), which every process that evaluates a
+``selfies-qed`` run paid before its first evaluation. Written by ``scripts/train_sequence_backbone.py``."""
+
+
+def training_set_key(model: ShippedModel) -> str:
+    """What a stored training set was drawn from: the model's data process and its training draw (N, seed)."""
+    return json.dumps({"data": model.data, "data_kwargs": model.data_kwargs, "num_sequences": model.train.num_sequences,
+                       "seed": model.train.seed}, sort_keys=True)
+
+
+def draw_training_tokens(model: ShippedModel) -> Tensor:
+    """``model``'s training set drawn as ``scripts/train_sequence_backbone.py`` draws it: the first draw of a
+    generator seeded with the training seed (``N x L`` int64)."""
+    return model.sample_data(model.train.num_sequences, torch.Generator().manual_seed(model.train.seed))
+
+
+def write_training_set(name: str) -> Path:
+    """Draw shipped model ``name``'s training set and store it at ``STORED_TRAINING_SETS[name]`` (uint8 tokens and
+    the ``training_set_key`` they were drawn for)."""
+    import numpy as np
+
+    model, path = shipped_model(name), STORED_TRAINING_SETS[name]
+    if model.denoiser.vocab_size > 256:
+        raise ValueError(f"{name}: a vocabulary of {model.denoiser.vocab_size} does not fit the stored uint8 tokens")
+    tokens = draw_training_tokens(model).numpy().astype(np.uint8)
+    np.savez_compressed(path, tokens=tokens, key=np.array(training_set_key(model)))
+    return path
+
+
+def stored_training_tokens(model: ShippedModel) -> Tensor | None:
+    """``model``'s stored training set, or None when none is stored or the stored one was drawn for other settings
+    (its key differs: the data process, N or the seed changed), so that a stale file is never used."""
+    import numpy as np
+
+    path = STORED_TRAINING_SETS.get(model.name)
+    if path is None or not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as stored:
+        if str(stored["key"]) != training_set_key(model):
+            return None
+        return torch.from_numpy(stored["tokens"].astype(np.int64))
+
+
 @functools.lru_cache(maxsize=4)
 def training_tokens(name: str) -> Tensor:
-    """The exact training set of shipped model ``name`` (``N x L`` int64), drawn as
-    ``scripts/train_sequence_backbone.py`` draws it (the first draw of a generator seeded with the training seed).
-    Cached per process: it is the reference of the novelty metrics at every evaluation."""
+    """The exact training set of shipped model ``name`` (``N x L`` int64): the stored copy where there is one for
+    these settings (``STORED_TRAINING_SETS``), else drawn (``draw_training_tokens``). Cached per process: it is the
+    reference of the novelty metrics at every evaluation."""
     model = shipped_model(name)
-    return model.sample_data(model.train.num_sequences, torch.Generator().manual_seed(model.train.seed))
+    stored = stored_training_tokens(model)
+    return stored if stored is not None else draw_training_tokens(model)
 
 
 def build_denoiser(model: ShippedModel, seed: int = 0) -> SequenceDenoiser:
