@@ -173,6 +173,8 @@ def main() -> None:
     parser.add_argument("--training-set-only", action="store_true",
                         help="write the stored training set of each named model that has one, and train nothing")
     args = parser.parse_args()
+    if args.training_set_only and (args.steps is not None or args.out_dir is not None):
+        parser.error("--training-set-only writes the package's stored training sets; drop --steps and --out-dir")
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)

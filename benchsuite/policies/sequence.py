@@ -63,6 +63,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -463,8 +464,6 @@ def draw_training_tokens(model: ShippedModel) -> Tensor:
 def write_training_set(name: str) -> Path:
     """Draw shipped model ``name``'s training set and store it at ``STORED_TRAINING_SETS[name]`` (uint8 tokens and
     the ``training_set_key`` they were drawn for)."""
-    import numpy as np
-
     model, path = shipped_model(name), STORED_TRAINING_SETS[name]
     if model.denoiser.vocab_size > 256:
         raise ValueError(f"{name}: a vocabulary of {model.denoiser.vocab_size} does not fit the stored uint8 tokens")
@@ -476,8 +475,6 @@ def write_training_set(name: str) -> Path:
 def stored_training_tokens(model: ShippedModel) -> Tensor | None:
     """``model``'s stored training set, or None when none is stored or the stored one was drawn for other settings
     (its key differs: the data process, N or the seed changed), so that a stale file is never used."""
-    import numpy as np
-
     path = STORED_TRAINING_SETS.get(model.name)
     if path is None or not path.is_file():
         return None
